@@ -1,0 +1,85 @@
+"""The warehouse interface shared by DuckDB, PostgreSQL and Snowflake.
+
+Rules every implementation keeps:
+- no connection is held between calls (DuckDB allows one writing process per file, and
+  dbt opens the same file in its own process);
+- ``replace_partition`` and ``replace_table`` are atomic: a reader sees the old rows or the
+  new rows, never half of them, and re-running a load never duplicates rows;
+- identifiers are schema/table names we choose in code, never user input.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import pandas as pd
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class WarehouseError(RuntimeError):
+    """A warehouse operation failed; the message says which table and why."""
+
+
+def check_identifier(name: str) -> str:
+    if not _IDENTIFIER.match(name):
+        raise WarehouseError(f"invalid SQL identifier {name!r}")
+    return name
+
+
+class Warehouse(ABC):
+    """Minimal warehouse API used by the Python assets and the service."""
+
+    target: str = "abstract"
+
+    @abstractmethod
+    def execute(self, sql: str) -> None:
+        """Run one or more statements (no result)."""
+
+    @abstractmethod
+    def query_df(self, sql: str) -> pd.DataFrame:
+        """Run a query and return its result as a DataFrame."""
+
+    @abstractmethod
+    def table_exists(self, schema: str, table: str) -> bool: ...
+
+    @abstractmethod
+    def replace_table(self, schema: str, table: str, df: pd.DataFrame) -> int:
+        """Atomically replace the whole table with ``df``; returns rows written."""
+
+    @abstractmethod
+    def replace_partition(
+        self,
+        schema: str,
+        table: str,
+        df: pd.DataFrame,
+        partition_column: str,
+        partition_values: Sequence[object],
+    ) -> int:
+        """Atomically delete the rows of ``partition_values`` and insert ``df``.
+
+        Creates the table from ``df``'s columns if it does not exist. Returns rows written.
+        """
+
+    @abstractmethod
+    def append(self, schema: str, table: str, df: pd.DataFrame) -> int:
+        """Insert ``df`` (creating the table if needed); returns rows written."""
+
+    # -- helpers built on the primitives ------------------------------------------------
+    def qualified(self, schema: str, table: str) -> str:
+        return f"{check_identifier(schema)}.{check_identifier(table)}"
+
+    def row_count(self, schema: str, table: str) -> int:
+        if not self.table_exists(schema, table):
+            return 0
+        return int(self.query_df(f"select count(*) as n from {self.qualified(schema, table)}")["n"].iloc[0])
+
+    def read_table(self, schema: str, table: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        cols = ", ".join(check_identifier(c) for c in columns) if columns else "*"
+        return self.query_df(f"select {cols} from {self.qualified(schema, table)}")
+
+    def describe(self) -> str:
+        """Where this warehouse lives, with no secret in it."""
+        return self.target

@@ -1,0 +1,121 @@
+"""Embedded DuckDB warehouse (the default target)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from music_platform.warehouse.base import Warehouse, WarehouseError, check_identifier
+
+# dbt and a Python step may briefly contend for the single-writer lock on the file.
+_LOCK_RETRY_SECONDS = 60.0
+
+
+class DuckDBWarehouse(Warehouse):
+    target = "duckdb"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def describe(self) -> str:
+        return f"duckdb:{self.path}"
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the file for one operation, retrying while another process holds the lock."""
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        elif not self.path.exists():
+            raise WarehouseError(f"DuckDB warehouse {self.path} does not exist yet: run the pipeline first")
+        deadline = time.monotonic() + _LOCK_RETRY_SECONDS
+        delay = 0.05
+        while True:
+            try:
+                conn = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise WarehouseError(f"cannot open {self.path}: {exc}") from exc
+                time.sleep(delay + random.uniform(0, delay))
+                delay = min(delay * 2, 1.0)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def execute(self, sql: str) -> None:
+        with self.connect() as conn:
+            conn.execute(sql)
+
+    def query_df(self, sql: str) -> pd.DataFrame:
+        with self.connect() as conn:
+            return conn.execute(sql).df()
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        if not self.path.exists():
+            return False
+        with self.connect() as conn:
+            found = conn.execute(
+                "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+                [schema, table],
+            ).fetchone()
+        return bool(found and found[0])
+
+    @staticmethod
+    def _ensure_table(conn: duckdb.DuckDBPyConnection, qualified: str, schema: str, df: pd.DataFrame) -> None:
+        conn.execute(f"create schema if not exists {schema}")
+        conn.register("_incoming", df)
+        conn.execute(f"create table if not exists {qualified} as select * from _incoming limit 0")
+
+    def replace_table(self, schema: str, table: str, df: pd.DataFrame) -> int:
+        qualified = self.qualified(schema, table)
+        with self.connect() as conn:
+            conn.execute(f"create schema if not exists {check_identifier(schema)}")
+            conn.register("_incoming", df)
+            # CREATE OR REPLACE is one atomic statement: readers see old or new table.
+            conn.execute(f"create or replace table {qualified} as select * from _incoming")
+            conn.unregister("_incoming")
+        return len(df)
+
+    def replace_partition(
+        self,
+        schema: str,
+        table: str,
+        df: pd.DataFrame,
+        partition_column: str,
+        partition_values: Sequence[object],
+    ) -> int:
+        qualified = self.qualified(schema, table)
+        check_identifier(partition_column)
+        with self.connect() as conn:
+            self._ensure_table(conn, qualified, check_identifier(schema), df)
+            conn.execute("begin transaction")
+            try:
+                if partition_values:
+                    placeholders = ", ".join("?" for _ in partition_values)
+                    conn.execute(
+                        f"delete from {qualified} where {partition_column} in ({placeholders})",
+                        list(partition_values),
+                    )
+                conn.execute(f"insert into {qualified} by name select * from _incoming")
+                conn.execute("commit")
+            except Exception:
+                conn.execute("rollback")
+                raise
+            finally:
+                conn.unregister("_incoming")
+        return len(df)
+
+    def append(self, schema: str, table: str, df: pd.DataFrame) -> int:
+        qualified = self.qualified(schema, table)
+        with self.connect() as conn:
+            self._ensure_table(conn, qualified, check_identifier(schema), df)
+            conn.execute(f"insert into {qualified} by name select * from _incoming")
+            conn.unregister("_incoming")
+        return len(df)
