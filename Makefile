@@ -1,0 +1,56 @@
+# Two commands do all the set-up on a fresh machine with Python >= 3.11 and make:
+#   make demo   - the whole pipeline end to end on an embedded warehouse
+#   make test   - the test suite
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_BOOTSTRAP := .tools/uv
+UV := $(shell command -v uv 2>/dev/null || echo $(UV_BOOTSTRAP)/bin/uv)
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
+PYTEST_ARGS ?=
+
+.PHONY: help install demo test test-fast dev serve lint clean
+
+help:
+	@echo "make demo   - install, then run the whole pipeline on synthetic data (DuckDB)"
+	@echo "make test   - install, then run the test suite"
+	@echo "make dev    - install, then open the Dagster UI on http://127.0.0.1:3000"
+	@echo "make serve  - serve recommendations on http://127.0.0.1:8000"
+
+# uv itself comes from PyPI into a private virtualenv when it is not on PATH.
+$(UV_BOOTSTRAP)/bin/uv:
+	$(PYTHON) -m venv $(UV_BOOTSTRAP)
+	$(UV_BOOTSTRAP)/bin/pip install --quiet --disable-pip-version-check uv
+
+.venv/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: deploy/dagster.local.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	cp deploy/dagster.local.yaml $@
+
+install: .venv/.installed $(DAGSTER_HOME)/dagster.yaml
+
+demo: install
+	$(UV) run --frozen music-platform demo $(DEMO_ARGS)
+
+test: install
+	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(UV) run --frozen pytest -m "not slow" $(PYTEST_ARGS)
+
+dev: install
+	$(UV) run --frozen dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+serve: install
+	$(UV) run --frozen music-platform serve
+
+lint: install
+	$(UV) run --frozen ruff check music_platform music_platform_tests benchmarks
+
+clean:
+	rm -rf .venv .tools .dagster_home data dbt/target dbt/logs

@@ -1,0 +1,330 @@
+"""Last.fm raw assets (schema ``raw``): scrobbles per UTC day, profiles, tags and charts.
+
+The source is the real API when LASTFM_API_KEY is configured, else the synthetic source,
+which answers with the same payloads; the same parsing runs on both and every row records
+its ``source``. Each load keeps its payloads under data/external/ (the audit trail) and
+quarantines rows that cannot be parsed in ``raw.ingestion_rejects`` with the reason.
+"""
+
+
+from datetime import date, timedelta
+
+import dagster as dg
+import pandas as pd
+
+from music_platform.lib.checks import (
+    completeness_result,
+    completeness_spec,
+    key_unique_result,
+    key_unique_spec,
+)
+from music_platform.lib.metadata import table_metadata
+from music_platform.partitions import daily_partitions
+from music_platform.policies import OWNERS, REFERENCE_FRESHNESS, SCROBBLES_FRESHNESS, STEP_RETRY, DAILY_FRESHNESS
+from music_platform.quality.completeness import measure_completeness
+from music_platform.quality.contracts import raw_required_fields
+from music_platform.resources import ArtifactStoreResource, LastfmResource, WarehouseResource
+from music_platform.sources.errors import SourceError
+from music_platform.sources.landing import AuditTrailWriter, collect_scrobbles, parse_all, utc_now
+from music_platform.sources.lastfm.parsing import (
+    ParseResult,
+    parse_artist_top_tags,
+    parse_chart_top_tracks,
+    parse_tag_top_tracks,
+    parse_user_info,
+    rejects_frame,
+)
+from music_platform.sources.schemas import (
+    LASTFM_ARTIST_TAGS,
+    LASTFM_CHART_TOP_TRACKS,
+    LASTFM_SCROBBLES,
+    LASTFM_TAG_TOP_TRACKS,
+    LASTFM_USERS,
+    RawTable,
+)
+
+RAW = "raw"
+REJECTS_TABLE = "ingestion_rejects"
+# Artists whose tags were fetched this recently are not asked again (tags change slowly).
+ARTIST_TAGS_MAX_AGE_DAYS = 30
+
+
+def _key(table: RawTable) -> dg.AssetKey:
+    return dg.AssetKey([RAW, table.name])
+
+
+def _checks(table: RawTable) -> list[dg.AssetCheckSpec]:
+    return [completeness_spec(_key(table)), key_unique_spec(_key(table), table.key)]
+
+
+def quarantine(warehouse, table: str, load_id: str, result: ParseResult, context_columns: dict | None = None) -> int:
+    """Replace this load's quarantined rows (so a re-run does not duplicate them)."""
+    frame = rejects_frame(result.rejects, table=table, context=context_columns)
+    frame.insert(0, "load_id", f"{table}:{load_id}")
+    frame["ingested_at"] = pd.Timestamp(utc_now())
+    if frame.empty and not warehouse.table_exists(RAW, REJECTS_TABLE):
+        return 0
+    frame = frame.astype({"position": "int64"}).astype(
+        {c: "object" for c in frame.columns if c not in ("position", "ingested_at")}
+    )
+    warehouse.replace_partition(RAW, REJECTS_TABLE, frame, "load_id", [f"{table}:{load_id}"])
+    return len(frame)
+
+
+def _day_literals(days: list[date]) -> str:
+    return ", ".join(f"cast('{d.isoformat()}' as date)" for d in days)
+
+
+@dg.asset(
+    key=_key(LASTFM_SCROBBLES),
+    description="Every scrobble of the tracked users (user.getRecentTracks), one daily UTC partition per "
+    "listening day. Re-materialising a partition replaces it atomically, never duplicates it.",
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    check_specs=[
+        *_checks(LASTFM_SCROBBLES),
+        dg.AssetCheckSpec(
+            "tracked_users_loaded",
+            asset=_key(LASTFM_SCROBBLES),
+            description="Every tracked user could be read (WARN names users that do not exist or are private).",
+        ),
+    ],
+    group_name="ingestion",
+    owners=OWNERS["ingestion"],
+    kinds={"python", "lastfm"},
+    freshness_policy=SCROBBLES_FRESHNESS,
+    retry_policy=STEP_RETRY,
+    pool="warehouse",
+    tags={"source": "lastfm"},
+)
+def lastfm_scrobbles(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    lastfm: LastfmResource,
+    artifacts: ArtifactStoreResource,
+):
+    window = context.partition_time_window
+    days = [window.start.date() + timedelta(days=i) for i in range((window.end - window.start).days)]
+    client = lastfm.get_client()
+    users = lastfm.tracked_users(client)
+    label = f"{days[0].isoformat()}_{days[-1].isoformat()}"
+    with AuditTrailWriter(artifacts.external_dir, lastfm.source_label, "scrobbles", label) as audit:
+        batch = collect_scrobbles(client, users, days, audit=audit, per_day_fast_path=lastfm.use_synthetic)
+    frame = batch.frame(source=lastfm.source_label)
+    wh = warehouse.get_warehouse()
+    written = wh.replace_partition(RAW, LASTFM_SCROBBLES.name, frame, "scrobble_date", days)
+    quarantined = quarantine(wh, LASTFM_SCROBBLES.name, label, batch.result)
+    for user, reason in batch.skipped_users.items():
+        context.log.warning(f"skipped Last.fm user {user!r}: {reason}")
+
+    yield dg.MaterializeResult(
+        metadata={
+            **table_metadata(frame, LASTFM_SCROBBLES),
+            "days": dg.MetadataValue.text(f"{days[0]} .. {days[-1]} ({len(days)})"),
+            "rows_written": dg.MetadataValue.int(written),
+            "users_tracked": dg.MetadataValue.int(len(users)),
+            "users_with_listens": dg.MetadataValue.int(len(batch.users_loaded)),
+            "users_skipped": dg.MetadataValue.json(batch.skipped_users),
+            "pages_fetched": dg.MetadataValue.int(batch.pages),
+            "now_playing_dropped": dg.MetadataValue.int(batch.result.now_playing_dropped),
+            "duplicates_removed": dg.MetadataValue.int(batch.duplicates_removed),
+            "rows_quarantined": dg.MetadataValue.int(quarantined),
+            "audit_trail": dg.MetadataValue.path(str(audit.path)),
+        }
+    )
+    where = f"scrobble_date in ({_day_literals(days)})"
+    completeness = measure_completeness(
+        wh, RAW, LASTFM_SCROBBLES.name, raw_required_fields(LASTFM_SCROBBLES.name), where=where, group_by="scrobble_date"
+    )
+    # A day without listens is possible for real users; the check judges the days that have rows.
+    yield completeness_result(completeness, allow_empty=True)
+    yield key_unique_result(wh, RAW, LASTFM_SCROBBLES.name, LASTFM_SCROBBLES.key, where=where)
+    if batch.skipped_users:
+        yield dg.AssetCheckResult(
+            check_name="tracked_users_loaded",
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"skipped_users": dg.MetadataValue.json(batch.skipped_users)},
+            description=f"{len(batch.skipped_users)} tracked user(s) skipped: {', '.join(batch.skipped_users)}",
+        )
+    else:
+        yield dg.AssetCheckResult(check_name="tracked_users_loaded", passed=True)
+
+
+
+def _write_reference_table(warehouse, table: RawTable, result: ParseResult, source: str, load_id: str):
+    frame = result.frame(source=source, ingested_at=utc_now())
+    wh = warehouse.get_warehouse()
+    wh.replace_table(RAW, table.name, frame)
+    quarantined = quarantine(wh, table.name, load_id, result)
+    completeness = measure_completeness(wh, RAW, table.name, raw_required_fields(table.name))
+    return frame, quarantined, completeness, wh
+
+
+def _reference_outputs(frame, table, quarantined, completeness, wh, extra: dict):
+    yield dg.MaterializeResult(
+        metadata={**table_metadata(frame, table), "rows_quarantined": dg.MetadataValue.int(quarantined), **extra}
+    )
+    yield completeness_result(completeness)
+    yield key_unique_result(wh, RAW, table.name, table.key)
+
+
+@dg.asset(
+    key=_key(LASTFM_USERS),
+    description="Profiles of the tracked users (user.getInfo).",
+    check_specs=_checks(LASTFM_USERS),
+    group_name="ingestion",
+    owners=OWNERS["ingestion"],
+    kinds={"python", "lastfm"},
+    freshness_policy=DAILY_FRESHNESS,
+    retry_policy=STEP_RETRY,
+    pool="warehouse",
+    automation_condition=dg.AutomationCondition.on_cron("0 2 * * *"),
+)
+def lastfm_users(context: dg.AssetExecutionContext, warehouse: WarehouseResource, lastfm: LastfmResource, artifacts: ArtifactStoreResource):
+    client = lastfm.get_client()
+    users = lastfm.tracked_users(client)
+    results, skipped = [], {}
+    with AuditTrailWriter(artifacts.external_dir, lastfm.source_label, "users") as audit:
+        for user in users:
+            try:
+                payload = client.get_user_info(user)
+            except SourceError as exc:
+                if not getattr(exc, "skippable", False):
+                    raise
+                skipped[user] = str(exc)
+                continue
+            audit.write(payload, user=user, method="user.getInfo")
+            results.append(parse_user_info(payload, user))
+    merged = parse_all(results, LASTFM_USERS)
+    frame, quarantined, completeness, wh = _write_reference_table(
+        warehouse, LASTFM_USERS, merged, lastfm.source_label, "all"
+    )
+    yield from _reference_outputs(
+        frame, LASTFM_USERS, quarantined, completeness, wh,
+        {"users_skipped": dg.MetadataValue.json(skipped), "audit_trail": dg.MetadataValue.path(str(audit.path))},
+    )
+
+
+@dg.asset(
+    key=_key(LASTFM_TAG_TOP_TRACKS),
+    description="Top tracks of each genre tag (tag.getTopTracks) for LASTFM_TAGS (at least six genres).",
+    check_specs=_checks(LASTFM_TAG_TOP_TRACKS),
+    group_name="ingestion",
+    owners=OWNERS["ingestion"],
+    kinds={"python", "lastfm"},
+    freshness_policy=REFERENCE_FRESHNESS,
+    retry_policy=STEP_RETRY,
+    pool="warehouse",
+    automation_condition=dg.AutomationCondition.on_cron("0 3 * * 1"),
+)
+def lastfm_tag_top_tracks(context: dg.AssetExecutionContext, warehouse: WarehouseResource, lastfm: LastfmResource, artifacts: ArtifactStoreResource):
+    client = lastfm.get_client()
+    tags = lastfm.genre_tags(client)
+    with AuditTrailWriter(artifacts.external_dir, lastfm.source_label, "tag_top_tracks") as audit:
+        results = []
+        for tag in tags:
+            payload = client.get_tag_top_tracks(tag, limit=50)
+            audit.write(payload, tag=tag, method="tag.getTopTracks")
+            results.append(parse_tag_top_tracks(payload, tag))
+    merged = parse_all(results, LASTFM_TAG_TOP_TRACKS)
+    frame, quarantined, completeness, wh = _write_reference_table(
+        warehouse, LASTFM_TAG_TOP_TRACKS, merged, lastfm.source_label, "all"
+    )
+    yield from _reference_outputs(
+        frame, LASTFM_TAG_TOP_TRACKS, quarantined, completeness, wh,
+        {"tags": dg.MetadataValue.json(list(tags)), "audit_trail": dg.MetadataValue.path(str(audit.path))},
+    )
+
+
+@dg.asset(
+    key=_key(LASTFM_CHART_TOP_TRACKS),
+    description="The global Last.fm chart (chart.getTopTracks).",
+    check_specs=_checks(LASTFM_CHART_TOP_TRACKS),
+    group_name="ingestion",
+    owners=OWNERS["ingestion"],
+    kinds={"python", "lastfm"},
+    freshness_policy=REFERENCE_FRESHNESS,
+    retry_policy=STEP_RETRY,
+    pool="warehouse",
+    automation_condition=dg.AutomationCondition.on_cron("0 3 * * *"),
+)
+def lastfm_chart_top_tracks(context: dg.AssetExecutionContext, warehouse: WarehouseResource, lastfm: LastfmResource, artifacts: ArtifactStoreResource):
+    client = lastfm.get_client()
+    with AuditTrailWriter(artifacts.external_dir, lastfm.source_label, "chart_top_tracks") as audit:
+        payload = client.get_chart_top_tracks(limit=100)
+        audit.write(payload, method="chart.getTopTracks")
+    result = parse_chart_top_tracks(payload)
+    frame, quarantined, completeness, wh = _write_reference_table(
+        warehouse, LASTFM_CHART_TOP_TRACKS, result, lastfm.source_label, "all"
+    )
+    yield from _reference_outputs(
+        frame, LASTFM_CHART_TOP_TRACKS, quarantined, completeness, wh,
+        {"audit_trail": dg.MetadataValue.path(str(audit.path))},
+    )
+
+
+@dg.asset(
+    key=_key(LASTFM_ARTIST_TAGS),
+    description="Top tags of every artist heard (artist.getTopTags); incremental: artists whose tags "
+    f"were fetched in the last {ARTIST_TAGS_MAX_AGE_DAYS} days are not asked again.",
+    deps=[_key(LASTFM_SCROBBLES), _key(LASTFM_TAG_TOP_TRACKS)],
+    check_specs=_checks(LASTFM_ARTIST_TAGS),
+    group_name="ingestion",
+    owners=OWNERS["ingestion"],
+    kinds={"python", "lastfm"},
+    freshness_policy=REFERENCE_FRESHNESS,
+    retry_policy=STEP_RETRY,
+    pool="warehouse",
+    automation_condition=dg.AutomationCondition.eager(),
+)
+def lastfm_artist_tags(context: dg.AssetExecutionContext, warehouse: WarehouseResource, lastfm: LastfmResource, artifacts: ArtifactStoreResource):
+    client = lastfm.get_client()
+    wh = warehouse.get_warehouse()
+    wanted = _artists_heard(wh)
+    fresh: set[str] = set()
+    if wh.table_exists(RAW, LASTFM_ARTIST_TAGS.name):
+        since = (utc_now() - timedelta(days=ARTIST_TAGS_MAX_AGE_DAYS)).isoformat(sep=" ")
+        fresh = set(
+            wh.query_df(
+                f"select distinct artist_name from {wh.qualified(RAW, LASTFM_ARTIST_TAGS.name)} "
+                f"where ingested_at >= cast('{since}' as timestamp)"
+            )["artist_name"]
+        )
+    to_fetch = sorted(set(wanted) - fresh)
+    results, skipped = [], {}
+    with AuditTrailWriter(artifacts.external_dir, lastfm.source_label, "artist_tags") as audit:
+        for artist in to_fetch:
+            try:
+                payload = client.get_artist_top_tags(artist)
+            except SourceError as exc:
+                if not getattr(exc, "skippable", False):
+                    raise
+                skipped[artist] = str(exc)
+                continue
+            audit.write(payload, artist=artist, method="artist.getTopTags")
+            results.append(parse_artist_top_tags(payload, artist))
+    merged = parse_all(results, LASTFM_ARTIST_TAGS)
+    frame = merged.frame(source=lastfm.source_label, ingested_at=utc_now())
+    # Replace the fetched artists' rows only: the others keep their recent tags.
+    wh.replace_partition(RAW, LASTFM_ARTIST_TAGS.name, frame, "artist_name", to_fetch)
+    quarantined = quarantine(wh, LASTFM_ARTIST_TAGS.name, utc_now().date().isoformat(), merged)
+    completeness = measure_completeness(wh, RAW, LASTFM_ARTIST_TAGS.name, raw_required_fields(LASTFM_ARTIST_TAGS.name))
+    yield from _reference_outputs(
+        frame, LASTFM_ARTIST_TAGS, quarantined, completeness, wh,
+        {
+            "artists_heard": dg.MetadataValue.int(len(wanted)),
+            "artists_fetched": dg.MetadataValue.int(len(to_fetch)),
+            "artists_still_fresh": dg.MetadataValue.int(len(set(wanted) & fresh)),
+            "artists_skipped": dg.MetadataValue.json(skipped),
+            "audit_trail": dg.MetadataValue.path(str(audit.path)),
+        },
+    )
+
+
+def _artists_heard(wh) -> list[str]:
+    names: set[str] = set()
+    for table in (LASTFM_SCROBBLES.name, LASTFM_TAG_TOP_TRACKS.name):
+        if wh.table_exists(RAW, table):
+            names |= set(wh.query_df(f"select distinct artist_name from {wh.qualified(RAW, table)}")["artist_name"].dropna())
+    return sorted(names)

@@ -1,0 +1,1 @@
+"""Dagster-specific building blocks shared by the definitions (check factories, metadata)."""

@@ -1,0 +1,148 @@
+"""Dagster resources: the warehouse, the sources and the artifact store.
+
+Resources are thin: they hold configuration (secrets through ``EnvVar`` so the UI never shows
+them) and hand out plain objects from the Dagster-free packages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import dagster as dg
+
+from music_platform.config import Settings
+from music_platform.warehouse import Warehouse, connect_warehouse
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The warehouse selected by MUSIC_PLATFORM_TARGET; a fresh connection per operation."""
+
+    target: str = "duckdb"
+    duckdb_path: str = "data/warehouse.duckdb"
+    postgres_url: Optional[str] = None
+
+    def settings(self) -> Settings:
+        return Settings.from_env().with_overrides(
+            target=self.target, duckdb_path=Path(self.duckdb_path), postgres_url=self.postgres_url
+        )
+
+    def get_warehouse(self) -> Warehouse:
+        return connect_warehouse(self.settings())
+
+
+class ArtifactStoreResource(dg.ConfigurableResource):
+    """Where files live: the raw audit trail (external/) and model versions (models/)."""
+
+    data_dir: str = "data"
+
+    @property
+    def external_dir(self) -> Path:
+        return Path(self.data_dir) / "external"
+
+    @property
+    def models_dir(self) -> Path:
+        return Path(self.data_dir) / "models"
+
+
+class LastfmResource(dg.ConfigurableResource):
+    """Last.fm: the real API when a key is configured, else the synthetic source."""
+
+    use_synthetic: bool = True
+    api_key: Optional[str] = None
+    api_root: str = "https://ws.audioscrobbler.com/2.0/"
+    users: list[str] = []
+    tags: list[str] = []
+    synthetic_users: int = 2000
+    seed: int = 42
+    requests_per_second: float = 5.0
+
+    @property
+    def source_label(self) -> str:
+        return "synthetic" if self.use_synthetic else "lastfm"
+
+    def get_client(self):
+        """A client with the Last.fm method names (``get_recent_tracks_pages`` …)."""
+        if self.use_synthetic:
+            from music_platform.sources.synthetic.lastfm import SyntheticLastfmSource
+
+            return SyntheticLastfmSource(n_users=self.synthetic_users, seed=self.seed)
+        if not self.api_key:
+            raise dg.Failure(
+                "Last.fm is the configured source but LASTFM_API_KEY is not set: set it, or unset "
+                "MUSIC_PLATFORM_SOURCE=real to use the synthetic source."
+            )
+        from music_platform.sources.lastfm.client import LastfmClient
+
+        return LastfmClient(api_key=self.api_key, api_root=self.api_root, rate_limit_per_s=self.requests_per_second)
+
+    def tracked_users(self, client) -> list[str]:
+        return list(client.users) if self.use_synthetic else list(self.users)
+
+    def genre_tags(self, client) -> list[str]:
+        return list(client.tags) if self.use_synthetic else list(self.tags)
+
+
+class KaggleResource(dg.ConfigurableResource):
+    """The Kaggle Spotify Tracks drop folder, or the synthetic catalogue's CSV.
+
+    Files dropped into the folder win (unless MUSIC_PLATFORM_SOURCE=synthetic); the synthetic
+    catalogue is used only where no real source is configured and the folder is empty.
+    """
+
+    drop_dir: str = "data/external/kaggle"
+    synthetic_allowed: bool = True
+    synthetic_only: bool = False
+    synthetic_dir: str = "data/external/synthetic/kaggle"
+    synthetic_users: int = 2000
+    seed: int = 42
+
+    def drop_files(self) -> list[Path]:
+        from music_platform.sources.kaggle.loader import list_drop_files
+
+        return [] if self.synthetic_only else list_drop_files(self.drop_dir)
+
+    def resolve(self) -> tuple[list[Path], str]:
+        """The files to load and their source label ('kaggle' or 'synthetic')."""
+        real = self.drop_files()
+        if real or not self.synthetic_allowed:
+            return real, "kaggle"
+        from music_platform.sources.synthetic.kaggle import synthetic_kaggle_csv
+
+        target = Path(self.synthetic_dir) / f"spotify_tracks_seed{self.seed}_users{self.synthetic_users}.csv"
+        if not target.exists():
+            synthetic_kaggle_csv(target, n_users=self.synthetic_users, seed=self.seed)
+        return [target], "synthetic"
+
+
+def build_resources(settings: Settings) -> dict[str, object]:
+    """Resources for the given settings; secrets become EnvVar references."""
+    from music_platform.transformation.project import dbt_cli_resource
+
+    synthetic = settings.uses_synthetic_source
+    return {
+        "warehouse": WarehouseResource(
+            target=settings.target,
+            duckdb_path=str(settings.resolved_duckdb_path),
+            postgres_url=dg.EnvVar("MUSIC_PLATFORM_POSTGRES_URL") if settings.postgres_url else None,
+        ),
+        "artifacts": ArtifactStoreResource(data_dir=str(settings.data_dir)),
+        "lastfm": LastfmResource(
+            use_synthetic=synthetic,
+            api_key=dg.EnvVar("LASTFM_API_KEY") if settings.lastfm_api_key else None,
+            api_root=settings.lastfm_api_root,
+            users=list(settings.lastfm_users),
+            tags=list(settings.lastfm_tags),
+            synthetic_users=settings.synthetic_users,
+            seed=settings.synthetic_seed,
+        ),
+        "kaggle": KaggleResource(
+            synthetic_allowed=synthetic,
+            synthetic_only=settings.source_mode == "synthetic",
+            drop_dir=str(settings.kaggle_drop_dir),
+            synthetic_dir=str(settings.external_dir / "synthetic" / "kaggle"),
+            synthetic_users=settings.synthetic_users,
+            seed=settings.synthetic_seed,
+        ),
+        "dbt": dbt_cli_resource(settings),
+    }

@@ -1,0 +1,191 @@
+"""How a pandas DataFrame becomes typed SQL columns, shared by the PostgreSQL and Snowflake loaders.
+
+DuckDB reads DataFrames natively; the two server warehouses need a table definition and a
+bulk-load file (CSV for PostgreSQL ``COPY``, Parquet for Snowflake ``COPY INTO``). Both start
+here: every column gets one *kind* from its dtype (or, for ``object`` columns, from its
+values), and ``prepare_batch`` turns a slice of the frame into values those formats write
+without surprises (UTC-naive timestamps, nullable integers, JSON text for nested values).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from music_platform.warehouse.base import WarehouseError, check_identifier
+
+# Column kinds, each mapped to a concrete type by the target.
+TEXT = "text"
+BIGINT = "bigint"
+INTEGER = "integer"
+DOUBLE = "double"
+NUMERIC = "numeric"
+BOOLEAN = "boolean"
+TIMESTAMP = "timestamp"
+DATE = "date"
+BINARY = "binary"
+JSON = "json"
+
+DEFAULT_BATCH_ROWS = 100_000
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    name: str  # as written in the DataFrame
+    kind: str
+
+
+def _kind_of_arrow_type(arrow_type: pa.DataType) -> str:
+    if pa.types.is_boolean(arrow_type):
+        return BOOLEAN
+    if pa.types.is_integer(arrow_type):
+        return _integer_kind(np.dtype(arrow_type.to_pandas_dtype()))
+    if pa.types.is_floating(arrow_type):
+        return DOUBLE
+    if pa.types.is_decimal(arrow_type):
+        return NUMERIC
+    if pa.types.is_timestamp(arrow_type):
+        return TIMESTAMP
+    if pa.types.is_date(arrow_type):
+        return DATE
+    if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
+        return BINARY
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_null(arrow_type):
+        return TEXT
+    if pa.types.is_list(arrow_type) or pa.types.is_struct(arrow_type) or pa.types.is_map(arrow_type):
+        return JSON
+    raise WarehouseError(f"unsupported column type {arrow_type}")
+
+
+def _integer_kind(dtype: np.dtype) -> str:
+    unsigned = dtype.kind == "u"
+    if dtype.itemsize == 8:
+        return NUMERIC if unsigned else BIGINT  # uint64 does not fit a signed 64-bit column
+    if dtype.itemsize == 4 and unsigned:
+        return BIGINT
+    return INTEGER
+
+
+def column_kind(series: pd.Series) -> str:
+    """The SQL kind of one column, from its dtype or, for ``object`` columns, its values."""
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return column_kind(pd.Series(np.asarray(series.cat.categories), dtype=dtype.categories.dtype))
+    if isinstance(dtype, pd.ArrowDtype):
+        return _kind_of_arrow_type(dtype.pyarrow_dtype)
+    if pd.api.types.is_bool_dtype(dtype):
+        return BOOLEAN
+    if pd.api.types.is_integer_dtype(dtype):
+        return _integer_kind(np.dtype(dtype.numpy_dtype if hasattr(dtype, "numpy_dtype") else dtype))
+    if pd.api.types.is_float_dtype(dtype):
+        return DOUBLE
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return TIMESTAMP
+    if pd.api.types.is_timedelta64_dtype(dtype):
+        raise WarehouseError(
+            f"column {series.name!r} holds durations, which not every warehouse can store: "
+            "convert it to a number of seconds first"
+        )
+    if pd.api.types.is_string_dtype(dtype) and not pd.api.types.is_object_dtype(dtype):
+        return TEXT
+    inferred = pd.api.types.infer_dtype(series, skipna=True)
+    return {
+        "string": TEXT,
+        "empty": TEXT,
+        "integer": BIGINT,
+        "floating": DOUBLE,
+        "mixed-integer-float": DOUBLE,
+        "integer-na": BIGINT,
+        "decimal": NUMERIC,
+        "boolean": BOOLEAN,
+        "datetime": TIMESTAMP,
+        "datetime64": TIMESTAMP,
+        "date": DATE,
+        "bytes": BINARY,
+    }.get(inferred, JSON if _holds_nested(series) else TEXT)
+
+
+def _holds_nested(series: pd.Series) -> bool:
+    return any(isinstance(v, dict | list | tuple) for v in series.dropna().head(1000))
+
+
+def column_specs(df: pd.DataFrame) -> list[ColumnSpec]:
+    """One spec per column; names must be plain identifiers and unique ignoring case."""
+    seen: dict[str, str] = {}
+    specs = []
+    for name in df.columns:
+        if not isinstance(name, str):
+            raise WarehouseError(f"column names must be strings, got {name!r}")
+        check_identifier(name)
+        folded = name.lower()
+        if folded in seen:
+            raise WarehouseError(f"columns {seen[folded]!r} and {name!r} differ only by case")
+        seen[folded] = name
+        specs.append(ColumnSpec(name=name, kind=column_kind(df[name])))
+    return specs
+
+
+def _json_text(value: object) -> object:
+    """Every non-null value as a JSON document (scalars too, so the column parses as JSON)."""
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def _to_text(value: object) -> object:
+    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def prepare_batch(batch: pd.DataFrame, specs: list[ColumnSpec]) -> pd.DataFrame:
+    """Values ready for a bulk-load file: UTC-naive timestamps, nullable ints, text for mixed columns."""
+    out: dict[str, object] = {}
+    for spec in specs:
+        s = batch[spec.name]
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            s = s.astype(s.cat.categories.dtype if spec.kind != TEXT else object)
+        if spec.kind == TIMESTAMP:
+            if isinstance(s.dtype, pd.DatetimeTZDtype):
+                s = s.dt.tz_convert("UTC").dt.tz_localize(None)
+            elif not pd.api.types.is_datetime64_any_dtype(s.dtype):
+                # datetime objects, possibly aware: naive values are taken as UTC already.
+                s = pd.to_datetime(s, utc=True).dt.tz_localize(None)
+        elif spec.kind == DATE and s.dtype == object:
+            s = s.map(lambda v: v.date() if isinstance(v, dt.datetime) else v)
+        elif spec.kind in (BIGINT, INTEGER) and s.dtype == object:
+            s = pd.array(s, dtype="Int64")
+        elif spec.kind == BOOLEAN and s.dtype == object:
+            s = pd.array(s, dtype="boolean")
+        elif spec.kind == DOUBLE and s.dtype == object:
+            s = pd.to_numeric(s, errors="raise").astype("float64")
+        elif spec.kind == NUMERIC and s.dtype == object:
+            s = s.map(lambda v: None if v is None or (isinstance(v, decimal.Decimal) and v.is_nan()) else v)
+        elif spec.kind == JSON:
+            s = s.map(_json_text)
+        elif spec.kind == TEXT and s.dtype == object:
+            s = s.map(_to_text)
+        out[spec.name] = s
+    return pd.DataFrame(out, index=batch.index, copy=False)
+
+
+def to_arrow(batch: pd.DataFrame) -> pa.Table:
+    try:
+        return pa.Table.from_pandas(batch, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise WarehouseError(f"cannot convert the DataFrame for loading: {exc}") from exc
+
+
+def iter_batches(df: pd.DataFrame, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[pd.DataFrame]:
+    """Row slices of ``df`` (views, no copy) so conversion memory is bounded by one batch."""
+    if batch_rows <= 0:
+        raise ValueError("batch_rows must be positive")
+    for start in range(0, len(df), batch_rows):
+        yield df.iloc[start : start + batch_rows]
