@@ -64,7 +64,7 @@ class LastfmResource(dg.ConfigurableResource):
     def get_client(self):
         """A client with the Last.fm method names (``get_recent_tracks_pages`` …)."""
         if self.use_synthetic:
-            from music_platform.sources.synthetic.lastfm import SyntheticLastfmSource
+            from music_platform.sources.synthetic.source import SyntheticLastfmSource
 
             return SyntheticLastfmSource(n_users=self.synthetic_users, seed=self.seed)
         if not self.api_key:

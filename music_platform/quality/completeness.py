@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
+
+from music_platform.sources.schemas import NOW_UTC
 
 DEFAULT_THRESHOLD = 0.95
 
@@ -69,7 +72,13 @@ def completeness_sql(
         sql += f" where {where}"
     if group_by:
         sql += f" group by {group_by}"
-    return sql
+    return sql.replace(NOW_UTC, now_utc_literal())
+
+
+def now_utc_literal(skew: timedelta = timedelta(hours=1)) -> str:
+    """The current UTC time plus allowed clock skew, as a portable SQL timestamp literal."""
+    moment = datetime.now(UTC).replace(tzinfo=None) + skew
+    return f"cast('{moment.isoformat(sep=' ', timespec='seconds')}' as timestamp)"
 
 
 def evaluate_completeness(

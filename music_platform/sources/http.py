@@ -129,9 +129,12 @@ class RateLimiter:
     """Thread-safe token bucket in its GCRA form (a "theoretical arrival time" per slot).
 
     ``rate_per_s`` requests per second on average, at most ``burst`` back to back. With
-    ``burst=1`` consecutive requests start at least ``1/rate_per_s`` apart, so no one-second
-    window holds more than ``rate_per_s`` request starts. Each caller reserves its slot under
-    the lock and sleeps outside it, so threads are served in arrival order without polling.
+    ``burst=1`` consecutive requests start at least ``1/rate_per_s + margin_s`` apart, so no
+    one-second window holds more than ``rate_per_s`` request starts. ``margin_s`` absorbs the
+    jitter between the moment we send and the moment the server counts (a few ms on a busy
+    machine): without it six evenly spaced requests can land 0.998 s apart at the server.
+    Each caller reserves its slot under the lock and sleeps outside it, so threads are served
+    in arrival order without polling.
     """
 
     def __init__(
@@ -139,6 +142,7 @@ class RateLimiter:
         rate_per_s: float,
         burst: int = 1,
         *,
+        margin_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -146,9 +150,11 @@ class RateLimiter:
             raise ValueError("rate_per_s must be positive")
         if burst < 1:
             raise ValueError("burst must be at least 1")
+        if margin_s < 0:
+            raise ValueError("margin_s must not be negative")
         self.rate_per_s = rate_per_s
         self.burst = burst
-        self.interval_s = 1.0 / rate_per_s
+        self.interval_s = 1.0 / rate_per_s + margin_s
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -167,22 +173,22 @@ class RateLimiter:
         return wait
 
 
-_SHARED_LIMITERS: dict[tuple[str, float, int], RateLimiter] = {}
+_SHARED_LIMITERS: dict[tuple[str, float, int, float], RateLimiter] = {}
 _SHARED_LIMITERS_LOCK = threading.Lock()
 
 
-def shared_rate_limiter(name: str, rate_per_s: float, burst: int = 1) -> RateLimiter:
+def shared_rate_limiter(name: str, rate_per_s: float, burst: int = 1, margin_s: float = 0.0) -> RateLimiter:
     """The process-wide limiter for ``name`` (e.g. ``"lastfm"``) at this rate.
 
     Every client built with the same name and rate in one process shares it, whatever
     thread it runs in. Separate processes do not share it: run the assets of one API
     under a concurrency pool of 1, or give each process a fraction of the rate.
     """
-    key = (name, float(rate_per_s), int(burst))
+    key = (name, float(rate_per_s), int(burst), float(margin_s))
     with _SHARED_LIMITERS_LOCK:
         limiter = _SHARED_LIMITERS.get(key)
         if limiter is None:
-            limiter = _SHARED_LIMITERS[key] = RateLimiter(rate_per_s, burst)
+            limiter = _SHARED_LIMITERS[key] = RateLimiter(rate_per_s, burst, margin_s=margin_s)
         return limiter
 
 
@@ -323,6 +329,7 @@ class ResponseInfo:
     """What a classifier may look at: never the raw URL, only redacted text."""
 
     source: str
+    label: str  # how messages name the API ("Last.fm", "Spotify")
     operation: str
     status: int
     headers: Mapping[str, str]
@@ -357,8 +364,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 def classify_status(info: ResponseInfo) -> SourceError | None:
     """Generic HTTP classification; API classifiers fall back to it after their own envelope."""
-    label = info.source.capitalize() or "API"
-    where = f"{label} {info.operation}".strip()
+    where = f"{info.label or 'API'} {info.operation}".strip()
     common = {"source": info.source, "status": info.status, "operation": info.operation, "context": info.context}
     status = info.status
     if status == 429:
@@ -387,6 +393,13 @@ def classify_status(info: ResponseInfo) -> SourceError | None:
 
 
 Classifier = Callable[[ResponseInfo], "SourceError | None"]
+
+
+def _brief(exc: BaseException) -> str:
+    """``Type: message`` of a requests exception, without the URL it usually quotes."""
+    text = re.sub(r"https?://\S+", "<url>", str(exc))
+    text = re.sub(r"with url: \S+", "with url: <url>", text)
+    return f"{type(exc).__name__}: {text}"
 
 
 # -- tenacity glue -------------------------------------------------------------------------------------------
@@ -438,6 +451,7 @@ class HttpClient:
         *,
         source: str,
         base_url: str,
+        label: str | None = None,
         classify: Classifier = classify_status,
         auth: Auth | None = None,
         rate_limiter: RateLimiter | None = None,
@@ -448,6 +462,7 @@ class HttpClient:
         rng: random.Random | None = None,
     ) -> None:
         self.source = source
+        self.label = label or source
         self.base_url = base_url
         self.classify = classify
         self.auth = auth
@@ -504,12 +519,13 @@ class HttpClient:
     # -- one attempt ----------------------------------------------------------------------------------
     def _send(self, call: PreparedCall, operation: str, context: Mapping[str, object]) -> requests.Response:
         redact = self.redactor()
-        where = f"{self.source.capitalize()} {operation}".strip()
+        where = f"{self.label} {operation}".strip()
         if self.rate_limiter is not None:
             self.rate_limiter.acquire()
         with self._count_lock:
             self.request_count += 1
         common = {"source": self.source, "operation": operation, "context": context}
+        target = url_without_query(call.url)
         try:
             return self._session().request(
                 call.method,
@@ -519,21 +535,23 @@ class HttpClient:
                 headers=call.headers or None,
                 timeout=self.timeouts.as_requests(),
             )
-        # The original exceptions are not chained: their text carries the full URL.
         except requests.Timeout as exc:
             kind = "connect" if isinstance(exc, requests.ConnectTimeout) else "read"
             limit = self.timeouts.connect_s if kind == "connect" else self.timeouts.read_s
-            message = f"{where}: no answer from {url_without_query(call.url)} within the {kind} timeout ({limit:g} s)"
-            raise TransientSourceError(redact(message), **common) from None
+            error: SourceError = TransientSourceError(
+                redact(f"{where}: no answer from {target} within the {kind} timeout ({limit:g} s)"), **common
+            )
         except requests.ConnectionError as exc:
-            message = f"{where}: cannot reach {url_without_query(call.url)}: {type(exc).__name__}: {exc}"
-            raise TransientSourceError(redact(message), **common) from None
+            error = TransientSourceError(redact(f"{where}: cannot reach {target}: {_brief(exc)}"), **common)
         except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
-            message = f"{where}: the answer from {url_without_query(call.url)} was cut off: {exc}"
-            raise TransientSourceError(redact(message), **common) from None
+            error = TransientSourceError(
+                redact(f"{where}: the answer from {target} was cut off: {_brief(exc)}"), **common
+            )
         except requests.RequestException as exc:
-            message = f"{where}: the request to {url_without_query(call.url)} is invalid: {type(exc).__name__}: {exc}"
-            raise InvalidRequestError(redact(message), **common) from None
+            error = InvalidRequestError(redact(f"{where}: invalid request to {target}: {_brief(exc)}"), **common)
+        # Raised outside the except blocks on purpose: the requests exception (whose text holds
+        # the full URL) must be neither the cause nor the context of ours.
+        raise error
 
     def _inspect(self, response: requests.Response, operation: str, context: Mapping[str, object]) -> ResponseInfo:
         redact = self.redactor()
@@ -545,6 +563,7 @@ class HttpClient:
         snippet = " ".join(text[:_SNIPPET_CHARS].split())
         return ResponseInfo(
             source=self.source,
+            label=self.label,
             operation=operation,
             status=response.status_code,
             headers=dict(response.headers),

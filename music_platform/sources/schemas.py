@@ -17,7 +17,10 @@ NOT_NULL = "{col} is not null"
 UNIT_INTERVAL = "{col} is not null and {col} >= 0 and {col} <= 1"
 POSITIVE = "{col} is not null and {col} > 0"
 NON_NEGATIVE = "{col} is not null and {col} >= 0"
-NOT_IN_FUTURE = "{col} is not null and {col} <= current_timestamp + interval '1 hour'"
+# NOW_UTC is replaced by a UTC timestamp literal when the check runs (portable across
+# warehouses and independent of the session time zone); one hour allows for clock skew.
+NOW_UTC = "__NOW_UTC__"
+NOT_IN_FUTURE = "{col} is not null and {col} <= " + NOW_UTC
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ LASTFM_USERS = RawTable(
         Column("gender", "varchar"),
         Column("subscriber", "boolean"),
         Column("playcount", "bigint", rule="{col} is null or {col} >= 0"),
-        Column("registered_at", "timestamp", rule="{col} is null or {col} <= current_timestamp + interval '1 hour'"),
+        Column("registered_at", "timestamp", rule="{col} is null or {col} <= " + NOW_UTC),
         Column("url", "varchar"),
         *_audit_columns(),
     ),
@@ -115,10 +118,10 @@ LASTFM_ARTIST_TAGS = RawTable(
 LASTFM_TAG_TOP_TRACKS = RawTable(
     name="lastfm_tag_top_tracks",
     description="Top tracks of each genre tag (tag.getTopTracks).",
-    key=("tag_name", "rank"),
+    key=("tag_name", "track_rank"),
     columns=(
         Column("tag_name", "varchar", required=True),
-        Column("rank", "integer", required=True, rule=POSITIVE),
+        Column("track_rank", "integer", required=True, rule=POSITIVE),
         Column("track_name", "varchar", required=True),
         Column("track_mbid", "varchar"),
         Column("artist_name", "varchar", required=True),
@@ -132,9 +135,9 @@ LASTFM_TAG_TOP_TRACKS = RawTable(
 LASTFM_CHART_TOP_TRACKS = RawTable(
     name="lastfm_chart_top_tracks",
     description="Global chart (chart.getTopTracks).",
-    key=("rank",),
+    key=("chart_rank",),
     columns=(
-        Column("rank", "integer", required=True, rule=POSITIVE),
+        Column("chart_rank", "integer", required=True, rule=POSITIVE),
         Column("track_name", "varchar", required=True),
         Column("track_mbid", "varchar"),
         Column("artist_name", "varchar", required=True),
@@ -180,6 +183,92 @@ KAGGLE_TRACKS = RawTable(
     ),
 )
 
+KAGGLE_TRACKS_REJECTED = RawTable(
+    name="kaggle_tracks_rejected",
+    description=(
+        "Quarantine of the Kaggle loader: every CSV row that failed parsing or value validation, "
+        "verbatim as JSON, with the file, its data-row number (1 = first row after the header) and why."
+    ),
+    key=("source_file", "row_number"),
+    columns=(
+        Column("source_file", "varchar", required=True),
+        Column("row_number", "bigint", required=True, rule=POSITIVE),
+        Column("raw_row", "varchar", required=True),
+        Column("reason", "varchar", required=True),
+        *_audit_columns(),
+    ),
+)
+
+SPOTIFY_TRACKS = RawTable(
+    name="spotify_tracks",
+    description=(
+        "Spotify track metadata (GET /tracks?ids=, or GET /tracks/{id} where the batch endpoint is withdrawn). "
+        "popularity is null where Spotify no longer sends it (development-mode apps since 2026)."
+    ),
+    key=("track_id",),
+    columns=(
+        Column("track_id", "varchar", required=True),
+        Column("track_name", "varchar", required=True),
+        Column("artist_ids", "varchar", required=True),  # ';'-joined, in credit order
+        Column("artist_names", "varchar", required=True),  # ';'-joined, same order
+        Column("primary_artist_id", "varchar", required=True),
+        Column("primary_artist_name", "varchar", required=True),
+        Column("album_id", "varchar"),
+        Column("album_name", "varchar"),
+        Column("album_release_date", "varchar"),  # '2004', '2004-06' or '2004-06-07' (see precision)
+        Column("album_release_date_precision", "varchar"),
+        Column("duration_ms", "bigint", required=True, rule=NON_NEGATIVE),
+        Column("explicit", "boolean"),
+        Column("popularity", "integer", rule="{col} is null or ({col} >= 0 and {col} <= 100)"),
+        Column("isrc", "varchar"),
+        Column("disc_number", "integer"),
+        Column("track_number", "integer"),
+        *_audit_columns(),
+    ),
+)
+
+SPOTIFY_ARTISTS = RawTable(
+    name="spotify_artists",
+    description=(
+        "Spotify artist metadata (GET /artists?ids= or GET /artists/{id}); genres, popularity and followers "
+        "are null where Spotify no longer sends them."
+    ),
+    key=("artist_id",),
+    columns=(
+        Column("artist_id", "varchar", required=True),
+        Column("artist_name", "varchar", required=True),
+        Column("genres", "varchar"),  # ';'-joined as Spotify lists them
+        Column("popularity", "integer", rule="{col} is null or ({col} >= 0 and {col} <= 100)"),
+        Column("followers", "bigint", rule="{col} is null or {col} >= 0"),
+        *_audit_columns(),
+    ),
+)
+
+SPOTIFY_AUDIO_FEATURES = RawTable(
+    name="spotify_audio_features",
+    description=(
+        "Spotify audio features (GET /audio-features?ids=; withdrawn for development-mode apps since Nov 2024)."
+    ),
+    key=("track_id",),
+    columns=(
+        Column("track_id", "varchar", required=True),
+        Column("danceability", "double", required=True, rule=UNIT_INTERVAL),
+        Column("energy", "double", required=True, rule=UNIT_INTERVAL),
+        Column("key", "integer", rule="{col} is null or ({col} >= -1 and {col} <= 11)"),
+        Column("loudness", "double"),
+        Column("mode", "integer", rule="{col} is null or {col} in (0, 1)"),
+        Column("speechiness", "double", required=True, rule=UNIT_INTERVAL),
+        Column("acousticness", "double", required=True, rule=UNIT_INTERVAL),
+        Column("instrumentalness", "double", required=True, rule=UNIT_INTERVAL),
+        Column("liveness", "double", required=True, rule=UNIT_INTERVAL),
+        Column("valence", "double", required=True, rule=UNIT_INTERVAL),
+        Column("tempo", "double", required=True, rule=NON_NEGATIVE),
+        Column("duration_ms", "bigint", rule="{col} is null or {col} >= 0"),
+        Column("time_signature", "integer"),
+        *_audit_columns(),
+    ),
+)
+
 RAW_TABLES: dict[str, RawTable] = {
     t.name: t
     for t in (
@@ -189,5 +278,9 @@ RAW_TABLES: dict[str, RawTable] = {
         LASTFM_TAG_TOP_TRACKS,
         LASTFM_CHART_TOP_TRACKS,
         KAGGLE_TRACKS,
+        KAGGLE_TRACKS_REJECTED,
+        SPOTIFY_TRACKS,
+        SPOTIFY_ARTISTS,
+        SPOTIFY_AUDIO_FEATURES,
     )
 }

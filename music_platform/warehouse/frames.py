@@ -34,6 +34,7 @@ BINARY = "binary"
 JSON = "json"
 
 DEFAULT_BATCH_ROWS = 100_000
+_SAMPLE_ROWS = 10_000
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,15 @@ def column_kind(series: pd.Series) -> str:
         )
     if pd.api.types.is_string_dtype(dtype) and not pd.api.types.is_object_dtype(dtype):
         return TEXT
-    inferred = pd.api.types.infer_dtype(series, skipna=True)
-    return {
+    # Python objects: judge by a sample of the non-null values (a full scan of a million-row
+    # column costs more than the load). A later value that does not fit fails the load with
+    # the column's name; text columns take any value through str().
+    head = series.iloc[:_SAMPLE_ROWS]
+    sample = head[head.notna()]
+    if sample.empty:
+        sample = series.dropna().iloc[:_SAMPLE_ROWS]
+    inferred = pd.api.types.infer_dtype(sample, skipna=True)
+    kind = {
         "string": TEXT,
         "empty": TEXT,
         "integer": BIGINT,
@@ -109,11 +117,10 @@ def column_kind(series: pd.Series) -> str:
         "datetime64": TIMESTAMP,
         "date": DATE,
         "bytes": BINARY,
-    }.get(inferred, JSON if _holds_nested(series) else TEXT)
-
-
-def _holds_nested(series: pd.Series) -> bool:
-    return any(isinstance(v, dict | list | tuple) for v in series.dropna().head(1000))
+    }.get(inferred)
+    if kind is None:  # mixed values: nested ones become JSON, anything else text
+        kind = JSON if any(isinstance(v, dict | list | tuple) for v in sample) else TEXT
+    return kind
 
 
 def column_specs(df: pd.DataFrame) -> list[ColumnSpec]:
@@ -149,31 +156,41 @@ def prepare_batch(batch: pd.DataFrame, specs: list[ColumnSpec]) -> pd.DataFrame:
     """Values ready for a bulk-load file: UTC-naive timestamps, nullable ints, text for mixed columns."""
     out: dict[str, object] = {}
     for spec in specs:
-        s = batch[spec.name]
-        if isinstance(s.dtype, pd.CategoricalDtype):
-            s = s.astype(s.cat.categories.dtype if spec.kind != TEXT else object)
-        if spec.kind == TIMESTAMP:
-            if isinstance(s.dtype, pd.DatetimeTZDtype):
-                s = s.dt.tz_convert("UTC").dt.tz_localize(None)
-            elif not pd.api.types.is_datetime64_any_dtype(s.dtype):
-                # datetime objects, possibly aware: naive values are taken as UTC already.
-                s = pd.to_datetime(s, utc=True).dt.tz_localize(None)
-        elif spec.kind == DATE and s.dtype == object:
-            s = s.map(lambda v: v.date() if isinstance(v, dt.datetime) else v)
-        elif spec.kind in (BIGINT, INTEGER) and s.dtype == object:
-            s = pd.array(s, dtype="Int64")
-        elif spec.kind == BOOLEAN and s.dtype == object:
-            s = pd.array(s, dtype="boolean")
-        elif spec.kind == DOUBLE and s.dtype == object:
-            s = pd.to_numeric(s, errors="raise").astype("float64")
-        elif spec.kind == NUMERIC and s.dtype == object:
-            s = s.map(lambda v: None if v is None or (isinstance(v, decimal.Decimal) and v.is_nan()) else v)
-        elif spec.kind == JSON:
-            s = s.map(_json_text)
-        elif spec.kind == TEXT and s.dtype == object:
-            s = s.map(_to_text)
-        out[spec.name] = s
+        try:
+            out[spec.name] = _prepare_column(batch[spec.name], spec.kind)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise WarehouseError(f"column {spec.name!r} does not fit its {spec.kind} type: {exc}") from exc
     return pd.DataFrame(out, index=batch.index, copy=False)
+
+
+def _prepare_column(s: pd.Series, kind: str) -> pd.Series:
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        s = s.astype(object)
+    if kind == TIMESTAMP:
+        if isinstance(s.dtype, pd.DatetimeTZDtype):
+            return s.dt.tz_convert("UTC").dt.tz_localize(None)
+        if not pd.api.types.is_datetime64_any_dtype(s.dtype):
+            # datetime objects, possibly aware: naive values are taken as UTC already.
+            return pd.to_datetime(s, utc=True).dt.tz_localize(None)
+        return s
+    if s.dtype != object:
+        return s
+    if kind == TEXT:
+        # Plain strings (the common case) go to Arrow as they are; anything else through str().
+        return s if pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty") else s.map(_to_text)
+    if kind == DATE:
+        return s.map(lambda v: v.date() if isinstance(v, dt.datetime) else v)
+    if kind in (BIGINT, INTEGER):
+        return pd.Series(pd.array(s.tolist(), dtype="Int64"), index=s.index)
+    if kind == BOOLEAN:
+        return pd.Series(pd.array(s.tolist(), dtype="boolean"), index=s.index)
+    if kind == DOUBLE:
+        return pd.to_numeric(s, errors="raise").astype("float64")
+    if kind == NUMERIC:
+        return s.map(lambda v: None if v is None or (isinstance(v, decimal.Decimal) and v.is_nan()) else v)
+    if kind == JSON:
+        return s.map(_json_text)
+    return s
 
 
 def to_arrow(batch: pd.DataFrame) -> pa.Table:

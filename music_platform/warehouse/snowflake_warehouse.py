@@ -85,7 +85,7 @@ class SnowflakeWarehouse(Warehouse):
         self.batch_rows = batch_rows
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SnowflakeWarehouse:
+    def from_settings(cls, settings: Settings, batch_rows: int = frames.DEFAULT_BATCH_ROWS) -> SnowflakeWarehouse:
         required = {
             "SNOWFLAKE_ACCOUNT": settings.snowflake_account,
             "SNOWFLAKE_USER": settings.snowflake_user,
@@ -111,7 +111,7 @@ class SnowflakeWarehouse(Warehouse):
             "protocol": settings.snowflake_protocol,
         }
         args.update({key: value for key, value in optional.items() if value})
-        return cls(args)
+        return cls(args, batch_rows=batch_rows)
 
     def describe(self) -> str:
         args = self._connect_args
@@ -122,11 +122,13 @@ class SnowflakeWarehouse(Warehouse):
     def connect(self) -> Iterator[snowflake.connector.SnowflakeConnection]:
         try:
             conn = snowflake.connector.connect(
-                **self._connect_args,
-                autocommit=True,
-                client_session_keep_alive=False,
-                login_timeout=60,
-                session_parameters={"TIMEZONE": "UTC", "QUERY_TAG": "music_platform"},
+                **{
+                    "login_timeout": 60,
+                    "client_session_keep_alive": False,
+                    "session_parameters": {"TIMEZONE": "UTC", "QUERY_TAG": "music_platform"},
+                    **self._connect_args,
+                    "autocommit": True,  # writes open explicit transactions where they need one
+                }
             )
         except snowflake.connector.Error as exc:
             raise WarehouseError(f"cannot connect to {self.describe()}: {exc.msg or exc}") from exc
@@ -238,7 +240,9 @@ class SnowflakeWarehouse(Warehouse):
                     # CREATE OR REPLACE is one atomic statement: readers see the old or the new table.
                     cur.execute(f"create or replace table {target} as select * from {incoming}")
             except snowflake.connector.Error as exc:
-                raise WarehouseError(f"replace_table of {schema}.{table} failed, nothing changed: {exc.msg or exc}") from exc
+                raise WarehouseError(
+                    f"replace_table of {schema}.{table} failed, nothing changed: {exc.msg or exc}"
+                ) from exc
         return len(df)
 
     # -- helpers ----------------------------------------------------------------------------
@@ -275,23 +279,22 @@ class SnowflakeWarehouse(Warehouse):
     @contextmanager
     def _staged(self, cur, schema: str, df: pd.DataFrame, specs: list[frames.ColumnSpec]) -> Iterator[str]:
         """``df`` as Parquet files in a temporary stage, written and uploaded one batch at a time."""
+        # A temporary stage lives as long as the session, which ends with this operation;
+        # COPY ... PURGE = TRUE removes the files once loaded.
         stage = f"{_ident(schema)}.MP_LOAD_{uuid.uuid4().hex[:12].upper()}"
         cur.execute(f"create temporary stage {stage} file_format = (type = parquet)")
-        try:
-            with tempfile.TemporaryDirectory(prefix="mp_snowflake_") as folder:
-                for number, batch in enumerate(frames.iter_batches(df, self.batch_rows)):
-                    path = Path(folder) / f"part_{number:06d}.parquet"
-                    pq.write_table(
-                        frames.to_arrow(frames.prepare_batch(batch, specs)),
-                        path,
-                        coerce_timestamps="us",  # Snowflake and PostgreSQL keep microseconds
-                        allow_truncated_timestamps=True,
-                    )
-                    cur.execute(f"put 'file://{path.as_posix()}' @{stage} auto_compress = false overwrite = true")
-                    path.unlink()
-            yield stage
-        finally:
-            cur.execute(f"drop stage if exists {stage}")
+        with tempfile.TemporaryDirectory(prefix="mp_snowflake_") as folder:
+            for number, batch in enumerate(frames.iter_batches(df, self.batch_rows)):
+                path = Path(folder) / f"part_{number:06d}.parquet"
+                pq.write_table(
+                    frames.to_arrow(frames.prepare_batch(batch, specs)),
+                    path,
+                    coerce_timestamps="us",  # Snowflake and PostgreSQL keep microseconds
+                    allow_truncated_timestamps=True,
+                )
+                cur.execute(f"put 'file://{path.as_posix()}' @{stage} auto_compress = false overwrite = true")
+                path.unlink()
+        yield stage
 
 
 def _column_ddl(specs: list[frames.ColumnSpec]) -> str:

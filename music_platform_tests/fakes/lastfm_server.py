@@ -144,14 +144,14 @@ class Fault:
         return True
 
 
-@dataclass(frozen=True)
+@dataclass
 class RecordedRequest:
-    at: float  # time.monotonic() when the request arrived
+    at: float  # time.monotonic() when the request arrived (recorded at once, before any fault)
     http_method: str
     method: str
     params: dict[str, str]  # without api_key
-    status: int
     fault: str | None
+    status: int | None = None  # set when the answer is ready
 
 
 @dataclass(frozen=True)
@@ -382,15 +382,18 @@ class FakeLastfmServer:
         return list(self.world.users)
 
     def start(self) -> FakeLastfmServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-lastfm", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-lastfm", daemon=True
+        )
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
+        if self._thread is not None:  # shutdown() would wait forever for a loop that never ran
+            self._httpd.shutdown()
             self._thread.join(timeout=5)
+            self._thread = None
+        self._httpd.server_close()
 
     def __enter__(self) -> FakeLastfmServer:
         return self.start()
@@ -458,6 +461,9 @@ class FakeLastfmServer:
                 fault_name = None
                 if fault is not None:
                     fault_name = fault.kind if fault.kind != "error" else f"error{fault.code}"
+                entry = RecordedRequest(arrived, self.command, method, logged, fault_name)
+                server._record(entry)
+                if fault is not None:
                     if fault.kind == "sleep":
                         time.sleep(fault.delay_s)
                     elif fault.kind == "insert":
@@ -471,7 +477,7 @@ class FakeLastfmServer:
                     body = _HTML_PAGE.format(status=status).encode("utf-8")
                 else:
                     status, body = server._answer(method, params)
-                server._record(RecordedRequest(arrived, self.command, method, logged, status, fault_name))
+                entry.status = status
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", content_type)
@@ -488,7 +494,7 @@ class FakeLastfmServer:
     def _error_response(self, code: int, method: str, status: int | None = None, message: str | None = None):
         if status is None:
             status = ERROR_STATUS.get(code, 400)
-            if code == 6 and message and "not found" in message.lower():
+            if code == 6 and message and ("not found" in message.lower() or "could not be found" in message.lower()):
                 status = 404 if method.startswith(_NOT_FOUND_404_METHODS) else 200
         body = {"error": code, "message": message or ERROR_MESSAGES.get(code, "Error")}
         if code == 6:

@@ -35,6 +35,7 @@ import json
 import re
 import secrets
 import shlex
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -349,7 +350,10 @@ class FakeSpotifyServer:
         handler = type("BoundSpotifyHandler", (_Handler,), {"fake": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-spotify", daemon=True)
+        # A short poll interval keeps stop() (and so every test using the fake) fast.
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-spotify", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -464,6 +468,8 @@ class _Handler(BaseHTTPRequestHandler):
     fake: FakeSpotifyServer
     server_version = "FakeSpotify/1.0"
     protocol_version = "HTTP/1.1"
+    # Headers and body are separate writes: without this, Nagle + delayed ACK add ~40 ms a request.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass  # quiet: tests read fake.requests instead
@@ -669,7 +675,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _paging(self, kind: str, query: str, items: list[Any], total: int, limit: int, offset: int) -> dict[str, Any]:
         def href(at: int) -> str:
-            return f"{self.fake.api_root}/search?{urlencode({'query': query, 'type': kind, 'offset': at, 'limit': limit}, quote_via=quote)}"
+            query_string = urlencode({"query": query, "type": kind, "offset": at, "limit": limit}, quote_via=quote)
+            return f"{self.fake.api_root}/search?{query_string}"
 
         return {
             "href": href(offset),
@@ -754,6 +761,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fake Spotify ({args.mode}) listening on {server.url}; Ctrl-C to stop. Point the platform at it:")
         for name, value in server.env().items():
             print(f"export {name}={shlex.quote(value)}")
+        sys.stdout.flush()  # the banner must reach a pipe (a test or a script reading it) at once
         try:
             while True:
                 time.sleep(3600)

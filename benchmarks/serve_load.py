@@ -1,0 +1,308 @@
+"""Load and start-up benchmark of the recommendation service (issue 7).
+
+Load (default): writes a DuckDB warehouse of ``--users`` listeners (100,000) into a temp dir,
+starts ``music-platform serve --workers 2`` on it and drives it with wrk at 1000 concurrent
+connections, first on the constant ``/ping`` route (the ceiling: HTTP and ASGI cost only) and
+then on ``/users/<random user>/recommendations?k=10``. Prints requests/s, p50/p99 latency,
+socket errors, timeouts and non-2xx answers of both, and checks the targets.
+
+    .venv/bin/python benchmarks/serve_load.py                     # 100k users, 20 s per route
+    .venv/bin/python benchmarks/serve_load.py --startup-only      # 1M users x 10: start-up time, RSS
+
+Start-up (``--startup-only``): writes 1,000,000 users x 10 recommendations, starts the server
+and reports the seconds until every worker answers ``/health`` with ``ok`` and each worker's
+peak resident memory (VmHWM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from music_platform.serving.sample_data import write_sample_warehouse  # noqa: E402
+from music_platform.warehouse.duckdb_warehouse import DuckDBWarehouse  # noqa: E402
+
+TARGET_RPS = 4000
+TARGET_P99_MS = 250
+TARGET_SHARE_OF_CEILING = 0.80
+TARGET_STARTUP_SECONDS = 20
+TARGET_RSS_GIB = 1.5
+
+# wrk calls request() for every request: paths are prepared once in init() and picked at
+# random, so the load generator spends its share of the two cores on sending, not on Lua.
+LUA_TEMPLATE = textwrap.dedent(
+    """
+    local paths = {}
+    init = function(args)
+      math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
+      for i = 1, 20000 do
+        paths[i] = wrk.format("GET", PATH_EXPRESSION)
+      end
+    end
+    request = function()
+      return paths[math.random(#paths)]
+    end
+    done = function(summary, latency, requests)
+      io.write(string.format(
+        'WRK_JSON {"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,' ..
+        '"timeout":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f}\\n',
+        summary.requests, summary.duration, summary.errors.connect, summary.errors.read,
+        summary.errors.write, summary.errors.status, summary.errors.timeout,
+        latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
+    end
+    """
+)
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        print("wrk is missing: installing the Debian package (apt-get install -y wrk)")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        if subprocess.run(["apt-get", "install", "-y", "wrk"], env=env).returncode != 0:
+            subprocess.run(["apt-get", "update"], env=env, check=True)
+            subprocess.run(["apt-get", "install", "-y", "wrk"], env=env, check=True)
+        found = shutil.which("wrk")
+        if found:
+            return found
+    sys.exit(
+        "wrk (the HTTP load generator) is not installed. Install it with your package manager, "
+        "e.g. `sudo apt-get install wrk` on Debian/Ubuntu or `brew install wrk` on macOS, then rerun."
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get_json(url: str, timeout: float = 5.0) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+class Server:
+    """``music-platform serve`` in a child process, with its environment pointing at ``db``."""
+
+    def __init__(self, db: Path, data_dir: Path, port: int, workers: int):
+        self.port = port
+        self.workers = workers
+        env = {
+            **os.environ,
+            "MUSIC_PLATFORM_TARGET": "duckdb",
+            "MUSIC_PLATFORM_DUCKDB_PATH": str(db),
+            "MUSIC_PLATFORM_DATA_DIR": str(data_dir),
+        }
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self.command = [
+            sys.executable, "-m", "music_platform.cli", "serve",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+        ]
+        self.log_path = data_dir / "server.log"
+        self.started_at = time.perf_counter()
+        self.process = subprocess.Popen(
+            self.command, env=env, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def worker_processes(self) -> list[psutil.Process]:
+        parent = psutil.Process(self.process.pid)
+        children = [c for c in parent.children(recursive=True) if "multiprocessing.resource_tracker" not in " ".join(c.cmdline())]
+        return children if self.workers > 1 else [parent]
+
+    def wait_until_ready(self, timeout: float) -> float:
+        """Seconds from launch until every worker has answered /health with status ok."""
+        seen_pids: set[int] = set()
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.process.returncode}; log: {self.log_path}")
+            try:
+                status, health = get_json(self.base_url + "/health", timeout=2)
+                if status == 200 and health.get("status") == "ok":
+                    seen_pids.add(health["worker_pid"])
+                    if len(seen_pids) >= self.workers:
+                        return time.perf_counter() - self.started_at
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"not every worker was ready after {timeout:.0f} s; log: {self.log_path}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def peak_rss_bytes(process: psutil.Process) -> int:
+    """VmHWM: the most resident memory the process ever had (Linux)."""
+    try:
+        for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return process.memory_info().rss
+
+
+def run_wrk(wrk: str, url: str, path_expression: str, args: argparse.Namespace, workdir: Path, name: str) -> dict:
+    script = workdir / f"{name}.lua"
+    script.write_text(LUA_TEMPLATE.replace("PATH_EXPRESSION", path_expression))
+    command = [
+        wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s",
+        f"--timeout={args.timeout}s", "-s", str(script), url,
+    ]
+    print("$", " ".join(command), flush=True)
+    completed = subprocess.run(command, capture_output=True, text=True, check=True)
+    line = next((ln for ln in completed.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no summary:\n{completed.stdout}\n{completed.stderr}")
+    result = json.loads(line[len("WRK_JSON "):])
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["socket_errors"] = result["connect"] + result["read"] + result["write"]
+    result["command"] = " ".join(command)
+    return result
+
+
+def print_results(rows: list[tuple[str, dict]]) -> None:
+    header = f"{'route':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'sock err':>8} {'timeouts':>8} {'non-2xx':>8}"
+    print(header)
+    print("-" * len(header))
+    for name, r in rows:
+        print(
+            f"{name:<44} {r['rps']:>9.0f} {r['p50_us'] / 1000:>8.1f} {r['p99_us'] / 1000:>8.1f} "
+            f"{r['max_us'] / 1000:>8.1f} {r['socket_errors']:>8d} {r['timeout']:>8d} {r['status']:>8d}"
+        )
+
+
+def check(label: str, ok: bool, detail: str) -> bool:
+    print(f"  [{'PASS' if ok else 'FAIL'}] {label}: {detail}")
+    return ok
+
+
+def run_load(args: argparse.Namespace, workdir: Path) -> int:
+    wrk = ensure_wrk()
+    db = workdir / "warehouse.duckdb"
+    started = time.perf_counter()
+    summary = write_sample_warehouse(DuckDBWarehouse(db), users=args.users, artists=args.artists, tracks=args.tracks)
+    print(
+        f"warehouse: {summary.users:,} users x 10 recommendations, {summary.tracks:,} tracks, "
+        f"{summary.artists:,} artists, {summary.similar_pairs:,} similar pairs "
+        f"({time.perf_counter() - started:.1f} s)"
+    )
+    server = Server(db, workdir, free_port(), args.workers)
+    try:
+        ready = server.wait_until_ready(timeout=120)
+        print(f"server: {args.workers} workers ready in {ready:.1f} s ({' '.join(server.command[1:])})")
+        machine = f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} before the run"
+        print(f"machine: {machine}; wrk shares the same CPUs")
+        ceiling = run_wrk(wrk, server.base_url, '"/ping?r=" .. math.random(1000000)', args, workdir, "ping")
+        user_path = f'string.format("/users/user_%07d/recommendations?k=10", math.random({args.users}))'
+        recs = run_wrk(wrk, server.base_url, user_path, args, workdir, "users")
+        status, health = get_json(server.base_url + "/health")
+        if status != 200 or health.get("status") != "ok":
+            print(f"server unhealthy after the run: {status} {health}")
+    finally:
+        server.stop()
+
+    print()
+    print(f"{args.connections} connections, {args.threads} wrk threads, {args.duration} s per route, wrk timeout {args.timeout} s")
+    print_results([("/ping (static ceiling)", ceiling), ("/users/{random}/recommendations?k=10", recs)])
+    share = recs["rps"] / ceiling["rps"] if ceiling["rps"] else 0.0
+    print()
+    results = [
+        check("errors", recs["socket_errors"] == 0 and recs["status"] == 0, f"{recs['socket_errors']} socket errors, {recs['status']} non-2xx"),
+        check("timeouts", recs["timeout"] == 0, f"{recs['timeout']}"),
+        check("p99 latency", recs["p99_us"] / 1000 < TARGET_P99_MS, f"{recs['p99_us'] / 1000:.1f} ms (target < {TARGET_P99_MS} ms)"),
+        check("throughput", recs["rps"] >= TARGET_RPS, f"{recs['rps']:.0f} requests/s (target >= {TARGET_RPS})"),
+        check("share of the static route", share >= TARGET_SHARE_OF_CEILING, f"{share:.0%} (target >= {TARGET_SHARE_OF_CEILING:.0%})"),
+    ]
+    return 0 if all(results) else 1
+
+
+def run_startup(args: argparse.Namespace, workdir: Path) -> int:
+    db = workdir / "warehouse.duckdb"
+    started = time.perf_counter()
+    summary = write_sample_warehouse(DuckDBWarehouse(db), users=args.users, artists=args.artists, tracks=args.tracks)
+    print(
+        f"warehouse: {summary.users:,} users, {summary.recommendations:,} recommendations, {summary.tracks:,} tracks, "
+        f"{summary.similar_pairs:,} similar pairs, {db.stat().st_size / 2**20:.0f} MiB "
+        f"({time.perf_counter() - started:.1f} s to write)"
+    )
+    server = Server(db, workdir, free_port(), args.workers)
+    try:
+        ready = server.wait_until_ready(timeout=300)
+        status, health = get_json(server.base_url + "/health")
+        workers = server.worker_processes()
+        peaks = [peak_rss_bytes(p) for p in workers]
+        current = [p.memory_info().rss for p in workers]
+    finally:
+        server.stop()
+    print(f"server: {' '.join(server.command[1:])}")
+    print(f"start-up until every worker answers /health ok: {ready:.1f} s (snapshot load in one worker: {health['load_seconds']:.1f} s)")
+    for index, (peak, now) in enumerate(zip(peaks, current), 1):
+        print(f"worker {index}: peak RSS {peak / 2**30:.2f} GiB, RSS after start-up {now / 2**30:.2f} GiB")
+    print()
+    results = [
+        check("start-up time", ready <= TARGET_STARTUP_SECONDS, f"{ready:.1f} s (target <= {TARGET_STARTUP_SECONDS} s)"),
+        check("memory per worker", max(peaks) <= TARGET_RSS_GIB * 2**30, f"peak {max(peaks) / 2**30:.2f} GiB (target <= {TARGET_RSS_GIB} GiB)"),
+    ]
+    return 0 if all(results) else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--startup-only", action="store_true", help="measure start-up time and memory, no load")
+    parser.add_argument("--users", type=int, default=None, help="listeners (default 100,000; 1,000,000 with --startup-only)")
+    parser.add_argument("--artists", type=int, default=5000)
+    parser.add_argument("--tracks", type=int, default=50000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--duration", type=int, default=20, help="seconds per route")
+    parser.add_argument("--timeout", type=int, default=2, help="wrk's request timeout in seconds")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (warehouse, server log)")
+    args = parser.parse_args()
+    if args.users is None:
+        args.users = 1_000_000 if args.startup_only else 100_000
+    workdir = Path(tempfile.mkdtemp(prefix="serve-bench-"))
+    try:
+        return run_startup(args, workdir) if args.startup_only else run_load(args, workdir)
+    finally:
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,423 @@
+"""Recommender assets (schema ``ml``): training data, the LightFM model, its evaluation and gate,
+the per-user recommendations, similar tracks, and the published-version registry.
+
+The logic lives in ``music_platform.recommender`` (free of Dagster); these assets move data
+between the warehouse, the model registry on disk and that package.
+
+Publishing: a model's recommendations are written under its ``model_version``; only when
+``ml/model_registry`` records the version as published does the service switch to it. The
+gate (a blocking check on ``ml/model_evaluation``) stops an unfit candidate before any of its
+recommendations are written.
+"""
+
+import json
+from datetime import timedelta
+
+import dagster as dg
+import pandas as pd
+
+from music_platform.lib.checks import completeness_result
+from music_platform.lib.metadata import column_schema, preview_markdown
+from music_platform.policies import MODEL_FRESHNESS, OWNERS, RECOMMENDATIONS_FRESHNESS
+from music_platform.quality.completeness import measure_completeness
+from music_platform.quality.contracts import ML_REQUIRED_FIELDS
+from music_platform.recommender.dataset import RecDataset, build_dataset, dataset_stats
+from music_platform.recommender.evaluation import evaluate_models, metrics_dict, with_baseline
+from music_platform.recommender.gate import should_publish
+from music_platform.recommender.models import train_popularity
+from music_platform.recommender.registry import ModelRegistry
+from music_platform.recommender.scoring import recommend_top_k, similar_items
+from music_platform.recommender.stable_split import stable_holdout
+from music_platform.recommender.training import train_model
+from music_platform.resources import ArtifactStoreResource, WarehouseResource
+from music_platform.sources.landing import utc_now
+
+ML = "ml"
+MARTS = "marts"
+TOP_K = 10
+GATE_METRIC = f"precision@{TOP_K}"
+GATE = "beats_popularity_baseline"
+
+TRAINING_DATA = dg.AssetKey([ML, "training_data"])
+MODEL = dg.AssetKey([ML, "lightfm_model"])
+EVALUATION = dg.AssetKey([ML, "model_evaluation"])
+RECOMMENDATIONS = dg.AssetKey([ML, "user_recommendations"])
+SIMILAR = dg.AssetKey([ML, "similar_tracks"])
+REGISTRY = dg.AssetKey([ML, "model_registry"])
+
+_common = dict(group_name="ml", owners=OWNERS["ml"], pool="warehouse")
+DAILY_ML_FRESHNESS = RECOMMENDATIONS_FRESHNESS
+
+
+class ModelConfig(dg.Config):
+    """Which model kind the pipeline trains, and how the gate judges it."""
+
+    model_kind: str = "lightfm"  # lightfm (hybrid) | blend (LightFM + EASE) | ease | als
+    test_fraction: float = 0.2
+    regression_tolerance: float = 0.02
+
+
+def _registry(artifacts: ArtifactStoreResource) -> ModelRegistry:
+    return ModelRegistry(artifacts.models_dir)
+
+
+@dg.asset(
+    key=TRAINING_DATA,
+    description="The recommender's input: the user x track interaction matrix with play-count confidence, "
+    "item features (genre, weighted artist tags, bucketed audio features, artist) and user features.",
+    deps=[dg.AssetKey([MARTS, t]) for t in ("user_track_interactions", "dim_tracks", "artist_tags", "dim_users")],
+    kinds={"python", "scipy"},
+    freshness_policy=DAILY_ML_FRESHNESS,
+    automation_condition=dg.AutomationCondition.eager(),
+    check_specs=[
+        dg.AssetCheckSpec(
+            "interactions_usable",
+            asset=TRAINING_DATA,
+            blocking=True,
+            description="At least 95% of interaction rows are usable (the rest quarantined with reasons).",
+        )
+    ],
+    **_common,
+)
+def training_data(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    wh = warehouse.get_warehouse()
+    interactions = wh.read_table(MARTS, "user_track_interactions")
+    dataset = build_dataset(
+        interactions,
+        tracks=wh.read_table(MARTS, "dim_tracks"),
+        artist_tags=wh.read_table(MARTS, "artist_tags"),
+        users=wh.read_table(MARTS, "dim_users"),
+    )
+    stats = dataset_stats(dataset)
+    rejected = len(dataset.rejected)
+    usable_share = 1 - rejected / max(len(interactions), 1)
+    yield dg.Output(
+        dataset,
+        metadata={
+            **{k: dg.MetadataValue.float(float(v)) if isinstance(v, float) else dg.MetadataValue.int(int(v)) for k, v in stats.items()},
+            "data_snapshot_id": dg.MetadataValue.text(dataset.snapshot_id()),
+            "rows_quarantined": dg.MetadataValue.int(rejected),
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name="interactions_usable",
+        passed=usable_share >= 0.95,
+        metadata={"usable_share": dg.MetadataValue.float(usable_share), "quarantined": dg.MetadataValue.int(rejected)},
+        description=f"{usable_share:.2%} of {len(interactions)} interaction rows usable",
+    )
+
+
+@dg.asset(
+    key=MODEL,
+    description="The LightFM hybrid model (WARP; ids + genre, tag and audio-feature item features), trained on "
+    "the stable training split and saved as a versioned artifact with its id mappings, parameters and data "
+    "snapshot id (data/models/<version>/).",
+    kinds={"python", "lightfm"},
+    freshness_policy=MODEL_FRESHNESS,
+    automation_condition=dg.AutomationCondition.on_missing() | dg.AutomationCondition.on_cron("0 4 * * 0"),
+    check_specs=[
+        dg.AssetCheckSpec("artifact_valid", asset=MODEL, blocking=True, description="The artifact reloads and scores.")
+    ],
+    **_common,
+)
+def lightfm_model(context: dg.AssetExecutionContext, config: ModelConfig, training_data: RecDataset, artifacts: ArtifactStoreResource):
+    train, _ = stable_holdout(training_data, config.test_fraction)
+    model = train_model(config.model_kind, train)
+    registry = _registry(artifacts)
+    version = registry.save(model, data_snapshot_id=training_data.snapshot_id(), status="candidate")
+    reloaded = registry.load(version.version)
+    sample = recommend_top_k(reloaded, train, k=TOP_K, users=list(train.user_ids[:5]), with_reasons=False)
+    yield dg.Output(
+        version.version,
+        metadata={
+            "model_version": dg.MetadataValue.text(version.version),
+            "model_kind": dg.MetadataValue.text(model.kind),
+            "params": dg.MetadataValue.json(json.loads(json.dumps(model.params, default=str))),
+            "fit_seconds": dg.MetadataValue.float(round(model.fit_seconds, 3)),
+            "data_snapshot_id": dg.MetadataValue.text(training_data.snapshot_id()),
+            "training_interactions": dg.MetadataValue.int(train.n_interactions),
+            "artifact": dg.MetadataValue.path(str(artifacts.models_dir / version.version)),
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name="artifact_valid",
+        passed=bool(len(sample)) and bool(sample["score"].notna().all()),
+        metadata={"sample_rows": dg.MetadataValue.int(len(sample))},
+    )
+
+
+@dg.asset(
+    key=EVALUATION,
+    description=f"Held-out evaluation (precision@{TOP_K}, recall@{TOP_K}, NDCG@{TOP_K}, MAP@{TOP_K}, AUC, catalogue "
+    "coverage, full-list share) of the candidate beside the popularity baseline and the published model, on the "
+    "same stable split. Table ml.model_evaluation.",
+    kinds={"python", "lightfm"},
+    freshness_policy=MODEL_FRESHNESS,
+    automation_condition=dg.AutomationCondition.eager(),
+    check_specs=[
+        dg.AssetCheckSpec(
+            GATE,
+            asset=EVALUATION,
+            blocking=True,
+            description=f"The model gate: the candidate's {GATE_METRIC} beats the popularity baseline and does not "
+            "regress the published model beyond the tolerance. Blocking: a failing candidate is never published.",
+        )
+    ],
+    **_common,
+)
+def model_evaluation(
+    context: dg.AssetExecutionContext,
+    config: ModelConfig,
+    lightfm_model: str,
+    training_data: RecDataset,
+    warehouse: WarehouseResource,
+    artifacts: ArtifactStoreResource,
+):
+    registry = _registry(artifacts)
+    candidate = registry.load(lightfm_model)
+    train, test = stable_holdout(training_data, config.test_fraction)
+    models = {"candidate": candidate, "popularity": train_popularity(train)}
+    published = registry.latest_published()
+    if published is not None and published.version != lightfm_model:
+        models["published"] = registry.load(published.version)
+    evaluation = evaluate_models(models, train, test, k=TOP_K)
+    rows = with_baseline(evaluation, "candidate")
+    rows.insert(0, "model_version", lightfm_model)
+    rows["model"] = candidate.kind
+    rows["published_version"] = published.version if published is not None and "published" in models else None
+    rows["published_value"] = rows.merge(
+        evaluation[evaluation["model"] == "published"][["metric", "k", "value"]].rename(columns={"value": "pv"}),
+        on=["metric", "k"], how="left",
+    )["pv"].to_numpy() if "published" in models else None
+    rows["evaluated_at"] = pd.Timestamp(utc_now())
+    rows["k"] = rows["k"].astype("float64")  # AUC has no cut-off (null k)
+    wh = warehouse.get_warehouse()
+    wh.replace_partition(ML, "model_evaluation", rows, "model_version", [lightfm_model])
+
+    candidate_metrics = metrics_dict(evaluation, "candidate")
+    decision = should_publish(
+        candidate_metrics,
+        metrics_dict(evaluation, "popularity"),
+        metrics_dict(evaluation, "published") if "published" in models else None,
+        tolerance=config.regression_tolerance,
+        metric=GATE_METRIC,
+    )
+    registry.set_status(lightfm_model, "candidate" if decision.publish else "rejected")
+    yield dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": dg.MetadataValue.int(len(rows)),
+            "dagster/column_schema": column_schema(rows),
+            "metrics": dg.MetadataValue.md(preview_markdown(rows[["metric", "k", "value", "baseline_value"]], rows=20)),
+            **{f"candidate_{k}": dg.MetadataValue.float(round(v, 5)) for k, v in candidate_metrics.items()},
+            "baseline_precision@10": dg.MetadataValue.float(round(metrics_dict(evaluation, "popularity")[GATE_METRIC], 5)),
+            "test_users": dg.MetadataValue.int(int(evaluation["users"].max())),
+        }
+    )
+    yield dg.AssetCheckResult(
+        check_name=GATE,
+        passed=decision.publish,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=decision.reason,
+        metadata={"model_version": dg.MetadataValue.text(lightfm_model), "reason": dg.MetadataValue.text(decision.reason)},
+    )
+
+
+def _servable_version(registry: ModelRegistry, evaluated_version: str) -> str:
+    """The version whose recommendations to write: the evaluated one unless the gate rejected it."""
+    if registry.get(evaluated_version).status != "rejected":
+        return evaluated_version
+    published = registry.latest_published()
+    if published is None:
+        raise dg.Failure(f"model {evaluated_version} was rejected by the gate and no model is published yet")
+    return published.version
+
+
+@dg.asset(
+    key=RECOMMENDATIONS,
+    description=f"Top {TOP_K} tracks per user that the user has not heard, with score and a short reason, "
+    "vectorised over user batches. Table ml.user_recommendations, one set of rows per model_version.",
+    deps=[EVALUATION],
+    ins={"training_data": dg.AssetIn(TRAINING_DATA), "lightfm_model": dg.AssetIn(MODEL)},
+    kinds={"python", "lightfm"},
+    freshness_policy=RECOMMENDATIONS_FRESHNESS,
+    automation_condition=dg.AutomationCondition.eager(),
+    check_specs=[
+        dg.AssetCheckSpec("completeness", asset=RECOMMENDATIONS, blocking=True,
+                          description="At least 95% of rows have every required field present and valid."),
+        dg.AssetCheckSpec("full_lists", asset=RECOMMENDATIONS, blocking=True,
+                          description=f"At least 95% of users get exactly {TOP_K} recommendations."),
+        dg.AssetCheckSpec("no_heard_tracks", asset=RECOMMENDATIONS, blocking=True,
+                          description="No recommended track is one the user already played."),
+    ],
+    **_common,
+)
+def user_recommendations(
+    context: dg.AssetExecutionContext,
+    training_data: RecDataset,
+    lightfm_model: str,
+    warehouse: WarehouseResource,
+    artifacts: ArtifactStoreResource,
+):
+    registry = _registry(artifacts)
+    version = _servable_version(registry, lightfm_model)
+    model = registry.load(version)
+    recs = recommend_top_k(model, training_data, k=TOP_K)
+    recs["model_version"] = version
+    recs["generated_at"] = pd.Timestamp(utc_now())
+    wh = warehouse.get_warehouse()
+    wh.replace_partition(ML, "user_recommendations", recs, "model_version", [version])
+    where = f"model_version = '{version}'"
+    per_user = recs.groupby("user_id").size()
+    full_share = float((per_user == TOP_K).sum()) / max(training_data.n_users, 1)
+    heard = set(zip(training_data.user_ids[training_data.user_idx], training_data.item_ids[training_data.item_idx]))
+    heard_hits = int(sum((u, t) in heard for u, t in zip(recs["user_id"], recs["track_id"])))
+    yield dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": dg.MetadataValue.int(len(recs)),
+            "dagster/column_schema": column_schema(recs),
+            "preview": dg.MetadataValue.md(preview_markdown(recs)),
+            "model_version": dg.MetadataValue.text(version),
+            "users": dg.MetadataValue.int(int(per_user.size)),
+            "full_list_share": dg.MetadataValue.float(round(full_share, 5)),
+        }
+    )
+    yield completeness_result(
+        measure_completeness(wh, ML, "user_recommendations", ML_REQUIRED_FIELDS["user_recommendations"], where=where)
+    )
+    yield dg.AssetCheckResult(
+        check_name="full_lists", passed=full_share >= 0.95,
+        metadata={"full_list_share": dg.MetadataValue.float(full_share)},
+        description=f"{full_share:.2%} of {training_data.n_users} users have {TOP_K} recommendations",
+    )
+    yield dg.AssetCheckResult(
+        check_name="no_heard_tracks", passed=heard_hits == 0,
+        metadata={"heard_tracks_recommended": dg.MetadataValue.int(heard_hits)},
+        description=f"{heard_hits} recommendations are tracks the user already played",
+    )
+
+
+@dg.asset(
+    key=SIMILAR,
+    description=f"Top {TOP_K} similar tracks per track (cosine over the model's item embeddings). Table ml.similar_tracks.",
+    deps=[EVALUATION],
+    ins={"lightfm_model": dg.AssetIn(MODEL)},
+    kinds={"python", "lightfm"},
+    freshness_policy=MODEL_FRESHNESS,
+    automation_condition=dg.AutomationCondition.eager(),
+    check_specs=[
+        dg.AssetCheckSpec("completeness", asset=SIMILAR, blocking=True,
+                          description="At least 95% of rows have every required field present and valid."),
+        dg.AssetCheckSpec("neighbours_share_genre_or_tag", asset=SIMILAR,
+                          description="Most neighbours share a genre or an artist tag with their seed track."),
+    ],
+    **_common,
+)
+def similar_tracks(context: dg.AssetExecutionContext, lightfm_model: str, warehouse: WarehouseResource, artifacts: ArtifactStoreResource):
+    registry = _registry(artifacts)
+    version = _servable_version(registry, lightfm_model)
+    model = registry.load(version)
+    similar = similar_items(model, k=TOP_K)
+    similar["model_version"] = version
+    wh = warehouse.get_warehouse()
+    wh.replace_partition(ML, "similar_tracks", similar, "model_version", [version])
+    yield dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": dg.MetadataValue.int(len(similar)),
+            "dagster/column_schema": column_schema(similar),
+            "preview": dg.MetadataValue.md(preview_markdown(similar)),
+            "model_version": dg.MetadataValue.text(version),
+        }
+    )
+    yield completeness_result(
+        measure_completeness(wh, ML, "similar_tracks", ML_REQUIRED_FIELDS["similar_tracks"], where=f"model_version = '{version}'")
+    )
+    share = _shared_genre_or_tag_share(wh, version)
+    yield dg.AssetCheckResult(
+        check_name="neighbours_share_genre_or_tag",
+        passed=share >= 0.5,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"share": dg.MetadataValue.float(round(share, 5))},
+        description=f"{share:.2%} of neighbours share a genre or tag with their seed track",
+    )
+
+
+def _shared_genre_or_tag_share(wh, version: str) -> float:
+    frame = wh.query_df(
+        f"""
+        with pairs as (
+            select s.track_id, s.similar_track_id, a.genre as genre_a, b.genre as genre_b,
+                   a.artist_id as artist_a, b.artist_id as artist_b
+            from {wh.qualified(ML, 'similar_tracks')} s
+            join {wh.qualified(MARTS, 'dim_tracks')} a on s.track_id = a.track_id
+            join {wh.qualified(MARTS, 'dim_tracks')} b on s.similar_track_id = b.track_id
+            where s.model_version = '{version}'
+        ),
+        tagged as (
+            select p.*, case when exists (
+                select 1 from {wh.qualified(MARTS, 'artist_tags')} ta
+                join {wh.qualified(MARTS, 'artist_tags')} tb on ta.tag_name = tb.tag_name
+                where ta.artist_id = p.artist_a and tb.artist_id = p.artist_b
+            ) then 1 else 0 end as shares_tag
+            from pairs p
+        )
+        select count(*) as total,
+               sum(case when genre_a = genre_b or shares_tag = 1 then 1 else 0 end) as shared
+        from tagged
+        """
+    )
+    frame.columns = [c.lower() for c in frame.columns]
+    total = int(frame["total"].iloc[0] or 0)
+    return (int(frame["shared"].iloc[0] or 0) / total) if total else 0.0
+
+
+@dg.asset(
+    key=REGISTRY,
+    description="The published model version (table ml.model_registry): recorded once a version's recommendations "
+    "and similar tracks are both written and checked. The service serves the latest published version; "
+    "`music-platform model rollback` returns to the previous one.",
+    deps=[RECOMMENDATIONS, SIMILAR],
+    ins={"lightfm_model": dg.AssetIn(MODEL)},
+    kinds={"python"},
+    freshness_policy=RECOMMENDATIONS_FRESHNESS,
+    automation_condition=dg.AutomationCondition.eager(),
+    check_specs=[
+        dg.AssetCheckSpec("published_version_servable", asset=REGISTRY, blocking=True,
+                          description="The published version has recommendations and similar tracks in the warehouse."),
+    ],
+    **_common,
+)
+def model_registry(context: dg.AssetExecutionContext, lightfm_model: str, warehouse: WarehouseResource, artifacts: ArtifactStoreResource):
+    registry = _registry(artifacts)
+    version = _servable_version(registry, lightfm_model)
+    if registry.get(version).status != "published":
+        registry.publish(version)
+    wh = warehouse.get_warehouse()
+    table = write_registry_table(wh, registry)
+    counts = {
+        name: int(wh.query_df(f"select count(*) as n from {wh.qualified(ML, name)} where model_version = '{version}'").iloc[0, 0])
+        for name in ("user_recommendations", "similar_tracks")
+    }
+    yield dg.MaterializeResult(
+        metadata={
+            "published_version": dg.MetadataValue.text(version),
+            "dagster/row_count": dg.MetadataValue.int(len(table)),
+            "versions": dg.MetadataValue.md(preview_markdown(table[["model_version", "status", "created_at", "published_at"]], rows=10)),
+        }
+    )
+    yield dg.AssetCheckResult(
+        check_name="published_version_servable",
+        passed=all(counts.values()),
+        metadata={k: dg.MetadataValue.int(v) for k, v in counts.items()},
+        description=f"version {version}: {counts}",
+    )
+
+
+def write_registry_table(wh, registry: ModelRegistry) -> pd.DataFrame:
+    """Mirror the on-disk registry into ml.model_registry (the service polls it)."""
+    rows = [v.registry_row() for v in registry.list_versions()]
+    table = pd.DataFrame(rows)
+    for column in ("created_at", "published_at"):
+        if column in table.columns:
+            table[column] = pd.to_datetime(table[column], utc=True).dt.tz_localize(None)
+    wh.replace_table(ML, "model_registry", table)
+    return table

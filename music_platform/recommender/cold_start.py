@@ -1,0 +1,201 @@
+"""Recommendations for a new listener who names a few artists or tracks.
+
+The named artists/tracks are resolved against the model's catalogue (ids or names, case- and
+whitespace-insensitive; an artist stands for its ``tracks_per_artist`` most-listened tracks).
+They form a one-row history that the model's scorer folds in: LightFM averages the named
+items' representations — built from their *features*, so a track nobody has played yet still
+counts — ALS solves for the user's factors, EASE multiplies the history by its item weights.
+Names that match nothing are reported back, never an error; if nothing matches, the answer is
+the popularity list flagged as a fallback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from music_platform.recommender.dataset import RecDataset, normalise_name
+from music_platform.recommender.evaluation import ranking_metrics
+from music_platform.recommender.models import TrainedModel
+from music_platform.recommender.scoring import display_names, popularity_recommendations, reasons_for, score_users, top_k
+from music_platform.recommender.splits import split_users
+
+COLD_START_COLUMNS = ["rank", "track_id", "score", "reason", "artist_name", "track_name"]
+
+
+@dataclass
+class CatalogLookup:
+    """Name → item positions, most-listened first."""
+
+    artists: dict[str, np.ndarray]
+    tracks: dict[str, np.ndarray]
+    names: np.ndarray  # display name per item, for reasons
+
+    @classmethod
+    def build(cls, model: TrainedModel) -> CatalogLookup:
+        catalog = model.catalog.assign(position=np.arange(model.n_items), popularity=model.item_popularity)
+        catalog = catalog.sort_values(["popularity", "position"], ascending=[False, True])
+        artist_keys = pd.concat(
+            [
+                catalog[["artist_id", "position"]].dropna().assign(key=lambda f: f["artist_id"].map(normalise_name)),
+                catalog[["artist_name", "position"]].dropna().assign(key=lambda f: f["artist_name"].map(normalise_name)),
+            ]
+        )
+        artist_name = catalog["artist_name"].map(normalise_name)
+        track_name = catalog["track_name"].map(normalise_name)
+        track_keys = pd.concat(
+            [
+                pd.DataFrame({"key": catalog["track_id"].map(normalise_name), "position": catalog["position"]}),
+                pd.DataFrame({"key": track_name, "position": catalog["position"]}),
+                pd.DataFrame({"key": artist_name + " - " + track_name, "position": catalog["position"]}),
+                pd.DataFrame({"key": track_name + " by " + artist_name, "position": catalog["position"]}),
+            ]
+        )
+        # A key reached twice for one position (e.g. track_id == track name) must not repeat it.
+        track_keys = track_keys[(track_keys["key"] != "") & ~track_keys["key"].str.startswith((" - ", " by "))]
+        track_keys = track_keys.drop_duplicates(["key", "position"])
+        artist_keys = artist_keys[artist_keys["key"] != ""].drop_duplicates(["key", "position"])
+        return cls(
+            artists={key: group["position"].to_numpy() for key, group in artist_keys.groupby("key", sort=False)},
+            tracks={key: group["position"].to_numpy() for key, group in track_keys.groupby("key", sort=False)},
+            names=display_names(model.catalog),
+        )
+
+
+def catalog_lookup(model: TrainedModel) -> CatalogLookup:
+    lookup = model.__dict__.get("_catalog_lookup")
+    if lookup is None:
+        lookup = CatalogLookup.build(model)
+        model.__dict__["_catalog_lookup"] = lookup
+    return lookup
+
+
+@dataclass
+class ColdStartResult:
+    recommendations: pd.DataFrame  # COLD_START_COLUMNS
+    matched_artists: list[str] = field(default_factory=list)
+    matched_tracks: list[str] = field(default_factory=list)
+    unknown_artists: list[str] = field(default_factory=list)
+    unknown_tracks: list[str] = field(default_factory=list)
+    fallback: bool = False  # nothing matched: popularity list
+
+    def to_records(self) -> list[dict[str, Any]]:
+        return self.recommendations.to_dict("records")
+
+
+def _seed_positions(
+    model: TrainedModel, artists: Sequence[str], tracks: Sequence[str], tracks_per_artist: int
+) -> tuple[np.ndarray, list[str], list[str], list[str], list[str]]:
+    lookup = catalog_lookup(model)
+    positions: list[np.ndarray] = []
+    matched_artists, unknown_artists, matched_tracks, unknown_tracks = [], [], [], []
+    for name in artists:
+        found = lookup.artists.get(normalise_name(name))
+        if found is None:
+            unknown_artists.append(name)
+        else:
+            matched_artists.append(name)
+            positions.append(found[:tracks_per_artist])
+    for name in tracks:
+        found = lookup.tracks.get(normalise_name(name))
+        if found is None:
+            unknown_tracks.append(name)
+        else:
+            matched_tracks.append(name)
+            positions.append(found[:1])  # an ambiguous title means its most-listened track
+    seeds = np.unique(np.concatenate(positions)) if positions else np.array([], dtype=np.int64)
+    return seeds, matched_artists, unknown_artists, matched_tracks, unknown_tracks
+
+
+def recommend_cold_start(
+    model: TrainedModel,
+    artists: Sequence[str] = (),
+    tracks: Sequence[str] = (),
+    k: int = 10,
+    tracks_per_artist: int = 10,
+) -> ColdStartResult:
+    """Top-``k`` items for a listener who names ``artists`` and/or ``tracks`` (ids or names).
+
+    Named items themselves are excluded. Each row carries a reason ("because you like X").
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    seeds, matched_a, unknown_a, matched_t, unknown_t = _seed_positions(model, artists, tracks, tracks_per_artist)
+    if len(seeds) == 0:
+        fallback = popularity_recommendations(model, k)
+        positions = pd.Index(model.item_ids).get_indexer(fallback["track_id"])
+        fallback["artist_name"] = model.catalog["artist_name"].to_numpy(dtype=object)[positions]
+        fallback["track_name"] = model.catalog["track_name"].to_numpy(dtype=object)[positions]
+        return ColdStartResult(fallback[COLD_START_COLUMNS], matched_a, matched_t, unknown_a, unknown_t, fallback=True)
+    history = sp.csr_matrix(
+        (np.ones(len(seeds), dtype=np.float32), seeds, np.array([0, len(seeds)])), shape=(1, model.n_items)
+    )
+    scores = score_users(model, np.array([-1]), history)
+    items, values = top_k(scores, k, exclude=history, num_threads=1)
+    reasons = reasons_for(model, history, items, catalog_lookup(model).names, prefix="because you like")
+    valid = items[0] >= 0
+    chosen = items[0][valid]
+    frame = pd.DataFrame(
+        {
+            "rank": np.arange(1, len(chosen) + 1, dtype=np.int32),
+            "track_id": model.item_ids[chosen],
+            "score": values[0][valid].astype(np.float64),
+            "reason": reasons[0][valid],
+            "artist_name": model.catalog["artist_name"].to_numpy(dtype=object)[chosen],
+            "track_name": model.catalog["track_name"].to_numpy(dtype=object)[chosen],
+        },
+        columns=COLD_START_COLUMNS,
+    )
+    return ColdStartResult(frame, matched_a, matched_t, unknown_a, unknown_t)
+
+
+# ---------------------------------------------------------------------------------------
+# Evaluation protocol
+# ---------------------------------------------------------------------------------------
+def cold_start_split(
+    dataset: RecDataset, fraction: float = 0.1, n_named: int = 5, seed: int = 0
+) -> tuple[RecDataset, sp.csr_matrix, sp.csr_matrix]:
+    """(training data of the kept users, named items of the held-out users, their remaining items).
+
+    A held-out listener "names" their ``n_named`` most-played items — what one answers when asked
+    for favourite artists; the rest of their items are the test set. Listeners with fewer than
+    ``n_named + 1`` items are skipped (nothing left to test).
+    """
+    kept, held = split_users(dataset, fraction=fraction, seed=seed)
+    counts = held.play_counts
+    named_rows, named_cols, rest_rows, rest_cols = [], [], [], []
+    row = 0
+    for user in np.flatnonzero(np.diff(counts.indptr) > n_named):
+        lo, hi = counts.indptr[user], counts.indptr[user + 1]
+        items, plays = counts.indices[lo:hi], counts.data[lo:hi]
+        order = np.lexsort((items, -plays))  # most played first, ties by item index
+        named_rows += [row] * n_named
+        named_cols += list(items[order[:n_named]])
+        rest_rows += [row] * (hi - lo - n_named)
+        rest_cols += list(items[order[n_named:]])
+        row += 1
+    shape = (row, dataset.n_items)
+    named = sp.csr_matrix((np.ones(len(named_cols), np.float32), (named_rows, named_cols)), shape=shape)
+    rest = sp.csr_matrix((np.ones(len(rest_cols), np.float32), (rest_rows, rest_cols)), shape=shape)
+    return kept, named, rest
+
+
+def evaluate_cold_start(model: TrainedModel, named: sp.csr_matrix, rest: sp.csr_matrix, k: int = 10) -> dict[str, float]:
+    """Mean precision/recall/NDCG/MAP@k of ``model`` for listeners known only by ``named`` items."""
+    sums: dict[str, float] = {}
+    for begin in range(0, named.shape[0], 1024):
+        rows = slice(begin, min(begin + 1024, named.shape[0]))
+        history = named[rows]
+        scores = score_users(model, np.full(history.shape[0], -1), history)
+        items, _ = top_k(scores, k, exclude=history)
+        for metric, values in ranking_metrics(items, rest[rows], k).items():
+            sums[metric] = sums.get(metric, 0.0) + float(np.nansum(values))
+    users = max(named.shape[0], 1)
+    result = {f"{metric}@{k}": value / users for metric, value in sums.items()}
+    result["users"] = float(named.shape[0])
+    return result

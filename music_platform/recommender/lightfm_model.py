@@ -1,0 +1,194 @@
+"""LightFM hybrid training with early stopping on a validation split inside the training data.
+
+Procedure (``train_lightfm``):
+
+1. hold out ``validation_fraction`` of each training user's interactions (random, seeded);
+2. train on the rest one epoch at a time, measuring precision@k on the validation part every
+   ``eval_every`` epochs; stop after ``patience`` evaluations without improvement;
+3. refit a fresh model on the *whole* training data for the best number of epochs (so no
+   interaction is wasted), or keep the best snapshot when ``refit_on_full`` is off.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from music_platform.recommender.dataset import RecDataset
+from music_platform.recommender.models import FactorScorer, TrainedModel
+from music_platform.recommender.scoring import top_k
+from music_platform.recommender.splits import split_holdout
+
+LOSSES = ("warp", "bpr", "warp-kos", "logistic")
+
+
+@dataclass(frozen=True)
+class LightFMParams:
+    """LightFM hyperparameters.
+
+    Defaults chosen on validation splits inside HetRec training data (outer seeds 101-102, never
+    the test folds; ``benchmarks/recommender_tuning.py``, results in docs/recommender.md):
+    WARP with 64 components, learning rate 0.05, ``max_sampled=30`` and a light item L2 were
+    best for the hybrid. ``max_epochs`` only bounds training; early stopping picks the count.
+    """
+
+    no_components: int = 64
+    loss: str = "warp"
+    learning_rate: float = 0.05
+    learning_schedule: str = "adagrad"
+    item_alpha: float = 1e-6
+    user_alpha: float = 1e-6
+    max_sampled: int = 30
+    max_epochs: int = 40
+    use_item_features: bool = True  # False: ids only (plain matrix factorisation)
+    use_user_features: bool = False
+    sample_weight_alpha: float | None = None  # weight interactions by 1+alpha*log1p(plays); None: unweighted
+    early_stopping: bool = True
+    validation_fraction: float = 0.1
+    eval_every: int = 2
+    patience: int = 2
+    refit_on_full: bool = True
+    validation_k: int = 10
+    num_threads: int = 2
+    random_state: int = 42
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.no_components < 1 or self.max_epochs < 1:
+            raise ValueError("no_components and max_epochs must be >= 1")
+
+
+def _new_estimator(params: LightFMParams) -> Any:
+    from lightfm import LightFM
+
+    return LightFM(
+        no_components=params.no_components,
+        loss=params.loss,
+        learning_rate=params.learning_rate,
+        learning_schedule=params.learning_schedule,
+        item_alpha=params.item_alpha,
+        user_alpha=params.user_alpha,
+        max_sampled=params.max_sampled,
+        random_state=np.random.RandomState(params.random_state),
+    )
+
+
+def _features(dataset: RecDataset, params: LightFMParams) -> tuple[sp.csr_matrix | None, sp.csr_matrix | None]:
+    items = dataset.item_features if params.use_item_features else None
+    users = dataset.user_features if params.use_user_features else None
+    return users, items
+
+
+def _fit_inputs(dataset: RecDataset, params: LightFMParams) -> tuple[sp.coo_matrix, sp.coo_matrix | None]:
+    interactions = dataset.interactions.tocoo()
+    if params.sample_weight_alpha is None:
+        return interactions, None
+    weights = dataset.confidence(params.sample_weight_alpha)
+    weights.data /= weights.data.mean()  # mean weight 1 keeps the learning rate meaningful
+    return interactions, weights.tocoo()  # same sparsity order as the interactions
+
+
+def lightfm_scorer(estimator: Any, dataset: RecDataset, params: LightFMParams) -> FactorScorer:
+    user_features, item_features = _features(dataset, params)
+    item_bias, item_embeddings = estimator.get_item_representations(item_features)
+    _, user_embeddings = estimator.get_user_representations(user_features)
+    return FactorScorer(
+        user_vectors=np.asarray(user_embeddings, dtype=np.float32),
+        item_embeddings=np.asarray(item_embeddings, dtype=np.float32),
+        item_bias=np.asarray(item_bias, dtype=np.float32),
+        fold_in="mean",
+    )
+
+
+def validation_precision(scorer: FactorScorer, train: sp.csr_matrix, valid: sp.csr_matrix, k: int) -> float:
+    """Mean precision@k over users with validation items, training items excluded."""
+    users = np.flatnonzero(np.diff(valid.indptr) > 0)
+    hits = 0.0
+    for begin in range(0, len(users), 2048):
+        rows = users[begin : begin + 2048]
+        scores = scorer.score(rows, train[rows])
+        items, _ = top_k(scores, k, exclude=train[rows])
+        relevant = valid[rows].toarray() > 0
+        hits += float((relevant[np.arange(len(rows))[:, None], np.maximum(items, 0)] & (items >= 0)).sum())
+    return hits / (k * max(len(users), 1))
+
+
+def _fit_epochs(estimator: Any, dataset: RecDataset, params: LightFMParams, epochs: int) -> None:
+    interactions, weights = _fit_inputs(dataset, params)
+    user_features, item_features = _features(dataset, params)
+    estimator.fit_partial(
+        interactions,
+        user_features=user_features,
+        item_features=item_features,
+        sample_weight=weights,
+        epochs=epochs,
+        num_threads=params.num_threads,
+    )
+
+
+def train_lightfm(train: RecDataset, params: LightFMParams | None = None) -> TrainedModel:
+    """Fit LightFM on ``train`` (early stopping on an inner validation split unless disabled)."""
+    params = params or LightFMParams()
+    started = time.perf_counter()
+    info: dict[str, Any] = {}
+    epochs = params.max_epochs
+    estimator = None
+    if params.early_stopping:
+        inner, valid = split_holdout(train, "random", params.validation_fraction, seed=params.random_state)
+        candidate = _new_estimator(params)
+        interactions, weights = _fit_inputs(inner, params)
+        user_features, item_features = _features(inner, params)
+        inner_history, valid_matrix = inner.interactions, valid.interactions
+        best, best_epoch, best_snapshot, stale, curve = -1.0, 0, None, 0, []
+        for epoch in range(1, params.max_epochs + 1):
+            candidate.fit_partial(
+                interactions,
+                user_features=user_features,
+                item_features=item_features,
+                sample_weight=weights,
+                epochs=1,
+                num_threads=params.num_threads,
+            )
+            if epoch % params.eval_every and epoch != params.max_epochs:
+                continue
+            value = validation_precision(lightfm_scorer(candidate, inner, params), inner_history, valid_matrix, params.validation_k)
+            curve.append((epoch, round(value, 5)))
+            if value > best:
+                best, best_epoch, stale = value, epoch, 0
+                if not params.refit_on_full:
+                    best_snapshot = copy.deepcopy(candidate)
+            else:
+                stale += 1
+                if stale >= params.patience:
+                    break
+        info.update(best_epoch=best_epoch, validation_precision=best, validation_curve=curve)
+        epochs = best_epoch
+        estimator = best_snapshot
+    if estimator is None:
+        estimator = _new_estimator(params)
+        _fit_epochs(estimator, train, params, epochs)
+    info["epochs"] = epochs
+    scorer = lightfm_scorer(estimator, train, params)
+    return TrainedModel(
+        kind="lightfm",
+        scorer=scorer,
+        user_ids=train.user_ids,
+        item_ids=train.item_ids,
+        catalog=train.catalog,
+        item_popularity=train.item_user_counts.copy(),
+        params=asdict(params),
+        fit_seconds=time.perf_counter() - started,
+        training_info=info,
+        estimator=estimator,
+    )
+
+
+def ids_only(params: LightFMParams) -> LightFMParams:
+    """The same hyperparameters without item features (pure collaborative filtering)."""
+    return replace(params, use_item_features=False)

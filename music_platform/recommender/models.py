@@ -1,0 +1,430 @@
+"""Trained models behind one interface, and the classical models (popularity, EASE, implicit ALS).
+
+Every model kind ends up as a :class:`TrainedModel` holding a *scorer*:
+
+- ``score(users, history)`` → dense ``len(users) × n_items`` float32 scores for one batch of users
+  (``users`` are the model's user indices, ``-1`` for a listener the model has not seen, who is
+  scored from ``history`` alone — fold-in); ``-inf`` marks items the model cannot recommend.
+- ``affinity(heard, candidates)`` → how strongly each heard item supports each candidate, used for
+  the "because you play X" reasons.
+- ``item_vectors()`` → item embeddings for cosine similar-items, or ``None`` (EASE uses its weights).
+
+``history`` is always the users' play counts in the model's item space; each scorer turns it into
+the input it was trained on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.linalg.lapack as lapack
+import scipy.sparse as sp
+
+from music_platform.recommender.dataset import RecDataset
+
+MODEL_KINDS = ("popularity", "ease", "als", "lightfm", "blend")
+
+
+# ---------------------------------------------------------------------------------------
+# Scorers
+# ---------------------------------------------------------------------------------------
+def _row_normalise(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    sums = np.asarray(matrix.sum(axis=1)).ravel()
+    sums[sums == 0] = 1.0
+    return sp.diags((1.0 / sums).astype(np.float32)) @ matrix
+
+
+@dataclass
+class PopularityScorer:
+    """Every user gets the items with the most distinct listeners."""
+
+    popularity: np.ndarray  # float32 per item
+    min_affinity: float = np.inf  # no item-to-item reasons: always the genre reason
+
+    @property
+    def n_items(self) -> int:
+        return len(self.popularity)
+
+    def score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        return np.broadcast_to(self.popularity, (len(users), self.n_items)).copy()
+
+    def affinity(self, heard: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        return np.zeros(candidates.shape, dtype=np.float32)
+
+    def item_vectors(self) -> np.ndarray | None:
+        return None
+
+
+@dataclass
+class FactorScorer:
+    """Dot-product models (LightFM, ALS): ``score = user_vector · item_vector + item_bias``.
+
+    ``fold_in`` says how a listener unknown to the model gets a vector from the items they played:
+    ``"mean"`` averages those items' embeddings and rescales to the typical trained-user norm
+    (LightFM, whose item embeddings already contain the item features); ``"least_squares"`` solves
+    the ALS normal equations for that user with the item factors fixed (exact ALS fold-in).
+    """
+
+    user_vectors: np.ndarray  # (n_users, d) float32
+    item_embeddings: np.ndarray  # (n_items, d) float32
+    item_bias: np.ndarray  # (n_items,) float32
+    fold_in: str = "mean"
+    regularization: float = 0.01
+    confidence_alpha: float = 1.0
+    min_affinity: float = 0.2  # cosine below this is no reason to cite a heard item
+
+    def __post_init__(self) -> None:
+        norms = np.linalg.norm(self.user_vectors, axis=1)
+        self._typical_user_norm = float(np.median(norms[norms > 0])) if (norms > 0).any() else 1.0
+        # Bias folded into the product: one GEMM per batch instead of GEMM + broadcast add.
+        self._items_aug = np.ascontiguousarray(
+            np.hstack([self.item_embeddings, self.item_bias[:, None]]).astype(np.float32).T
+        )
+        unit = np.linalg.norm(self.item_embeddings, axis=1, keepdims=True)
+        unit[unit == 0] = 1.0
+        self._unit_items = (self.item_embeddings / unit).astype(np.float32)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_bias)
+
+    def _fold_in(self, history: sp.csr_matrix) -> np.ndarray:
+        binary = history.copy()
+        binary.data = np.ones_like(binary.data)
+        if self.fold_in == "least_squares":
+            factors = self.item_embeddings.astype(np.float64)
+            gram = factors.T @ factors + self.regularization * np.eye(factors.shape[1])
+            out = np.zeros((history.shape[0], factors.shape[1]), dtype=np.float32)
+            for row in range(history.shape[0]):  # only unknown listeners: a handful per request
+                lo, hi = history.indptr[row], history.indptr[row + 1]
+                if lo == hi:
+                    continue
+                items = history.indices[lo:hi]
+                confidence = 1.0 + self.confidence_alpha * np.log1p(history.data[lo:hi])
+                sub = factors[items]
+                lhs = gram + (sub.T * (confidence - 1.0)) @ sub
+                out[row] = np.linalg.solve(lhs, sub.T @ confidence)
+            return out
+        vectors = np.asarray(_row_normalise(binary) @ self.item_embeddings, dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        return vectors / norms * self._typical_user_norm
+
+    def user_batch_vectors(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        vectors = np.empty((len(users), self.user_vectors.shape[1]), dtype=np.float32)
+        known = users >= 0
+        vectors[known] = self.user_vectors[users[known]]
+        if (~known).any():
+            vectors[~known] = self._fold_in(history[np.flatnonzero(~known)])
+        return vectors
+
+    def score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        vectors = self.user_batch_vectors(users, history)
+        augmented = np.hstack([vectors, np.ones((len(users), 1), dtype=np.float32)])
+        return augmented @ self._items_aug
+
+    def affinity(self, heard: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """Cosine between each heard item (n,) and the candidates of its user (n, k)."""
+        out = np.einsum("nd,nkd->nk", self._unit_items[heard], self._unit_items[np.maximum(candidates, 0)])
+        return np.where(candidates >= 0, out, -np.inf).astype(np.float32)
+
+    def item_vectors(self) -> np.ndarray | None:
+        return self.item_embeddings
+
+
+@dataclass
+class EaseScorer:
+    """EASE (Steck 2019): ``score = x_user @ B`` with a zero-diagonal item-item matrix ``B``.
+
+    ``B`` covers only the ``active_items`` (enough training listeners to learn weights for);
+    other items are never recommended by EASE alone. ``weights`` is dense for small catalogues
+    and otherwise sparse, keeping each target item's strongest sources by magnitude.
+    """
+
+    weights: np.ndarray | sp.csr_matrix  # (n_active, n_active): weights[i, j] = support of source i for target j
+    active_items: np.ndarray  # int64 item indices covered by ``weights``
+    n_total_items: int
+    input_alpha: float | None = None  # None: binary input; else 1 + alpha*log1p(count)
+    min_affinity: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.position = np.full(self.n_total_items, -1, dtype=np.int64)
+        self.position[self.active_items] = np.arange(len(self.active_items))
+
+    @property
+    def n_items(self) -> int:
+        return self.n_total_items
+
+    @property
+    def active(self) -> np.ndarray:
+        return self.position >= 0
+
+    def transform(self, history: sp.csr_matrix) -> sp.csr_matrix:
+        x = history[:, self.active_items].astype(np.float32)
+        x.data = np.ones_like(x.data) if self.input_alpha is None else 1.0 + self.input_alpha * np.log1p(x.data)
+        return x
+
+    def _full(self, sub_scores: Any, fill: float) -> np.ndarray:
+        if sp.issparse(sub_scores):
+            sub_scores = sub_scores.toarray()
+        out = np.full((sub_scores.shape[0], self.n_total_items), fill, dtype=np.float32)
+        out[:, self.active_items] = sub_scores
+        return out
+
+    def raw_score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        """Scores with 0 (no evidence) for items outside the active set, for blending."""
+        return self._full(self.transform(history) @ self.weights, 0.0)
+
+    def score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        return self._full(self.transform(history) @ self.weights, -np.inf)
+
+    def affinity(self, heard: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """``B[heard, candidate]``: the weight the heard item contributes to the candidate's score."""
+        source = np.repeat(self.position[heard], candidates.shape[1])
+        target = self.position[np.maximum(candidates, 0)].ravel()
+        ok = (source >= 0) & (target >= 0)
+        values = np.zeros(source.shape, dtype=np.float32)
+        if ok.any():
+            picked = self.weights[source[ok], target[ok]]
+            values[ok] = np.asarray(picked).ravel()
+        values = values.reshape(candidates.shape)
+        return np.where(candidates >= 0, values, -np.inf).astype(np.float32)
+
+    def item_rows(self, items: np.ndarray) -> np.ndarray:
+        """Dense ``B[item, :]`` over all items (``-inf`` outside the active set) for similar items."""
+        rows = np.full((len(items), self.n_total_items), -np.inf, dtype=np.float32)
+        known = self.position[items] >= 0
+        if known.any():
+            sub = self.weights[self.position[items[known]]]
+            rows[np.flatnonzero(known)[:, None], self.active_items[None, :]] = sub.toarray() if sp.issparse(sub) else sub
+        return rows
+
+    def item_vectors(self) -> np.ndarray | None:
+        return None
+
+
+def _standardise_rows(scores: np.ndarray) -> np.ndarray:
+    finite = np.isfinite(scores)
+    filled = np.where(finite, scores, np.nan)
+    mean = np.nanmean(filled, axis=1, keepdims=True)
+    std = np.nanstd(filled, axis=1, keepdims=True)
+    std[~(std > 0)] = 1.0
+    return np.where(finite, (scores - mean) / std, -np.inf).astype(np.float32)
+
+
+@dataclass
+class BlendScorer:
+    """Weighted sum of per-user standardised scores of several models (z-scores per row).
+
+    Standardising per user makes scores of different scales (LightFM dot products, EASE
+    weights) comparable without a global calibration. An item is unrecommendable only when no
+    component can score it; EASE contributes its raw score (0 for items it has no weights for).
+    """
+
+    components: list[Any]
+    weights: list[float]
+    explainer: int = 0  # which component's affinity explains recommendations
+    similarity: int = 0  # which component's embeddings give similar items
+
+    @property
+    def n_items(self) -> int:
+        return self.components[0].n_items
+
+    @property
+    def min_affinity(self) -> float:
+        return self.components[self.explainer].min_affinity
+
+    def score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        total = np.zeros((len(users), self.n_items), dtype=np.float32)
+        for component, weight in zip(self.components, self.weights, strict=True):
+            raw = component.raw_score(users, history) if isinstance(component, EaseScorer) else component.score(users, history)
+            total += weight * _standardise_rows(raw)
+        return total
+
+    def affinity(self, heard: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        return self.components[self.explainer].affinity(heard, candidates)
+
+    def item_vectors(self) -> np.ndarray | None:
+        return self.components[self.similarity].item_vectors()
+
+    def similarity_scorer(self) -> Any:
+        return self.components[self.similarity]
+
+
+# ---------------------------------------------------------------------------------------
+# The trained model
+# ---------------------------------------------------------------------------------------
+@dataclass
+class TrainedModel:
+    """A fitted model with everything needed to score without the training dataset:
+    id mappings, item catalogue (names for cold start and reasons), train popularity, params."""
+
+    kind: str
+    scorer: Any
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    catalog: pd.DataFrame
+    item_popularity: np.ndarray  # distinct training listeners per item
+    params: dict[str, Any]
+    fit_seconds: float
+    training_info: dict[str, Any] = field(default_factory=dict)
+    estimator: Any = None  # the underlying LightFM / implicit object, kept for inspection
+    version: str | None = None
+
+    @cached_property
+    def user_index(self) -> dict[str, int]:
+        return {str(u): i for i, u in enumerate(self.user_ids)}
+
+    @cached_property
+    def item_index(self) -> dict[str, int]:
+        return {str(t): i for i, t in enumerate(self.item_ids)}
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for cached in ("user_index", "item_index", "_catalog_lookup"):
+            state.pop(cached, None)  # cached lookups are rebuilt after unpickling
+        return state
+
+
+def _base_model(kind: str, train: RecDataset, scorer: Any, params: Any, started: float, **extra: Any) -> TrainedModel:
+    return TrainedModel(
+        kind=kind,
+        scorer=scorer,
+        user_ids=train.user_ids,
+        item_ids=train.item_ids,
+        catalog=train.catalog,
+        item_popularity=train.item_user_counts.copy(),
+        params=asdict(params) if params is not None else {},
+        fit_seconds=time.perf_counter() - started,
+        **extra,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Popularity
+# ---------------------------------------------------------------------------------------
+def train_popularity(train: RecDataset) -> TrainedModel:
+    started = time.perf_counter()
+    return _base_model("popularity", train, PopularityScorer(train.item_user_counts.copy()), None, started)
+
+
+# ---------------------------------------------------------------------------------------
+# EASE
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EaseParams:
+    """EASE hyperparameters.
+
+    Chosen on validation splits inside HetRec training data (outer seeds 101-102,
+    benchmarks/recommender_tuning.py): ``l2=100`` was best on a 50..800 grid; binary input beat
+    log play counts; items need ``min_item_users=2`` training listeners (an item heard by one user
+    has no co-occurrence to learn from, and dropping those makes the O(n³) inverse ~10× cheaper).
+    Up to ``dense_up_to`` active items ``B`` stays dense (≤ 256 MB); beyond, each item keeps its
+    ``top_neighbours`` strongest weights by magnitude (1024 cost ~1% of validation P@10).
+    """
+
+    l2: float = 100.0
+    min_item_users: int = 2
+    max_items: int | None = 20_000  # the dense Gram inverse is O(n³): cap the catalogue it covers
+    dense_up_to: int = 8_000
+    top_neighbours: int = 1024
+    input_alpha: float | None = None  # None: binary interactions (best on validation)
+
+
+def _ease_weights(x: sp.csr_matrix, l2: float) -> np.ndarray:
+    gram = np.asarray((x.T @ x).toarray(), dtype=np.float32)
+    gram[np.diag_indices_from(gram)] += l2
+    # Cholesky-based inverse (potrf + potri): half the flops of LU, and G + λI is positive definite.
+    factor, info = lapack.spotrf(gram, lower=False, overwrite_a=True, clean=False)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"EASE Gram matrix is not positive definite (potrf info={info})")
+    inverse, info = lapack.spotri(factor, lower=False, overwrite_c=True)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"EASE Gram inverse failed (potri info={info})")
+    inverse = np.triu(inverse)
+    inverse += np.triu(inverse, 1).T
+    weights = inverse / (-np.diag(inverse))[None, :]
+    np.fill_diagonal(weights, 0.0)
+    return weights
+
+
+def _keep_top_per_column(dense: np.ndarray, top: int) -> sp.csr_matrix:
+    n = dense.shape[0]
+    # Strongest sources per target by magnitude: EASE's negative weights matter as much as its positive ones.
+    rows = np.argpartition(-np.abs(dense), top - 1, axis=0)[:top]  # (top, n)
+    cols = np.broadcast_to(np.arange(n), rows.shape)
+    values = dense[rows, cols]
+    return sp.csr_matrix((values.ravel(), (rows.ravel(), cols.ravel())), shape=dense.shape, dtype=np.float32)
+
+
+def train_ease(train: RecDataset, params: EaseParams | None = None) -> TrainedModel:
+    params = params or EaseParams()
+    started = time.perf_counter()
+    listeners = train.item_user_counts
+    active = listeners >= params.min_item_users
+    if params.max_items is not None and active.sum() > params.max_items:
+        # The most-listened items: all of them clear min_item_users since more than max_items do.
+        active = np.zeros_like(active)
+        active[np.argsort(-listeners, kind="stable")[: params.max_items]] = True
+    active_items = np.flatnonzero(active)
+    x = train.interactions if params.input_alpha is None else train.confidence(params.input_alpha)
+    weights: np.ndarray | sp.csr_matrix = _ease_weights(x[:, active_items].tocsr(), params.l2)
+    if len(active_items) > params.dense_up_to and params.top_neighbours < len(active_items):
+        weights = _keep_top_per_column(weights, params.top_neighbours)
+    scorer = EaseScorer(
+        weights=weights, active_items=active_items, n_total_items=train.n_items, input_alpha=params.input_alpha
+    )
+    return _base_model("ease", train, scorer, params, started, training_info={"active_items": len(active_items)})
+
+
+# ---------------------------------------------------------------------------------------
+# implicit ALS
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ALSParams:
+    """implicit ALS; defaults chosen on HetRec validation splits (benchmarks/recommender_tuning.py)."""
+
+    factors: int = 64
+    regularization: float = 0.05
+    iterations: int = 15
+    confidence_alpha: float = 2.0  # confidence = 1 + alpha*log1p(count)
+    num_threads: int = 2
+    random_state: int = 42
+
+
+def train_als(train: RecDataset, params: ALSParams | None = None) -> TrainedModel:
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits  # a dependency of implicit
+
+    params = params or ALSParams()
+    started = time.perf_counter()
+    # implicit parallelises over users itself; a threaded BLAS underneath only oversubscribes the cores.
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(
+            factors=params.factors,
+            regularization=params.regularization,
+            alpha=1.0,  # the confidence matrix below already carries the weighting
+            iterations=params.iterations,
+            random_state=params.random_state,
+            num_threads=params.num_threads,
+            calculate_training_loss=False,
+        )
+        model.fit(train.confidence(params.confidence_alpha), show_progress=False)
+    scorer = FactorScorer(
+        user_vectors=np.asarray(model.user_factors, dtype=np.float32),
+        item_embeddings=np.asarray(model.item_factors, dtype=np.float32),
+        item_bias=np.zeros(train.n_items, dtype=np.float32),
+        fold_in="least_squares",
+        regularization=params.regularization,
+        confidence_alpha=params.confidence_alpha,
+    )
+    return _base_model("als", train, scorer, params, started, estimator=model)

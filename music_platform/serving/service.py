@@ -1,0 +1,443 @@
+"""The service's logic, free of any web framework: validate input, answer from the current
+snapshot, reload when a newer model version is published.
+
+Every handler returns ``(status, body)`` with the body already serialised, so the raw ASGI
+fast path and the FastAPI routes share one implementation and answer byte for byte alike.
+Client input never raises: it gets a 4xx JSON error with a message.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http import HTTPStatus
+from urllib.parse import parse_qsl
+
+import orjson
+
+from music_platform.config import ConfigError, Settings
+from music_platform.serving.coldstart import CatalogueColdStartRecommender, ColdStartRecommender, Suggestion
+from music_platform.serving.normalize import normalize_name
+from music_platform.serving.snapshot import (
+    MAX_K,
+    POPULAR_REASON,
+    Snapshot,
+    empty_snapshot,
+    latest_published_version,
+    load_snapshot,
+    open_reader,
+)
+from music_platform.warehouse import Warehouse, connect_warehouse
+
+log = logging.getLogger(__name__)
+
+DEFAULT_K = 10
+DEFAULT_RELOAD_SECONDS = 5.0
+# Up to this much memory per worker goes to answers serialised at load (100k users x 10
+# items take about 250 MiB); beyond it answers are formatted per request.
+DEFAULT_PRESERIALISE_MB = 512
+MAX_BODY_BYTES = 64 * 1024
+MAX_NAMES = 50
+MAX_NAME_LENGTH = 200
+MAX_SEARCH_LENGTH = 100
+
+# Ids are echoed in answers and logs: letters, digits and a few separators, nothing else.
+USER_ID_PATTERN = r"^[\w.@+\-]{1,128}$"
+TRACK_ID_PATTERN = r"^[\w.:\-]{1,128}$"
+_USER_ID = re.compile(USER_ID_PATTERN)
+_TRACK_ID = re.compile(TRACK_ID_PATTERN)
+
+Answer = tuple[int, bytes]
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """Service settings beyond ``Settings``: env vars MUSIC_PLATFORM_RELOAD_SECONDS,
+    MUSIC_PLATFORM_PRESERIALISE_MB and MUSIC_PLATFORM_ADMIN_TOKEN."""
+
+    reload_seconds: float = DEFAULT_RELOAD_SECONDS  # 0 turns polling off
+    admin_token: str | None = None
+    preserialise_mb: int = DEFAULT_PRESERIALISE_MB  # 0 formats every answer per request
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServingConfig:
+        env = os.environ if env is None else env
+        raw = env.get("MUSIC_PLATFORM_RELOAD_SECONDS", "").strip()
+        try:
+            reload_seconds = float(raw) if raw else DEFAULT_RELOAD_SECONDS
+        except ValueError as exc:
+            raise ConfigError(f"MUSIC_PLATFORM_RELOAD_SECONDS must be a number of seconds, got {raw!r}") from exc
+        if reload_seconds < 0:
+            raise ConfigError("MUSIC_PLATFORM_RELOAD_SECONDS must be >= 0 (0 turns polling off)")
+        raw_budget = env.get("MUSIC_PLATFORM_PRESERIALISE_MB", "").strip()
+        try:
+            preserialise_mb = int(raw_budget) if raw_budget else DEFAULT_PRESERIALISE_MB
+        except ValueError as exc:
+            raise ConfigError(f"MUSIC_PLATFORM_PRESERIALISE_MB must be a whole number of MiB, got {raw_budget!r}") from exc
+        if preserialise_mb < 0:
+            raise ConfigError("MUSIC_PLATFORM_PRESERIALISE_MB must be >= 0 (0 turns pre-serialisation off)")
+        return cls(
+            reload_seconds=reload_seconds,
+            admin_token=env.get("MUSIC_PLATFORM_ADMIN_TOKEN") or None,
+            preserialise_mb=preserialise_mb,
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class ServingState:
+    """What one request reads: replaced as a whole, so never half old and half new."""
+
+    snapshot: Snapshot
+    cold_start: ColdStartRecommender
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    reloaded: bool
+    model_version: str | None
+    previous_version: str | None
+    seconds: float
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "reloaded": self.reloaded,
+            "model_version": self.model_version,
+            "previous_version": self.previous_version,
+            "seconds": round(self.seconds, 3),
+            "error": self.error,
+        }
+
+
+def error_json(status: int, message: str, **extra: object) -> bytes:
+    return orjson.dumps({"error": HTTPStatus(status).phrase, "status": status, "message": message, **extra})
+
+
+def _json(status: int, payload: object) -> Answer:
+    return status, orjson.dumps(payload)
+
+
+@functools.lru_cache(maxsize=1024)
+def _query_params(query_string: bytes) -> dict[str, str] | str:
+    """The query string as a dict, or an error message (a parameter given twice, bad bytes)."""
+    if not query_string:
+        return {}
+    try:
+        pairs = parse_qsl(query_string.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=20)
+    except (UnicodeDecodeError, ValueError):
+        return "the query string is malformed"
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name in params:
+            return f"query parameter {name!r} is given more than once"
+        params[name] = value
+    return params
+
+
+def _int_param(params: dict[str, str], name: str, default: int, low: int, high: int) -> int | str:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    text = raw.strip()
+    if not (text.isascii() and text.lstrip("+-").isdigit()) or len(text) > 6:
+        return f"{name} must be an integer between {low} and {high}, got {raw[:20]!r}"
+    value = int(text)
+    if not low <= value <= high:
+        return f"{name} must be an integer between {low} and {high}, got {value}"
+    return value
+
+
+@functools.lru_cache(maxsize=1024)
+def parse_k(query_string: bytes) -> int | str:
+    """``k`` from the query string (default 10), or an error message."""
+    params = _query_params(query_string)
+    if isinstance(params, str):
+        return params
+    return _int_param(params, "k", DEFAULT_K, 1, MAX_K)
+
+
+def default_cold_start_factory(settings: Settings, model_version: str | None) -> ColdStartRecommender:
+    """The trained model's cold start when its artifact exists, else the catalogue one."""
+    from music_platform.serving.model_coldstart import load_model_cold_start
+
+    model = load_model_cold_start(settings, model_version)
+    return model if model is not None else CatalogueColdStartRecommender()
+
+
+class RecommendationService:
+    """Holds the current ``ServingState`` and answers requests from it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        config: ServingConfig,
+        warehouse: Warehouse | None = None,
+        cold_start_factory: Callable[[Settings, str | None], ColdStartRecommender] | None = None,
+    ):
+        self.settings = settings
+        self.config = config
+        self._warehouse = warehouse
+        self._cold_start_factory = cold_start_factory or default_cold_start_factory
+        self.state = ServingState(empty_snapshot(), CatalogueColdStartRecommender())
+        self._reload_lock = threading.Lock()
+        self.last_error: str | None = None
+        self.last_check_at: datetime | None = None
+        self.on_reload: Callable[[ReloadOutcome], None] | None = None
+
+    @property
+    def warehouse(self) -> Warehouse:
+        # Connecting holds no connection (see Warehouse), so one object serves every reload.
+        if self._warehouse is None:
+            self._warehouse = connect_warehouse(self.settings)
+        return self._warehouse
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self.state.snapshot
+
+    # -- reload --------------------------------------------------------------------------
+    def reload(self, force: bool = False) -> ReloadOutcome:
+        """Load the latest published version if it differs from the one served (or ``force``).
+
+        The new state is built aside and swapped in with one assignment; on any failure the
+        current state stays and the error is reported, never raised.
+        """
+        started = time.perf_counter()
+        with self._reload_lock:
+            previous = self.state.snapshot
+            try:
+                with open_reader(self.warehouse) as reader:
+                    version = latest_published_version(reader)
+                    self.last_check_at = datetime.now(UTC)
+                    unchanged = version == previous.model_version and not previous.is_empty and not force
+                    snapshot = None if unchanged else load_snapshot(reader, version, self.config.preserialise_mb * 2**20)
+                if snapshot is None:
+                    outcome = ReloadOutcome(False, version, previous.model_version, time.perf_counter() - started)
+                else:
+                    cold_start = self._make_cold_start(version)
+                    self.state = ServingState(snapshot, cold_start)
+                    outcome = ReloadOutcome(True, version, previous.model_version, time.perf_counter() - started)
+                self.last_error = None
+            except Exception as exc:  # keep serving the current version whatever went wrong
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.error("reload failed, still serving version %s: %s", previous.model_version, self.last_error)
+                outcome = ReloadOutcome(
+                    False, previous.model_version, previous.model_version, time.perf_counter() - started, self.last_error
+                )
+        if self.on_reload is not None:
+            self.on_reload(outcome)
+        return outcome
+
+    def _make_cold_start(self, version: str | None) -> ColdStartRecommender:
+        try:
+            return self._cold_start_factory(self.settings, version)
+        except Exception as exc:
+            log.warning("model cold start unavailable for version %s (%s): using the catalogue", version, exc)
+            return CatalogueColdStartRecommender()
+
+    # -- handlers ------------------------------------------------------------------------
+    def user_recommendations(self, user_id: str, query_string: bytes) -> Answer:
+        k = parse_k(query_string)
+        if isinstance(k, str):
+            return 422, error_json(422, k)
+        if not _USER_ID.fullmatch(user_id):
+            return 422, error_json(422, "user_id must be 1-128 letters, digits or . _ - @ +")
+        snapshot = self.state.snapshot
+        if snapshot.is_empty:
+            return 503, error_json(503, "no recommendations available yet: run the pipeline")
+        return 200, snapshot.user_recommendations_json(user_id, k)
+
+    def similar_tracks(self, track_id: str, query_string: bytes) -> Answer:
+        k = parse_k(query_string)
+        if isinstance(k, str):
+            return 422, error_json(422, k)
+        if not _TRACK_ID.fullmatch(track_id):
+            return 422, error_json(422, "track_id must be 1-128 letters, digits or . _ - :")
+        snapshot = self.state.snapshot
+        body = snapshot.similar_tracks_json(track_id, k)
+        if body is None:
+            return 404, error_json(404, f"track {track_id} is not in the catalogue")
+        return 200, body
+
+    def health(self) -> Answer:
+        state = self.state
+        snapshot = state.snapshot
+        details = {
+            **snapshot.health(),
+            "cold_start": state.cold_start.strategy,
+            "reload_seconds": self.config.reload_seconds,
+            "last_check_at": self.last_check_at.isoformat() if self.last_check_at else None,
+            "last_reload_error": self.last_error,
+            "worker_pid": os.getpid(),
+        }
+        if snapshot.is_empty:
+            reason = self.last_error or "the warehouse has no tracks yet: run the pipeline"
+            return _json(503, {"status": "unavailable", "reason": reason, **details})
+        if snapshot.model_version is None:
+            reason = "no published model version: every user gets the popularity list"
+            return _json(200, {"status": "degraded", "reason": reason, **details})
+        return _json(200, {"status": "ok", **details})
+
+    def sample_users(self, query_string: bytes) -> Answer:
+        params = _query_params(query_string)
+        if isinstance(params, str):
+            return 422, error_json(422, params)
+        limit = _int_param(params, "limit", 5, 1, 20)
+        if isinstance(limit, str):
+            return 422, error_json(422, limit)
+        snapshot = self.state.snapshot
+        return _json(200, {"model_version": snapshot.model_version, "users": list(snapshot.sample_users[:limit])})
+
+    def search_artists(self, query_string: bytes) -> Answer:
+        """Artists whose name contains ``q`` (prefix matches first, then most listened)."""
+        params = _query_params(query_string)
+        if isinstance(params, str):
+            return 422, error_json(422, params)
+        limit = _int_param(params, "limit", 10, 1, 50)
+        if isinstance(limit, str):
+            return 422, error_json(422, limit)
+        query = params.get("q", "")
+        if len(query) > MAX_SEARCH_LENGTH:
+            return 422, error_json(422, f"q must be at most {MAX_SEARCH_LENGTH} characters")
+        cat = self.state.snapshot.catalogue
+        needle = normalize_name(query)
+        found = [(not key.startswith(needle), -int(cat.artist_listens[a]), key, a) for key, a in cat.artist_by_name.items() if needle in key]
+        found.sort()
+        artists = [
+            {"artist_id": cat.artist_ids[a], "artist_name": cat.artist_names[a], "genres": list(cat.artist_genres[a])}
+            for *_, a in found[:limit]
+        ]
+        return _json(200, {"query": query, "artists": artists})
+
+    def cold_start(self, body: bytes, query_string: bytes) -> Answer:
+        """POST /recommendations: ``{"artists": [...], "tracks": [...]}`` for a new listener."""
+        k = parse_k(query_string)
+        if isinstance(k, str):
+            return 422, error_json(422, k)
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return 400, error_json(400, f"the body is not valid JSON: {exc}")
+        if not isinstance(payload, dict):
+            return 422, error_json(422, 'the body must be a JSON object like {"artists": [...], "tracks": [...]}')
+        unknown_fields = sorted(set(payload) - {"artists", "tracks"})
+        if unknown_fields:
+            return 422, error_json(422, f"unknown field(s): {', '.join(unknown_fields)}; expected artists and tracks")
+        names: dict[str, list[str]] = {}
+        for field_name in ("artists", "tracks"):
+            value = payload.get(field_name, [])
+            if value is None:
+                value = []
+            problem = _check_name_list(field_name, value)
+            if problem:
+                return 422, error_json(422, problem)
+            names[field_name] = value
+        if not names["artists"] and not names["tracks"]:
+            return 422, error_json(422, "name at least one artist or track")
+
+        state = self.state
+        snapshot = state.snapshot
+        if snapshot.is_empty:
+            return 503, error_json(503, "no catalogue available yet: run the pipeline")
+        cat = snapshot.catalogue
+        artists, unmatched_artists = _resolve(names["artists"], lambda n: _find_artist(snapshot, n))
+        tracks, unmatched_tracks = _resolve(names["tracks"], lambda n: _find_track(snapshot, n))
+        unmatched = {"artists": unmatched_artists, "tracks": unmatched_tracks}
+        if not artists and not tracks:
+            return 422, error_json(422, "none of the named artists or tracks is in the catalogue", unmatched=unmatched)
+
+        artist_codes = [a for _, a in artists]
+        track_codes = [t for _, t in tracks]
+        strategy = state.cold_start.strategy
+        try:
+            suggestions = state.cold_start.recommend(snapshot, artist_codes, track_codes, k)
+        except Exception as exc:  # a model failure degrades to the catalogue, never a 500
+            log.warning("cold start with %s failed (%s): using the catalogue", strategy, exc)
+            suggestions = []
+        if not suggestions and strategy != CatalogueColdStartRecommender.strategy:
+            # The model knew none of the named items (or failed): the catalogue still can.
+            strategy = CatalogueColdStartRecommender.strategy
+            suggestions = CatalogueColdStartRecommender().recommend(snapshot, artist_codes, track_codes, k)
+        fallback = not suggestions
+        if fallback:
+            named = {t for _, t in tracks}
+            suggestions = [
+                Suggestion(t, float(cat.track_popularity[t]), POPULAR_REASON)
+                for t in cat.popular.tolist()
+                if t not in named
+            ][:k]
+        items = [
+            b'{"rank":%d,%s,"score":%.6g,"reason":%s}' % (rank, cat.track_fragments[s.track], s.score, orjson.dumps(s.reason))
+            for rank, s in enumerate(suggestions, 1)
+        ]
+        head = orjson.dumps(
+            {
+                "model_version": snapshot.model_version,
+                "strategy": strategy,
+                "fallback": fallback,
+                "k": k,
+                "matched": {
+                    "artists": [
+                        {"query": q, "artist_id": cat.artist_ids[a], "artist_name": cat.artist_names[a]} for q, a in artists
+                    ],
+                    "tracks": [{"query": q, **orjson.loads(cat.track_json(t))} for q, t in tracks],
+                },
+                "unmatched": unmatched,
+            }
+        )
+        return 200, head[:-1] + b',"recommendations":[' + b",".join(items) + b"]}"
+
+
+def _check_name_list(field_name: str, value: object) -> str | None:
+    if not isinstance(value, list):
+        return f"{field_name} must be a list of names"
+    if len(value) > MAX_NAMES:
+        return f"{field_name} may name at most {MAX_NAMES} entries"
+    for item in value:
+        if not isinstance(item, str) or not item.strip():
+            return f"every entry of {field_name} must be a non-empty string"
+        if len(item) > MAX_NAME_LENGTH:
+            return f"entries of {field_name} must be at most {MAX_NAME_LENGTH} characters"
+    return None
+
+
+def _resolve(names: Sequence[str], find: Callable[[str], int | None]) -> tuple[list[tuple[str, int]], list[str]]:
+    """Matched (name, index) pairs without repeats, and the names nothing matched."""
+    matched: list[tuple[str, int]] = []
+    seen: set[int] = set()
+    unmatched: list[str] = []
+    for name in names:
+        index = find(name)
+        if index is None:
+            unmatched.append(name)
+        elif index not in seen:
+            seen.add(index)
+            matched.append((name, index))
+    return matched, unmatched
+
+
+def _find_artist(snapshot: Snapshot, name: str) -> int | None:
+    cat = snapshot.catalogue
+    found = cat.artist_by_name.get(normalize_name(name))
+    if found is None:
+        found = cat.artist_index.get(name.strip())
+    return found
+
+
+def _find_track(snapshot: Snapshot, name: str) -> int | None:
+    """A track id, "Artist - Title" or a title (the most listened track of that title)."""
+    cat = snapshot.catalogue
+    found = cat.track_index.get(name.strip())
+    if found is None:
+        found = cat.track_by_name.get(normalize_name(name))
+    if found is None and " - " not in name and "-" in name:
+        artist, _, title = name.partition("-")
+        found = cat.track_by_name.get(f"{normalize_name(artist)} - {normalize_name(title)}")
+    return found

@@ -1,0 +1,712 @@
+"""One published model version held in memory, built from the warehouse.
+
+A ``Snapshot`` is immutable: the service swaps the whole object when a newer version is
+published, so a request that took a reference to it sees one version from start to end.
+
+Layout (1M users x 10 recommendations must fit in well under 1.5 GiB): recommendations are
+compressed sparse rows -- ``user_offsets[u]:user_offsets[u + 1]`` slices three numpy arrays
+(track index, score, reason index) -- and every track's and every reason's JSON is
+serialised once, so answering is string concatenation. The warehouse does the string work:
+queries return integer codes (``row_number()`` over sorted ids), never 10M Python strings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import re
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+from datetime import UTC, datetime
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from music_platform.serving.normalize import normalize_name
+from music_platform.warehouse.base import Warehouse, WarehouseError
+
+log = logging.getLogger(__name__)
+
+MAX_K = 100
+POPULAR_REASON = "popular with all listeners"
+# Genre and artist candidate lists kept for cold start and similar-track fallbacks.
+TRACKS_PER_GENRE = 500
+TRACKS_PER_ARTIST = 50
+GENRES_PER_ARTIST = 5
+
+_VERSION_PATTERN = re.compile(r"^[\w.:+\-]{1,128}$")
+
+
+class SnapshotError(WarehouseError):
+    """The warehouse holds data the service cannot serve (the message says what)."""
+
+
+# -- reading the warehouse ------------------------------------------------------------------
+class TableReader(Protocol):
+    """The two reads a load needs; a ``Warehouse`` is one, ``open_reader`` gives a better one."""
+
+    def table_exists(self, schema: str, table: str) -> bool: ...
+
+    def query_df(self, sql: str) -> pd.DataFrame: ...
+
+
+class _DuckDBReader:
+    """All reads of one load through one read-only connection: a consistent view of the file,
+    and several workers (read-only) can load at the same time instead of queueing for the
+    single writer lock."""
+
+    def __init__(self, connection) -> None:
+        self.connection = connection
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        if self.connection is None:
+            return False
+        found = self.connection.execute(
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, table]
+        ).fetchone()
+        return bool(found and found[0])
+
+    def query_df(self, sql: str) -> pd.DataFrame:
+        if self.connection is None:
+            raise SnapshotError("the DuckDB warehouse file does not exist yet")
+        return self.connection.execute(sql).df()
+
+
+@contextlib.contextmanager
+def open_reader(warehouse: Warehouse) -> Iterator[TableReader]:
+    """A reader for one reload: read-only DuckDB connection, or the warehouse itself."""
+    from music_platform.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+    if not isinstance(warehouse, DuckDBWarehouse):
+        yield warehouse
+        return
+    if not warehouse.path.exists():  # never create the file: the pipeline owns it
+        yield _DuckDBReader(None)
+        return
+    import duckdb
+
+    try:
+        opened = warehouse.connect(read_only=True)
+        connection = opened.__enter__()
+    except duckdb.ConnectionException:
+        # This process already has the file open for writing (DuckDB refuses to mix modes
+        # within one process): read through that configuration instead.
+        opened = warehouse.connect()
+        connection = opened.__enter__()
+    try:
+        yield _DuckDBReader(connection)
+    finally:
+        opened.__exit__(None, None, None)
+
+
+# -- which version to serve ------------------------------------------------------------------
+def latest_published_version(warehouse: TableReader) -> str | None:
+    """The version to serve: the latest published one in ``ml.model_registry``.
+
+    Without a registry table, the greatest ``model_version`` in ``ml.user_recommendations``.
+    With a registry but nothing published, None: unvetted recommendations are not served.
+    """
+    if warehouse.table_exists("ml", "model_registry"):
+        df = warehouse.query_df(
+            "select cast(model_version as varchar) as model_version from ml.model_registry "
+            "where lower(status) = 'published' "
+            "order by published_at desc nulls last, model_version desc limit 1"
+        )
+    elif warehouse.table_exists("ml", "user_recommendations"):
+        df = warehouse.query_df(
+            "select cast(max(model_version) as varchar) as model_version from ml.user_recommendations"
+        )
+    else:
+        return None
+    if df.empty or pd.isna(df.iloc[0, 0]):
+        return None
+    return str(df.iloc[0, 0])
+
+
+def _sql_literal(value: str) -> str:
+    if not _VERSION_PATTERN.match(value):
+        raise SnapshotError(f"model_version {value!r} has characters the service does not accept")
+    return "'" + value.replace("'", "''") + "'"
+
+
+# -- the catalogue of tracks and artists -----------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Catalogue:
+    """Every track the snapshot can name, with what cold start and fallbacks need."""
+
+    track_ids: list[str]
+    track_index: dict[str, int]
+    track_fragments: list[bytes]  # '"track_id":..,"track_name":..,"artist_id":..,"artist_name":..'
+    track_names: list[str | None]
+    track_artist: np.ndarray  # int32 artist index, -1 when unknown
+    track_listens: np.ndarray  # int64
+    track_popularity: np.ndarray  # float64 in [0, 1]: log listens over log max listens
+    track_genres: list[tuple[str, ...]]
+    artist_ids: list[str]
+    artist_index: dict[str, int]
+    artist_names: list[str | None]
+    artist_genres: list[tuple[str, ...]]
+    artist_listens: np.ndarray  # int64, sum of the artist's track listens
+    artist_by_name: dict[str, int]
+    track_by_name: dict[str, int]  # normalised "title" and "artist - title" -> most listened track
+    tracks_by_genre: dict[str, np.ndarray]
+    tracks_by_artist: dict[int, np.ndarray]
+    popular: np.ndarray  # int32 track indices, most listened first (MAX_K of them)
+
+    @property
+    def size(self) -> int:
+        return len(self.track_ids)
+
+    def track_label(self, track: int) -> str:
+        name = self.track_names[track] or self.track_ids[track]
+        artist = self.track_artist[track]
+        if artist >= 0 and self.artist_names[artist]:
+            return f"{name} by {self.artist_names[artist]}"
+        return name
+
+    def track_json(self, track: int) -> bytes:
+        return b"{" + self.track_fragments[track] + b"}"
+
+
+def _split_genres(*values: object) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for value in values:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        for part in str(value).split(";"):
+            genre = part.strip().lower()
+            if genre:
+                seen.setdefault(genre, None)
+    return tuple(seen)
+
+
+def _none_if_missing(values: Iterable[object]) -> list:
+    return [None if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA else v for v in values]
+
+
+def _top_by_group(groups: np.ndarray, order_key: np.ndarray, limit: int) -> dict:
+    """For each group value, up to ``limit`` row positions with the largest ``order_key``."""
+    if len(groups) == 0:
+        return {}
+    order = np.lexsort((-order_key, groups))
+    sorted_groups = groups[order]
+    boundaries = np.flatnonzero(np.diff(sorted_groups)) + 1
+    starts = np.concatenate(([0], boundaries))
+    ends = np.concatenate((boundaries, [len(order)]))
+    return {
+        sorted_groups[s].item(): order[s : min(e, s + limit)].astype(np.int32) for s, e in zip(starts, ends)
+    }
+
+
+def build_catalogue(tracks: pd.DataFrame, artists: pd.DataFrame, recommended_counts: np.ndarray) -> Catalogue:
+    """``tracks`` is ordered by track index; ``artists`` has artist_id, artist_name, genre, top_tags."""
+    n_tracks = len(tracks)
+    track_ids = tracks["track_id"].astype(str).tolist()
+    track_names = _none_if_missing(tracks["track_name"].tolist())
+    track_artist_ids = _none_if_missing(tracks["artist_id"].tolist())
+    track_artist_names = _none_if_missing(tracks["artist_name"].tolist())
+
+    # Artists: the artist table first, then any artist only the track table knows.
+    artist_ids = [str(a) for a in artists["artist_id"].tolist()]
+    artist_names = _none_if_missing(artists["artist_name"].tolist())
+    artist_genres = [
+        _split_genres(g, t)[:GENRES_PER_ARTIST]
+        for g, t in zip(artists["genre"].tolist(), artists["top_tags"].tolist())
+    ]
+    artist_index = {a: i for i, a in enumerate(artist_ids)}
+    for artist_id, artist_name in zip(track_artist_ids, track_artist_names):
+        if artist_id is not None and artist_id not in artist_index:
+            artist_index[artist_id] = len(artist_ids)
+            artist_ids.append(artist_id)
+            artist_names.append(artist_name)
+            artist_genres.append(())
+    track_artist = np.array(
+        [artist_index[a] if a is not None else -1 for a in track_artist_ids], dtype=np.int32
+    )
+
+    listens = pd.to_numeric(tracks["listen_count"], errors="coerce").fillna(0).clip(lower=0).to_numpy(np.int64)
+    if n_tracks and listens.max() == 0:
+        # No listening counts (no marts yet): how often the model recommends a track stands in.
+        listens = recommended_counts.astype(np.int64)
+    max_log = math.log1p(int(listens.max())) if n_tracks else 0.0
+    popularity = np.log1p(listens) / max_log if max_log > 0 else np.zeros(n_tracks)
+
+    track_genres = [_split_genres(g, gs) for g, gs in zip(tracks["genre"].tolist(), tracks["genres"].tolist())]
+
+    # Artists with no genre of their own take their tracks' genres, weighted by listens.
+    weights: dict[int, dict[str, float]] = {}
+    for track, genres in enumerate(track_genres):
+        artist = int(track_artist[track])
+        if artist >= 0 and genres and not artist_genres[artist]:
+            bucket = weights.setdefault(artist, {})
+            for genre in genres:
+                bucket[genre] = bucket.get(genre, 0.0) + 1.0 + float(listens[track])
+    for artist, bucket in weights.items():
+        artist_genres[artist] = tuple(sorted(bucket, key=lambda g: (-bucket[g], g))[:GENRES_PER_ARTIST])
+
+    fragments = [
+        orjson.dumps({"track_id": tid, "track_name": name, "artist_id": aid, "artist_name": aname})[1:-1]
+        for tid, name, aid, aname in zip(track_ids, track_names, track_artist_ids, track_artist_names)
+    ]
+
+    # Name lookups; on a clash the most listened entry wins.
+    by_listens = np.argsort(-listens, kind="stable")
+    track_by_name: dict[str, int] = {}
+    for track in by_listens.tolist():
+        name = track_names[track]
+        if not name:
+            continue
+        key = normalize_name(name)
+        track_by_name.setdefault(key, track)
+        artist_name = track_artist_names[track]
+        if artist_name:
+            track_by_name.setdefault(f"{normalize_name(artist_name)} - {key}", track)
+    artist_listens = np.zeros(len(artist_ids), dtype=np.int64)
+    known_artist = track_artist >= 0
+    np.add.at(artist_listens, track_artist[known_artist], listens[known_artist])
+    artist_by_name: dict[str, int] = {}
+    for artist in np.argsort(-artist_listens, kind="stable").tolist():
+        if artist_names[artist]:
+            artist_by_name.setdefault(normalize_name(artist_names[artist]), artist)
+
+    genre_rows = [(genre, track) for track, genres in enumerate(track_genres) for genre in genres]
+    tracks_by_genre: dict[str, np.ndarray] = {}
+    if genre_rows:
+        genre_codes, genre_labels = pd.factorize(pd.Series([g for g, _ in genre_rows]))
+        genre_tracks = np.array([t for _, t in genre_rows], dtype=np.int64)
+        grouped = _top_by_group(genre_codes.astype(np.int64), listens[genre_tracks], TRACKS_PER_GENRE)
+        tracks_by_genre = {str(genre_labels[code]): genre_tracks[rows].astype(np.int32) for code, rows in grouped.items()}
+    tracks_by_artist = {
+        int(artist): rows
+        for artist, rows in _top_by_group(
+            track_artist[known_artist].astype(np.int64),
+            listens[known_artist],
+            TRACKS_PER_ARTIST,
+        ).items()
+    }
+    # _top_by_group returned positions within the known-artist subset: map back to track indices.
+    known_positions = np.flatnonzero(known_artist).astype(np.int32)
+    tracks_by_artist = {artist: known_positions[rows] for artist, rows in tracks_by_artist.items()}
+
+    popular = np.lexsort((np.array(track_ids, dtype=object).astype(str), -listens))[:MAX_K].astype(np.int32)
+    return Catalogue(
+        track_ids=track_ids,
+        track_index={t: i for i, t in enumerate(track_ids)},
+        track_fragments=fragments,
+        track_names=track_names,
+        track_artist=track_artist,
+        track_listens=listens,
+        track_popularity=popularity,
+        track_genres=track_genres,
+        artist_ids=artist_ids,
+        artist_index=artist_index,
+        artist_names=artist_names,
+        artist_genres=artist_genres,
+        artist_listens=artist_listens,
+        artist_by_name=artist_by_name,
+        track_by_name=track_by_name,
+        tracks_by_genre=tracks_by_genre,
+        tracks_by_artist=tracks_by_artist,
+        popular=popular,
+    )
+
+
+# -- the snapshot ----------------------------------------------------------------------------
+_USER_HEAD = b'{"user_id":%s,"model_version":%s,"fallback":%s,"k":%d,"recommendations":['
+_ITEM = b'{"rank":%d,%s,"score":%.6g,"reason":%s}'
+# Estimated bytes of one answer item beyond its track fragment and reason: rank, score, keys.
+_ITEM_OVERHEAD_BYTES = 48
+
+
+def _format_item(rank: int, fragment: bytes, score: float, reason_json: bytes) -> bytes:
+    return _ITEM % (rank, fragment, score, reason_json)
+
+
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    """One model version in memory. ``preserialise_budget_bytes`` > 0 builds every user's
+    answer items once at load when they fit in that budget (a dictionary lookup then answers);
+    above it, items are formatted per request from the compact arrays."""
+
+    model_version: str | None
+    catalogue: Catalogue
+    user_index: dict[str, int]
+    user_offsets: np.ndarray  # int64, len = users + 1
+    rec_tracks: np.ndarray  # int32
+    rec_scores: np.ndarray  # float32
+    rec_reasons: np.ndarray  # int32 index into reason_json
+    reason_json: list[bytes]
+    similar_offsets: np.ndarray  # int64, len = tracks + 1
+    similar_tracks: np.ndarray  # int32
+    similar_scores: np.ndarray  # float32
+    sample_users: tuple[str, ...]
+    preserialise_budget_bytes: int = 0
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    load_seconds: float = 0.0
+    fallback_items: list[bytes] = field(init=False)
+    version_json: bytes = field(init=False)
+    user_items: list[bytes] | None = field(init=False)  # per user: its items joined by ","
+    item_ends: np.ndarray | None = field(init=False)  # per recommendation: end of it in user_items
+
+    def __post_init__(self) -> None:
+        cat = self.catalogue
+        reason = orjson.dumps(POPULAR_REASON)
+        items = [
+            _format_item(rank, cat.track_fragments[t], float(cat.track_popularity[t]), reason)
+            for rank, t in enumerate(cat.popular.tolist(), 1)
+        ]
+        object.__setattr__(self, "fallback_items", items)
+        object.__setattr__(self, "version_json", orjson.dumps(self.model_version))
+        # memoryviews index and slice to plain Python ints/floats several times faster than numpy.
+        object.__setattr__(self, "_offsets", memoryview(self.user_offsets))
+        object.__setattr__(self, "_tracks", memoryview(self.rec_tracks))
+        object.__setattr__(self, "_scores", memoryview(self.rec_scores))
+        object.__setattr__(self, "_reasons", memoryview(self.rec_reasons))
+        object.__setattr__(self, "user_items", None)
+        object.__setattr__(self, "item_ends", None)
+        if 0 < self.estimated_answer_bytes() <= self.preserialise_budget_bytes:
+            self._preserialise()
+
+    def estimated_answer_bytes(self) -> int:
+        """Bytes that every user's full answer items take (the pre-serialisation cost)."""
+        if not len(self.rec_tracks):
+            return 0
+        fragment_bytes = np.fromiter((len(f) for f in self.catalogue.track_fragments), np.int64, self.catalogue.size)
+        reason_bytes = np.fromiter((len(r) for r in self.reason_json), np.int64, len(self.reason_json))
+        per_object = 40  # a bytes object's header
+        return int(
+            fragment_bytes[self.rec_tracks].sum()
+            + reason_bytes[self.rec_reasons].sum()
+            + _ITEM_OVERHEAD_BYTES * len(self.rec_tracks)
+            + per_object * self.user_count
+        )
+
+    def _preserialise(self) -> None:
+        fragments = self.catalogue.track_fragments
+        reasons = self.reason_json
+        offsets = self._offsets
+        tracks, scores, reason_codes = self._tracks, self._scores, self._reasons
+        user_items: list[bytes] = []
+        item_ends = np.zeros(len(self.rec_tracks), dtype=np.int32)
+        for user in range(self.user_count):
+            start, end = offsets[user], offsets[user + 1]
+            items = [
+                _ITEM % (rank, fragments[t], s, reasons[r])
+                for rank, t, s, r in zip(
+                    range(1, end - start + 1),
+                    tracks[start:end].tolist(),
+                    scores[start:end].tolist(),
+                    reason_codes[start:end].tolist(),
+                )
+            ]
+            user_items.append(b",".join(items))
+            # End of item i = its length plus the items and commas before it.
+            item_ends[start:end] = np.cumsum([len(item) + 1 for item in items]) - 1
+        object.__setattr__(self, "user_items", user_items)
+        object.__setattr__(self, "item_ends", item_ends)
+        object.__setattr__(self, "_ends", memoryview(item_ends))
+
+    # -- facts ---------------------------------------------------------------------------
+    @property
+    def user_count(self) -> int:
+        return len(self.user_index)
+
+    @property
+    def recommendation_count(self) -> int:
+        return int(len(self.rec_tracks))
+
+    @property
+    def similar_count(self) -> int:
+        return int(len(self.similar_tracks))
+
+    @property
+    def is_empty(self) -> bool:
+        """Nothing to answer with: no catalogue at all (the pipeline has not run)."""
+        return self.catalogue.size == 0
+
+    @property
+    def preserialised(self) -> bool:
+        return self.user_items is not None
+
+    # -- answers ---------------------------------------------------------------------------
+    def user_recommendations_json(self, user_id: str, k: int) -> bytes:
+        """The user's top ``k``; an unknown user gets the popularity list flagged as fallback."""
+        user = self.user_index.get(user_id)
+        if user is None:
+            head = _USER_HEAD % (orjson.dumps(user_id), self.version_json, b"true", k)
+            return head + b",".join(self.fallback_items[:k]) + b"]}"
+        head = _USER_HEAD % (orjson.dumps(user_id), self.version_json, b"false", k)
+        start = self._offsets[user]
+        count = self._offsets[user + 1] - start
+        user_items = self.user_items
+        if user_items is not None:
+            items = user_items[user]
+            return head + (items if k >= count else items[: self._ends[start + k - 1]]) + b"]}"
+        end = start + min(k, count)
+        fragments = self.catalogue.track_fragments
+        reasons = self.reason_json
+        items = [
+            _ITEM % (rank, fragments[t], s, reasons[r])
+            for rank, t, s, r in zip(
+                range(1, end - start + 1),
+                self._tracks[start:end].tolist(),
+                self._scores[start:end].tolist(),
+                self._reasons[start:end].tolist(),
+            )
+        ]
+        return head + b",".join(items) + b"]}"
+
+    def similar_track_indices(self, track: int, k: int) -> tuple[list[int], list[float], bool]:
+        """Model neighbours of ``track``; without any, popular tracks of its genre (fallback)."""
+        start = int(self.similar_offsets[track])
+        end = min(int(self.similar_offsets[track + 1]), start + k)
+        if end > start:
+            return self.similar_tracks[start:end].tolist(), self.similar_scores[start:end].tolist(), False
+        cat = self.catalogue
+        genres = cat.track_genres[track]
+        pool = cat.tracks_by_genre.get(genres[0]) if genres else None
+        if pool is None:
+            pool = cat.popular
+        chosen = [t for t in pool.tolist() if t != track][:k]
+        return chosen, [float(cat.track_popularity[t]) for t in chosen], True
+
+    def similar_tracks_json(self, track_id: str, k: int) -> bytes | None:
+        """Tracks like ``track_id``, or None when the catalogue does not know it."""
+        cat = self.catalogue
+        track = cat.track_index.get(track_id)
+        if track is None:
+            return None
+        neighbours, scores, fallback = self.similar_track_indices(track, k)
+        fragments = cat.track_fragments
+        items = [
+            b'{"rank":%d,%s,"score":%.6g}' % (rank, fragments[t], s)
+            for rank, (t, s) in enumerate(zip(neighbours, scores), 1)
+        ]
+        head = b'{"track":%s,"model_version":%s,"fallback":%s,"k":%d,"similar":['
+        return (
+            head % (cat.track_json(track), self.version_json, b"true" if fallback else b"false", k)
+            + b",".join(items)
+            + b"]}"
+        )
+
+    def health(self) -> dict[str, object]:
+        return {
+            "model_version": self.model_version,
+            "users": self.user_count,
+            "tracks": self.catalogue.size,
+            "recommendations": self.recommendation_count,
+            "similar_pairs": self.similar_count,
+            "preserialised": self.preserialised,
+            "loaded_at": self.loaded_at.isoformat(),
+            "load_seconds": round(self.load_seconds, 3),
+        }
+
+
+def empty_snapshot() -> Snapshot:
+    """What the service holds before the warehouse has anything to serve."""
+    tracks = pd.DataFrame(
+        {c: pd.Series(dtype=object) for c in ("track_id", "track_name", "artist_id", "artist_name", "genre", "genres")}
+        | {"listen_count": pd.Series(dtype=np.int64)}
+    )
+    artists = pd.DataFrame({c: pd.Series(dtype=object) for c in ("artist_id", "artist_name", "genre", "top_tags")})
+    return Snapshot(
+        model_version=None,
+        catalogue=build_catalogue(tracks, artists, np.zeros(0, dtype=np.int64)),
+        user_index={},
+        user_offsets=np.zeros(1, dtype=np.int64),
+        rec_tracks=np.zeros(0, dtype=np.int32),
+        rec_scores=np.zeros(0, dtype=np.float32),
+        rec_reasons=np.zeros(0, dtype=np.int32),
+        reason_json=[],
+        similar_offsets=np.zeros(1, dtype=np.int64),
+        similar_tracks=np.zeros(0, dtype=np.int32),
+        similar_scores=np.zeros(0, dtype=np.float32),
+        sample_users=(),
+    )
+
+
+# -- loading ---------------------------------------------------------------------------------
+def _offsets(sorted_keys: np.ndarray, size: int) -> np.ndarray:
+    counts = np.bincount(sorted_keys, minlength=size) if len(sorted_keys) else np.zeros(size, dtype=np.int64)
+    offsets = np.zeros(size + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return offsets
+
+
+def _check_codes(name: str, codes: np.ndarray, size: int) -> None:
+    if len(codes) and (codes.min() < 0 or codes.max() >= size):
+        raise SnapshotError(f"{name}: codes out of range (the table changed while loading?)")
+
+
+def _clean_scores(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    scores = np.asarray(values, dtype=np.float32)
+    return np.nan_to_num(scores, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def load_snapshot(
+    warehouse: TableReader, model_version: str | None, preserialise_budget_bytes: int = 0
+) -> Snapshot:
+    """Read ``model_version``'s recommendations and similar tracks plus the catalogue.
+
+    ``model_version`` None loads the catalogue only (popularity answers). Raises
+    ``SnapshotError`` when the version has no recommendation rows, so that a half-written
+    version is never swapped in.
+    """
+    started = time.perf_counter()
+    has_tracks = warehouse.table_exists("marts", "dim_tracks")
+    has_artists = warehouse.table_exists("marts", "dim_artists")
+    has_recs = model_version is not None and warehouse.table_exists("ml", "user_recommendations")
+    has_similar = model_version is not None and warehouse.table_exists("ml", "similar_tracks")
+    if model_version is not None and not has_recs:
+        raise SnapshotError(f"model version {model_version} is published but ml.user_recommendations does not exist")
+    version = _sql_literal(model_version) if model_version is not None else None
+
+    ctes: list[str] = []
+    sources: list[str] = []
+    if has_recs:
+        ctes.append(
+            "recs as (select user_id, rank, track_id, score, coalesce(cast(reason as varchar), '') as reason "
+            f"from ml.user_recommendations where cast(model_version as varchar) = {version} "
+            "and user_id is not null and track_id is not null)"
+        )
+        sources.append("select cast(track_id as varchar) as track_id from recs")
+    if has_similar:
+        ctes.append(
+            "sims as (select track_id, rank, similar_track_id, score from ml.similar_tracks "
+            f"where cast(model_version as varchar) = {version} "
+            "and track_id is not null and similar_track_id is not null)"
+        )
+        sources.append("select cast(track_id as varchar) as track_id from sims")
+        sources.append("select cast(similar_track_id as varchar) as track_id from sims")
+    if has_tracks:
+        sources.append("select cast(track_id as varchar) as track_id from marts.dim_tracks where track_id is not null")
+
+    tracks = pd.DataFrame(columns=["track_id", "track_name", "artist_id", "artist_name", "genre", "genres", "listen_count"])
+    users = np.array([], dtype=object)
+    user_codes = rec_tracks = rec_reasons = np.zeros(0, dtype=np.int32)
+    rec_scores = np.zeros(0, dtype=np.float32)
+    reasons: list[str] = []
+    sim_codes = sim_tracks = np.zeros(0, dtype=np.int32)
+    sim_scores = np.zeros(0, dtype=np.float32)
+
+    if sources:
+        ctes.append(
+            "universe as (select track_id, row_number() over (order by track_id) - 1 as track_idx from ("
+            + " union ".join(sources)
+            + ") all_tracks)"
+        )
+        with_clause = "with " + ", ".join(ctes) + " "
+        if has_tracks:
+            tracks = warehouse.query_df(
+                with_clause + "select u.track_id, d.track_name, cast(d.artist_id as varchar) as artist_id, "
+                "d.artist_name, d.genre, d.genres, d.listen_count from universe u "
+                "left join marts.dim_tracks d on cast(d.track_id as varchar) = u.track_id order by u.track_idx"
+            )
+            if tracks["track_id"].duplicated().any():
+                tracks = tracks.drop_duplicates("track_id", keep="first").reset_index(drop=True)
+        else:
+            tracks = warehouse.query_df(with_clause + "select track_id from universe order by track_idx")
+            for column in ("track_name", "artist_id", "artist_name", "genre", "genres"):
+                tracks[column] = None
+            tracks["listen_count"] = 0
+
+        if has_recs:
+            users_cte = (
+                "users as (select user_id, row_number() over (order by user_id) - 1 as user_idx "
+                "from (select distinct cast(user_id as varchar) as user_id from recs) distinct_users), "
+                "reasons as (select reason, row_number() over (order by reason) - 1 as reason_idx "
+                "from (select distinct reason from recs) distinct_reasons) "
+            )
+            users = warehouse.query_df(with_clause.rstrip() + ", " + users_cte + "select user_id from users order by user_idx")[
+                "user_id"
+            ].to_numpy()
+            reasons = (
+                warehouse.query_df(with_clause.rstrip() + ", " + users_cte + "select reason from reasons order by reason_idx")[
+                    "reason"
+                ]
+                .astype(str)
+                .tolist()
+            )
+            rows = warehouse.query_df(
+                with_clause.rstrip() + ", " + users_cte
+                + "select cast(us.user_idx as integer) as user_idx, cast(u.track_idx as integer) as track_idx, "
+                "cast(r.score as real) as score, cast(rs.reason_idx as integer) as reason_idx "
+                "from recs r join users us on us.user_id = cast(r.user_id as varchar) "
+                "join universe u on u.track_id = cast(r.track_id as varchar) "
+                "join reasons rs on rs.reason = r.reason "
+                "order by us.user_idx, r.rank, u.track_idx"
+            )
+            user_codes = rows["user_idx"].to_numpy(np.int32)
+            rec_tracks = rows["track_idx"].to_numpy(np.int32)
+            rec_scores = _clean_scores(rows["score"].to_numpy())
+            rec_reasons = rows["reason_idx"].to_numpy(np.int32)
+            del rows
+            if len(rec_tracks) == 0:
+                raise SnapshotError(f"model version {model_version} has no rows in ml.user_recommendations")
+        if has_similar:
+            rows = warehouse.query_df(
+                with_clause + "select cast(a.track_idx as integer) as track_idx, "
+                "cast(b.track_idx as integer) as similar_idx, cast(s.score as real) as score from sims s "
+                "join universe a on a.track_id = cast(s.track_id as varchar) "
+                "join universe b on b.track_id = cast(s.similar_track_id as varchar) "
+                "where a.track_idx <> b.track_idx order by a.track_idx, s.rank, b.track_idx"
+            )
+            sim_codes = rows["track_idx"].to_numpy(np.int32)
+            sim_tracks = rows["similar_idx"].to_numpy(np.int32)
+            sim_scores = _clean_scores(rows["score"].to_numpy())
+            del rows
+
+    n_tracks = len(tracks)
+    for name, codes, size in (
+        ("users", user_codes, len(users)),
+        ("recommended tracks", rec_tracks, n_tracks),
+        ("reasons", rec_reasons, len(reasons)),
+        ("similar tracks", sim_codes, n_tracks),
+        ("similar neighbours", sim_tracks, n_tracks),
+    ):
+        _check_codes(name, codes, size)
+    if len(user_codes) > 1 and np.any(np.diff(user_codes) < 0):
+        raise SnapshotError("user_recommendations rows did not come back ordered by user")
+
+    if has_artists:
+        artists = warehouse.query_df(
+            "select cast(artist_id as varchar) as artist_id, artist_name, genre, top_tags from marts.dim_artists "
+            "where artist_id is not null"
+        ).drop_duplicates("artist_id")
+    else:
+        artists = pd.DataFrame(columns=["artist_id", "artist_name", "genre", "top_tags"])
+
+    recommended_counts = np.bincount(rec_tracks, minlength=n_tracks) if n_tracks else np.zeros(0, dtype=np.int64)
+    catalogue = build_catalogue(tracks, artists, recommended_counts)
+    user_list = [str(u) for u in users.tolist()]
+    snapshot = Snapshot(
+        model_version=model_version,
+        catalogue=catalogue,
+        user_index=dict(zip(user_list, range(len(user_list)))),
+        user_offsets=_offsets(user_codes, len(user_list)),
+        rec_tracks=rec_tracks,
+        rec_scores=rec_scores,
+        rec_reasons=rec_reasons,
+        reason_json=[orjson.dumps(r) for r in reasons],
+        similar_offsets=_offsets(sim_codes, n_tracks),
+        similar_tracks=sim_tracks,
+        similar_scores=sim_scores,
+        sample_users=tuple(user_list[:20]),
+        preserialise_budget_bytes=preserialise_budget_bytes,
+    )
+    object.__setattr__(snapshot, "load_seconds", time.perf_counter() - started)
+    log.info(
+        "loaded model version %s: %d users, %d recommendations, %d tracks, %d similar pairs in %.1f s (%s)",
+        model_version,
+        snapshot.user_count,
+        snapshot.recommendation_count,
+        catalogue.size,
+        snapshot.similar_count,
+        snapshot.load_seconds,
+        "answers pre-serialised" if snapshot.preserialised else "answers formatted per request",
+    )
+    return snapshot

@@ -1,0 +1,213 @@
+"""Models on a synthetic world with clear taste clusters: scoring, reasons, similar items,
+cold start, evaluation table and the publish gate."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from music_platform.recommender import (
+    ALSParams,
+    EaseParams,
+    LightFMParams,
+    blend_models,
+    build_dataset,
+    evaluate_models,
+    metrics_dict,
+    popularity_recommendations,
+    recommend_cold_start,
+    recommend_top_k,
+    should_publish,
+    similar_items,
+    split_holdout,
+    train_als,
+    train_ease,
+    train_lightfm,
+    train_model,
+    train_popularity,
+    with_baseline,
+)
+from music_platform.recommender.cold_start import cold_start_split, evaluate_cold_start
+from music_platform.recommender.scoring import best_heard_items
+from music_platform.recommender.synthetic import taste_clusters
+
+FAST_LIGHTFM = LightFMParams(no_components=16, max_epochs=20, eval_every=5, patience=2, random_state=7)
+
+
+@pytest.fixture(scope="module")
+def world():
+    return taste_clusters(n_users=160, n_clusters=4, unplayed_tracks_per_cluster=3, seed=11)
+
+
+@pytest.fixture(scope="module")
+def dataset(world):
+    return build_dataset(world.interactions, world.tracks, world.artist_tags)
+
+
+@pytest.fixture(scope="module")
+def clusters(world):
+    return world.cluster_of_track()
+
+
+@pytest.fixture(scope="module")
+def models(dataset):
+    lightfm = train_lightfm(dataset, FAST_LIGHTFM)
+    ease = train_ease(dataset, EaseParams(l2=10.0))
+    return {
+        "popularity": train_popularity(dataset),
+        "lightfm": lightfm,
+        "ease": ease,
+        "als": train_als(dataset, ALSParams(factors=8, iterations=10)),
+        "blend": blend_models(lightfm, ease, 0.5),
+    }
+
+
+def user_cluster(user_id: str) -> int:
+    return int(user_id[1:]) % 4
+
+
+@pytest.mark.parametrize("kind", ["lightfm", "ease", "als", "blend"])
+def test_recommendations_exclude_heard_and_follow_the_users_cluster(models, dataset, clusters, kind):
+    recs = recommend_top_k(models[kind], dataset, k=5, batch_size=37)
+    assert list(recs.columns) == ["user_id", "rank", "track_id", "score", "reason"]
+    heard = set(zip(dataset.user_ids[dataset.user_idx], dataset.item_ids[dataset.item_idx], strict=True))
+    assert not any((u, t) in heard for u, t in zip(recs["user_id"], recs["track_id"], strict=True))
+    same_cluster = np.mean([clusters[t] == user_cluster(u) for u, t in zip(recs["user_id"], recs["track_id"], strict=True)])
+    assert same_cluster > 0.9
+    assert recs.groupby("user_id")["rank"].apply(lambda r: list(r) == list(range(1, len(r) + 1))).all()
+    assert (recs.groupby("user_id")["score"].apply(lambda s: s.is_monotonic_decreasing)).all()
+
+
+def test_batched_scoring_matches_a_brute_force_reference(models, dataset):
+    model = models["lightfm"]
+    recs = recommend_top_k(model, dataset, k=7, batch_size=16, with_reasons=False)
+    scorer = model.scorer
+    full = scorer.user_vectors @ scorer.item_embeddings.T + scorer.item_bias
+    full[dataset.interactions.toarray() > 0] = -np.inf
+    for row in [0, 5, 77, 159]:
+        expected = dataset.item_ids[np.argsort(-full[row], kind="stable")[:7]]
+        got = recs[recs["user_id"] == dataset.user_ids[row]]["track_id"].to_numpy()
+        assert list(got) == list(expected)
+
+
+def test_reasons_cite_a_heard_item_of_the_same_cluster(models, dataset, clusters):
+    recs = recommend_top_k(models["ease"], dataset, k=5, users=["u0", "u1", "u2"])
+    assert set(recs["user_id"]) == {"u0", "u1", "u2"}
+    cited = recs[recs["reason"].str.startswith("because you play ")]
+    assert len(cited) > 0.8 * len(recs)
+    by_name = {f"{r.track_name} by {r.artist_name}": r.track_id for r in models["ease"].catalog.itertuples()}
+    for user, reason in zip(cited["user_id"], cited["reason"], strict=True):
+        heard_track = by_name[reason.removeprefix("because you play ")]
+        assert clusters[heard_track] == user_cluster(user)
+        u, i = dataset.user_index[user], dataset.item_index[heard_track]
+        assert dataset.interactions[u, i] == 1  # the cited item really is one the user played
+
+
+def test_popularity_reasons_name_the_genre(models, dataset):
+    recs = recommend_top_k(models["popularity"], dataset, k=3, users=["u3"])
+    assert recs["reason"].str.match(r"popular in \w[\w-]* among listeners like you").all()
+
+
+def test_best_heard_item_is_the_argmax_of_affinity(models, dataset):
+    scorer = models["lightfm"].scorer
+    history = dataset.play_counts[:10]
+    candidates = np.arange(30).reshape(10, 3)
+    best, value = best_heard_items(scorer, history, candidates, max_pairs=7)  # tiny chunks on purpose
+    unit = scorer.item_embeddings / np.linalg.norm(scorer.item_embeddings, axis=1, keepdims=True)
+    for row in range(10):
+        heard = history[row].indices
+        cosines = unit[heard] @ unit[candidates[row]].T
+        assert np.array_equal(best[row], heard[np.argmax(cosines, axis=0)])
+        assert np.allclose(value[row], cosines.max(axis=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["lightfm", "ease", "als"])
+def test_similar_items_share_the_cluster(models, clusters, kind):
+    table = similar_items(models[kind], k=5)
+    assert list(table.columns) == ["track_id", "rank", "similar_track_id", "score"]
+    assert (table["track_id"] != table["similar_track_id"]).all()
+    agreement = np.mean([clusters[a] == clusters[b] for a, b in zip(table["track_id"], table["similar_track_id"], strict=True)])
+    assert agreement > 0.9
+
+
+def test_unplayed_tracks_get_neighbours_through_their_features(models, clusters):
+    table = similar_items(models["lightfm"], k=5, items=["new2_0"])
+    assert len(table) == 5
+    assert all(clusters[t] == 2 for t in table["similar_track_id"])
+
+
+@pytest.mark.parametrize("kind", ["lightfm", "ease", "blend", "als"])
+def test_cold_start_recommends_the_named_artists_cluster(models, clusters, kind):
+    result = recommend_cold_start(models[kind], artists=["Artist 1-0", "artist 1-3 ", "Nobody Known"], tracks=["Song 1-2-1", "No Such Song"], k=8)
+    assert result.unknown_artists == ["Nobody Known"] and result.unknown_tracks == ["No Such Song"]
+    assert result.matched_artists == ["Artist 1-0", "artist 1-3 "] and not result.fallback
+    recs = result.recommendations
+    assert len(recs) == 8
+    assert all(clusters[t] == 1 for t in recs["track_id"])
+    assert "t1_2_1" not in set(recs["track_id"])  # named tracks are not recommended back
+    assert recs["reason"].str.startswith(("because you like ", "popular in ")).all()
+
+
+def test_cold_start_with_nothing_known_falls_back_to_popularity(models):
+    result = recommend_cold_start(models["lightfm"], artists=["Nobody"], tracks=[], k=4)
+    assert result.fallback and result.unknown_artists == ["Nobody"]
+    expected = popularity_recommendations(models["lightfm"], k=4)["track_id"].tolist()
+    assert result.recommendations["track_id"].tolist() == expected
+
+
+def test_cold_start_protocol_beats_popularity(dataset):
+    kept, named, rest = cold_start_split(dataset, fraction=0.2, n_named=5, seed=0)
+    assert named.shape[0] > 0 and (np.diff(named.indptr) == 5).all()
+    popularity = evaluate_cold_start(train_popularity(kept), named, rest, k=5)
+    ease = evaluate_cold_start(train_ease(kept, EaseParams(l2=10.0)), named, rest, k=5)
+    assert ease["precision@5"] > 1.5 * popularity["precision@5"]
+
+
+def test_unknown_users_are_folded_in_from_history(models, dataset):
+    """A dataset newer than the model: a new listener is scored from what they played."""
+    extra = pd.DataFrame({"user_id": ["newbie"] * 4, "track_id": ["t3_0_0", "t3_1_0", "t3_2_1", "t3_4_2"], "play_count": [5, 3, 2, 1]})
+    newer = build_dataset(extra, models["lightfm"].catalog)
+    for kind in ("lightfm", "ease", "als"):
+        recs = recommend_top_k(models[kind], newer, k=5)
+        assert len(recs) == 5 and all(t.startswith("t3_") or t.startswith("new3_") for t in recs["track_id"])
+
+
+def test_evaluation_table_and_gate(models, dataset):
+    train, test = split_holdout(dataset, "random", 0.25, seed=2)
+    fitted = {
+        "popularity": train_popularity(train),
+        "lightfm": train_lightfm(train, FAST_LIGHTFM),
+        "ease": train_model("ease", train, EaseParams(l2=10.0)),
+    }
+    table = evaluate_models(fitted, train, test, k=5)
+    assert set(table["metric"]) == {"precision", "recall", "ndcg", "map", "auc", "coverage", "full_list_share"}
+    assert table.loc[table["metric"] == "auc", "k"].isna().all()
+    lightfm, popularity = metrics_dict(table, "lightfm"), metrics_dict(table, "popularity")
+    assert lightfm["precision@5"] > 2 * popularity["precision@5"]
+    assert lightfm["auc"] > popularity["auc"] and 0.5 < lightfm["auc"] <= 1.0
+    assert popularity["coverage@5"] < lightfm["coverage@5"]
+    rows = with_baseline(table, "lightfm")
+    assert list(rows.columns) == ["metric", "k", "value", "baseline_value"] and rows["baseline_value"].notna().all()
+
+    ok, reason = should_publish(lightfm, popularity, published_metrics=None, metric="precision@5")
+    assert ok and "beats popularity" in reason
+    ok, reason = should_publish(popularity, popularity, metric="precision@5")
+    assert not ok and "does not beat the popularity baseline" in reason
+    better_published = {"precision@5": lightfm["precision@5"] * 1.10}
+    ok, reason = should_publish(lightfm, popularity, better_published, tolerance=0.05, metric="precision@5")
+    assert not ok and "regresses the published model" in reason
+    slightly_better_published = {"precision@5": lightfm["precision@5"] * 1.01}
+    assert should_publish(lightfm, popularity, slightly_better_published, tolerance=0.05, metric="precision@5").publish
+    with pytest.raises(KeyError, match="precision@10"):
+        should_publish({"auc": 0.9}, popularity)
+
+
+def test_models_survive_pickling(models, dataset):
+    for kind in ("lightfm", "blend", "ease"):
+        clone = pickle.loads(pickle.dumps(models[kind]))
+        a = recommend_top_k(models[kind], dataset, k=5, users=["u9"])
+        b = recommend_top_k(clone, dataset, k=5, users=["u9"])
+        pd.testing.assert_frame_equal(a, b)

@@ -1,0 +1,416 @@
+"""The recommendation service: every route against a small sample warehouse (issue 7)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import orjson
+import pandas as pd
+import pytest
+
+from music_platform.config import ConfigError, Settings
+from music_platform.serving.app import create_app
+from music_platform.serving.normalize import normalize_name
+from music_platform.serving.sample_data import registry_row, write_sample_warehouse
+from music_platform.serving.service import ServingConfig
+from music_platform.serving.snapshot import latest_published_version, load_snapshot, open_reader
+from music_platform.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+with warnings.catch_warnings():  # starlette suggests httpx2, which is not a dependency here
+    warnings.simplefilter("ignore", UserWarning)
+    from starlette.testclient import TestClient
+
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`:UserWarning")
+
+USERS = 300
+
+
+def make_settings(root: Path) -> Settings:
+    return Settings(target="duckdb", data_dir=root, duckdb_path=root / "warehouse.duckdb")
+
+
+def make_client(settings: Settings, **config) -> TestClient:
+    return TestClient(create_app(settings, ServingConfig(reload_seconds=0, **config)))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> tuple[Settings, DuckDBWarehouse]:
+    root = tmp_path_factory.mktemp("serving")
+    settings = make_settings(root)
+    warehouse = DuckDBWarehouse(settings.resolved_duckdb_path)
+    write_sample_warehouse(warehouse, users=USERS, artists=150, tracks=1500, model_version="v1")
+    return settings, warehouse
+
+
+@pytest.fixture(scope="module")
+def client(world):
+    settings, _ = world
+    with make_client(settings) as test_client:
+        yield test_client
+
+
+def expected_recommendations(warehouse: DuckDBWarehouse, user_id: str, version: str = "v1") -> pd.DataFrame:
+    return warehouse.query_df(
+        "select r.rank, r.track_id, r.score, r.reason, t.track_name, t.artist_name, t.artist_id "
+        "from ml.user_recommendations r left join marts.dim_tracks t using (track_id) "
+        f"where r.user_id = '{user_id}' and r.model_version = '{version}' order by r.rank"
+    )
+
+
+def test_health_reports_the_loaded_version(client):
+    answer = client.get("/health")
+    assert answer.status_code == 200
+    health = answer.json()
+    assert health["status"] == "ok"
+    assert health["model_version"] == "v1"
+    assert health["users"] == USERS
+    assert health["recommendations"] == USERS * 10
+    assert health["tracks"] == 1500
+    assert health["cold_start"] == "catalogue"
+
+
+def test_user_recommendations_are_the_warehouse_rows_with_names(client, world):
+    _, warehouse = world
+    expected = expected_recommendations(warehouse, "user_0000007")
+    answer = client.get("/users/user_0000007/recommendations")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "application/json"
+    body = answer.json()
+    assert body["user_id"] == "user_0000007"
+    assert body["model_version"] == "v1"
+    assert body["fallback"] is False
+    assert body["k"] == 10
+    items = body["recommendations"]
+    assert [i["rank"] for i in items] == list(range(1, 11))
+    assert [i["track_id"] for i in items] == expected["track_id"].tolist()
+    assert [i["track_name"] for i in items] == expected["track_name"].tolist()
+    assert [i["artist_name"] for i in items] == expected["artist_name"].tolist()
+    assert [i["reason"] for i in items] == expected["reason"].tolist()
+    for item, score in zip(items, expected["score"]):
+        assert math.isclose(item["score"], score, rel_tol=1e-5)
+
+
+def test_k_cuts_the_list_and_never_invents_items(client):
+    top3 = client.get("/users/user_0000007/recommendations?k=3").json()
+    top10 = client.get("/users/user_0000007/recommendations?k=10").json()
+    assert top3["k"] == 3
+    assert top3["recommendations"] == top10["recommendations"][:3]
+    everything = client.get("/users/user_0000007/recommendations?k=100").json()
+    assert everything["recommendations"] == top10["recommendations"]  # the model wrote 10
+
+
+def test_unknown_user_gets_the_popularity_list_flagged_as_fallback(client, world):
+    _, warehouse = world
+    answer = client.get("/users/someone_new/recommendations?k=5")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["fallback"] is True
+    assert body["user_id"] == "someone_new"
+    most_listened = warehouse.query_df(
+        "select track_id from marts.dim_tracks order by listen_count desc, track_id limit 5"
+    )["track_id"].tolist()
+    assert [i["track_id"] for i in body["recommendations"]] == most_listened
+    assert all(i["reason"] == "popular with all listeners" for i in body["recommendations"])
+
+
+def test_similar_tracks_follow_ml_similar_tracks(client, world):
+    _, warehouse = world
+    track_id = warehouse.query_df(
+        "select track_id from ml.similar_tracks group by track_id having count(*) >= 5 order by track_id limit 1"
+    )["track_id"].iloc[0]
+    expected = warehouse.query_df(
+        f"select similar_track_id from ml.similar_tracks where track_id = '{track_id}' order by rank limit 5"
+    )["similar_track_id"].tolist()
+    answer = client.get(f"/tracks/{track_id}/similar?k=5")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["track"]["track_id"] == track_id
+    assert body["fallback"] is False
+    assert [i["track_id"] for i in body["similar"]] == expected
+    assert all(i["track_name"] for i in body["similar"])
+
+
+def test_unknown_track_is_404_with_a_message(client):
+    answer = client.get("/tracks/0123456789abcdef0123456789abcdef/similar")
+    assert answer.status_code == 404
+    assert "not in the catalogue" in answer.json()["message"]
+
+
+def test_track_without_neighbours_gets_popular_tracks_of_its_genre(world, tmp_path):
+    settings, warehouse = world
+    # A copy of the world whose similar_tracks table lacks one track.
+    own = make_settings(tmp_path)
+    own_warehouse = DuckDBWarehouse(own.resolved_duckdb_path)
+    for schema, table in (("marts", "dim_tracks"), ("marts", "dim_artists"), ("ml", "user_recommendations"), ("ml", "model_registry")):
+        own_warehouse.replace_table(schema, table, warehouse.read_table(schema, table))
+    lonely = warehouse.query_df("select track_id, genre from marts.dim_tracks order by listen_count desc limit 1").iloc[0]
+    similar = warehouse.read_table("ml", "similar_tracks")
+    own_warehouse.replace_table("ml", "similar_tracks", similar[similar["track_id"] != lonely["track_id"]])
+    with make_client(own) as own_client:
+        body = own_client.get(f"/tracks/{lonely['track_id']}/similar?k=5").json()
+    assert body["fallback"] is True
+    assert lonely["track_id"] not in [i["track_id"] for i in body["similar"]]
+    genres = warehouse.query_df(
+        "select track_id, genres from marts.dim_tracks where track_id in ("
+        + ", ".join(f"'{i['track_id']}'" for i in body["similar"])
+        + ")"
+    )
+    assert all(lonely["genre"] in g.split(";") for g in genres["genres"])
+
+
+def test_cold_start_matches_names_without_case_or_accents(client):
+    answer = client.post("/recommendations?k=10", json={"artists": ["bjork", "SIGUR ROS", "Motorhead", "Nobody Known"]})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert [a["artist_name"] for a in body["matched"]["artists"]] == ["Björk", "Sigur Rós", "Motörhead"]
+    assert body["unmatched"] == {"artists": ["Nobody Known"], "tracks": []}
+    assert body["fallback"] is False
+    assert body["strategy"] == "catalogue"
+    assert len(body["recommendations"]) == 10
+    assert [i["rank"] for i in body["recommendations"]] == list(range(1, 11))
+    scores = [i["score"] for i in body["recommendations"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(i["reason"] for i in body["recommendations"])
+
+
+def test_cold_start_with_a_track_recommends_its_neighbours_not_itself(client, world):
+    _, warehouse = world
+    seed = warehouse.query_df(
+        "select t.track_id, t.track_name, t.artist_name from marts.dim_tracks t "
+        "join ml.similar_tracks s using (track_id) group by all order by count(*) desc, t.track_id limit 1"
+    ).iloc[0]
+    neighbours = set(
+        warehouse.query_df(f"select similar_track_id from ml.similar_tracks where track_id = '{seed['track_id']}'")[
+            "similar_track_id"
+        ]
+    )
+    answer = client.post("/recommendations", json={"tracks": [f"{seed['artist_name'].upper()} - {seed['track_name']}"]})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["matched"]["tracks"][0]["track_id"] == seed["track_id"]
+    recommended = [i["track_id"] for i in body["recommendations"]]
+    assert seed["track_id"] not in recommended
+    assert recommended[0] in neighbours
+    assert body["recommendations"][0]["reason"].startswith("similar to ")
+
+
+def test_cold_start_accepts_track_ids(client, world):
+    _, warehouse = world
+    track_id = warehouse.query_df("select track_id from marts.dim_tracks order by track_id limit 1")["track_id"].iloc[0]
+    body = client.post("/recommendations?k=3", json={"tracks": [track_id]}).json()
+    assert body["matched"]["tracks"][0]["track_id"] == track_id
+    assert len(body["recommendations"]) == 3
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{}, {"artists": []}, {"artists": [], "tracks": []}, {"artists": None, "tracks": None}],
+)
+def test_cold_start_with_nothing_named_is_422(client, payload):
+    answer = client.post("/recommendations", json=payload)
+    assert answer.status_code == 422
+    assert answer.json()["message"] == "name at least one artist or track"
+
+
+def test_cold_start_with_only_unknown_names_is_422_listing_them(client):
+    answer = client.post("/recommendations", json={"artists": ["Zzyzx Nobody"], "tracks": ["No Such - Song"]})
+    assert answer.status_code == 422
+    body = answer.json()
+    assert "none of the named" in body["message"]
+    assert body["unmatched"] == {"artists": ["Zzyzx Nobody"], "tracks": ["No Such - Song"]}
+
+
+def test_artist_search_is_accent_insensitive(client):
+    body = client.get("/artists?q=royks").json()
+    assert [a["artist_name"] for a in body["artists"]] == ["Røyksopp"]
+    assert client.get("/artists?limit=3").json()["artists"].__len__() == 3
+
+
+def test_sample_users_have_recommendations(client):
+    users = client.get("/users?limit=3").json()["users"]
+    assert users == ["user_0000001", "user_0000002", "user_0000003"]
+    for user in users:
+        assert client.get(f"/users/{user}/recommendations").json()["fallback"] is False
+
+
+def test_metrics_count_requests_and_time_them(client):
+    client.get("/users/user_0000001/recommendations")
+    client.get("/users/user_0000001/recommendations?k=0")
+    client.post("/recommendations", content=b"{")
+    text = client.get("/metrics").text
+    assert 'music_platform_http_requests_total{method="GET",route="/users/{user_id}/recommendations",status="200"}' in text
+    assert 'music_platform_http_requests_total{method="GET",route="/users/{user_id}/recommendations",status="422"}' in text
+    assert 'music_platform_http_requests_total{method="POST",route="/recommendations",status="400"}' in text
+    assert 'music_platform_http_request_duration_seconds_bucket{le="0.001",route="/users/{user_id}/recommendations"}' in text
+    assert 'music_platform_model_version_info{model_version="v1"} 1.0' in text
+
+
+def test_openapi_documents_every_route_and_docs_render(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {
+        "/health",
+        "/ping",
+        "/users/{user_id}/recommendations",
+        "/tracks/{track_id}/similar",
+        "/recommendations",
+        "/artists",
+        "/users",
+        "/admin/reload",
+        "/metrics",
+    } <= set(paths)
+    assert "requestBody" in paths["/recommendations"]["post"]
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_web_page_is_served(client):
+    page = client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert 'id="user-form"' in page.text and 'id="coldstart-form"' in page.text
+
+
+def test_fast_path_and_fastapi_routes_answer_alike(world):
+    settings, _ = world
+    app = create_app(settings, ServingConfig(reload_seconds=0))
+    with TestClient(app) as fast, TestClient(app.api) as routed:
+        for path in (
+            "/users/user_0000003/recommendations?k=4",
+            "/users/nobody/recommendations?k=2",
+            "/tracks/" + app.service.snapshot.catalogue.track_ids[10] + "/similar?k=3",
+            "/ping",
+        ):
+            assert fast.get(path).content == routed.get(path).content, path
+
+
+def test_preserialised_and_per_request_answers_are_identical(world):
+    _, warehouse = world
+    with open_reader(warehouse) as reader:
+        formatted = load_snapshot(reader, "v1", preserialise_budget_bytes=0)
+        preserialised = load_snapshot(reader, "v1", preserialise_budget_bytes=2**30)
+    assert not formatted.preserialised and preserialised.preserialised
+    for user in ["user_0000001", "user_0000150", "user_0000300", "not_a_user"]:
+        for k in (1, 2, 9, 10, 11, 100):
+            assert formatted.user_recommendations_json(user, k) == preserialised.user_recommendations_json(user, k)
+    orjson.loads(preserialised.user_recommendations_json("user_0000150", 7))
+
+
+def test_without_registry_the_greatest_version_is_served(world, tmp_path):
+    _, warehouse = world
+    own = make_settings(tmp_path)
+    own_warehouse = DuckDBWarehouse(own.resolved_duckdb_path)
+    for schema, table in (("marts", "dim_tracks"), ("marts", "dim_artists"), ("ml", "user_recommendations")):
+        own_warehouse.replace_table(schema, table, warehouse.read_table(schema, table))
+    recs = warehouse.read_table("ml", "user_recommendations")
+    own_warehouse.append("ml", "user_recommendations", recs.assign(model_version="v2", reason="from v2"))
+    assert latest_published_version(own_warehouse) == "v2"
+    with make_client(own) as own_client:
+        body = own_client.get("/users/user_0000001/recommendations").json()
+    assert body["model_version"] == "v2"
+    assert {i["reason"] for i in body["recommendations"]} == {"from v2"}
+
+
+def test_registry_without_a_published_version_serves_popularity_only(world, tmp_path):
+    _, warehouse = world
+    own = make_settings(tmp_path)
+    own_warehouse = DuckDBWarehouse(own.resolved_duckdb_path)
+    for schema, table in (("marts", "dim_tracks"), ("marts", "dim_artists"), ("ml", "user_recommendations")):
+        own_warehouse.replace_table(schema, table, warehouse.read_table(schema, table))
+    own_warehouse.replace_table("ml", "model_registry", registry_row("v1", status="candidate"))
+    with make_client(own) as own_client:
+        health = own_client.get("/health")
+        body = own_client.get("/users/user_0000001/recommendations").json()
+    assert health.status_code == 200 and health.json()["status"] == "degraded"
+    assert body["fallback"] is True and body["model_version"] is None
+
+
+def test_latest_published_means_latest_published_at(world, tmp_path):
+    own_warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    rows = pd.concat(
+        [
+            registry_row("v9", published_at=pd.Timestamp("2026-01-01", tz="UTC")),
+            registry_row("v3", published_at=pd.Timestamp("2026-03-01", tz="UTC")),
+            registry_row("v10", status="rejected"),
+        ]
+    )
+    own_warehouse.replace_table("ml", "model_registry", rows)
+    assert latest_published_version(own_warehouse) == "v3"
+
+
+def test_empty_warehouse_is_unavailable_and_the_file_is_not_created(tmp_path):
+    settings = make_settings(tmp_path)
+    with make_client(settings) as empty:
+        health = empty.get("/health")
+        assert health.status_code == 503
+        assert health.json()["status"] == "unavailable"
+        answer = empty.get("/users/anyone/recommendations")
+        assert answer.status_code == 503
+        assert "run the pipeline" in answer.json()["message"]
+        assert empty.post("/recommendations", json={"artists": ["Björk"]}).status_code == 503
+    assert not settings.resolved_duckdb_path.exists()
+
+
+def test_admin_reload_needs_the_token_when_one_is_set(world):
+    settings, _ = world
+    with make_client(settings, admin_token="s3cret") as guarded:
+        assert guarded.post("/admin/reload").status_code == 401
+        assert guarded.post("/admin/reload", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        answer = guarded.post("/admin/reload?force=true", headers={"Authorization": "Bearer s3cret"})
+        assert answer.status_code == 200
+        assert answer.json()["reloaded"] is True and answer.json()["model_version"] == "v1"
+        unchanged = guarded.post("/admin/reload", headers={"Authorization": "Bearer s3cret"}).json()
+        assert unchanged["reloaded"] is False
+
+
+def test_a_published_version_without_rows_is_not_swapped_in(world, tmp_path):
+    _, warehouse = world
+    own = make_settings(tmp_path)
+    own_warehouse = DuckDBWarehouse(own.resolved_duckdb_path)
+    for schema, table in (("marts", "dim_tracks"), ("marts", "dim_artists"), ("ml", "user_recommendations"), ("ml", "model_registry")):
+        own_warehouse.replace_table(schema, table, warehouse.read_table(schema, table))
+    with make_client(own) as own_client:
+        own_warehouse.append("ml", "model_registry", registry_row("v2"))
+        answer = own_client.post("/admin/reload")
+        assert answer.status_code == 503
+        assert "no rows" in answer.json()["error"]
+        assert own_client.get("/users/user_0000001/recommendations").json()["model_version"] == "v1"
+        health = own_client.get("/health").json()
+        assert health["status"] == "ok" and "no rows" in health["last_reload_error"]
+
+
+def test_serving_config_reads_and_checks_the_environment():
+    config = ServingConfig.from_env(
+        {"MUSIC_PLATFORM_RELOAD_SECONDS": "2.5", "MUSIC_PLATFORM_PRESERIALISE_MB": "0", "MUSIC_PLATFORM_ADMIN_TOKEN": "t"}
+    )
+    assert (config.reload_seconds, config.preserialise_mb, config.admin_token) == (2.5, 0, "t")
+    assert ServingConfig.from_env({}).reload_seconds == 5.0
+    with pytest.raises(ConfigError, match="MUSIC_PLATFORM_RELOAD_SECONDS"):
+        ServingConfig.from_env({"MUSIC_PLATFORM_RELOAD_SECONDS": "soon"})
+    with pytest.raises(ConfigError, match="MUSIC_PLATFORM_PRESERIALISE_MB"):
+        ServingConfig.from_env({"MUSIC_PLATFORM_PRESERIALISE_MB": "-1"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ("Sigur Rós", "sigur ros"),
+        ("  MOTÖRHEAD ", "motorhead"),
+        ("Røyksopp", "royksopp"),
+        ("Beyoncé\tKnowles", "beyonce knowles"),
+        ("Straße", "strasse"),
+        ("AC/DC", "ac/dc"),
+    ],
+)
+def test_names_match_without_case_accents_or_extra_spaces(raw, key):
+    assert normalize_name(raw) == key
+
+
+def test_cold_start_mixes_artists_instead_of_one_catalogue(client):
+    body = client.post("/recommendations?k=10", json={"artists": ["Björk"]}).json()
+    artists = [i["artist_name"] for i in body["recommendations"]]
+    assert len(artists) == 10
+    assert max(artists.count(a) for a in set(artists)) <= 2
+    assert "Björk" in artists
+    assert any(i["reason"].startswith("popular in ") for i in body["recommendations"])

@@ -1,0 +1,252 @@
+"""Hot reload under traffic, on a real uvicorn server (issue 7).
+
+A request loop runs in a thread while a newer model version is published and swapped in:
+no request may fail, every answer must be exactly one version's answer, and once the new
+version shows up the old one never comes back.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+import uvicorn
+
+from music_platform.config import Settings
+from music_platform.serving.app import create_app
+from music_platform.serving.sample_data import publish_version, write_sample_warehouse
+from music_platform.serving.service import ServingConfig
+from music_platform.serving.snapshot import load_snapshot, open_reader
+from music_platform.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+USERS = 200
+WATCHED_USERS = [f"user_{n:07d}" for n in (1, 2, 17, 99, 150, 200)] + ["not_a_known_user"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ThreadedServer:
+    """uvicorn in a background thread of this process, on a free port."""
+
+    def __init__(self, app) -> None:
+        self.port = free_port()
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, loop="uvloop", http="httptools", log_level="warning", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ThreadedServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture
+def world(tmp_path) -> tuple[Settings, DuckDBWarehouse]:
+    settings = Settings(target="duckdb", data_dir=tmp_path, duckdb_path=tmp_path / "warehouse.duckdb")
+    warehouse = DuckDBWarehouse(settings.resolved_duckdb_path)
+    write_sample_warehouse(warehouse, users=USERS, artists=80, tracks=800, model_version="v1", seed=1)
+    return settings, warehouse
+
+
+def expected_answers(warehouse: DuckDBWarehouse, versions: list[str]) -> dict[tuple[str, str], bytes]:
+    """(version, user) -> the exact body that version gives that user."""
+    answers = {}
+    with open_reader(warehouse) as reader:
+        for version in versions:
+            snapshot = load_snapshot(reader, version)
+            for user in WATCHED_USERS:
+                answers[(version, user)] = snapshot.user_recommendations_json(user, 10)
+    return answers
+
+
+class RequestLoop(threading.Thread):
+    """GETs watched users' recommendations over one keep-alive connection until stopped."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(daemon=True)
+        self.base_url = base_url
+        self.stop = threading.Event()
+        self.seen: list[tuple[str, int, bytes]] = []
+        self.failures: list[str] = []
+
+    def run(self) -> None:
+        rng = random.Random(5)
+        with httpx.Client(base_url=self.base_url, timeout=10) as http:
+            while not self.stop.is_set():
+                user = rng.choice(WATCHED_USERS)
+                try:
+                    answer = http.get(f"/users/{user}/recommendations?k=10")
+                    self.seen.append((user, answer.status_code, answer.content))
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+
+    def versions(self) -> list[str]:
+        return [orjson.loads(body)["model_version"] for _, _, body in self.seen]
+
+
+def assert_clean_swap(loop: RequestLoop, answers: dict[tuple[str, str], bytes]) -> None:
+    assert loop.failures == []
+    assert len(loop.seen) > 50
+    assert {status for _, status, _ in loop.seen} == {200}
+    for user, _, body in loop.seen:
+        version = orjson.loads(body)["model_version"]
+        # The whole body is one version's answer: nothing of the other version mixed in.
+        assert body == answers[(version, user)], (user, version)
+    versions = loop.versions()
+    assert versions[0] == "v1" and versions[-1] == "v2"
+    first_new = versions.index("v2")
+    assert set(versions[first_new:]) == {"v2"}, "an old answer came back after the swap"
+
+
+def test_admin_reload_under_traffic_swaps_atomically(world):
+    settings, warehouse = world
+    # v2's rows are written first but not published: the server must keep serving v1.
+    publish_version(warehouse, "v2", users=USERS, seed=2)
+    registry = warehouse.read_table("ml", "model_registry")
+    warehouse.replace_table("ml", "model_registry", registry[registry["model_version"] == "v1"])
+    answers = expected_answers(warehouse, ["v1", "v2"])
+    assert answers[("v1", "user_0000001")] != answers[("v2", "user_0000001")]
+
+    app = create_app(settings, ServingConfig(reload_seconds=0))
+    with ThreadedServer(app) as server:
+        loop = RequestLoop(server.url)
+        loop.start()
+        time.sleep(0.5)
+        assert httpx.post(server.url + "/admin/reload", timeout=30).json()["reloaded"] is False
+        warehouse.replace_table("ml", "model_registry", registry)  # now v2 is published
+        outcome = httpx.post(server.url + "/admin/reload", timeout=30).json()
+        time.sleep(0.5)
+        loop.stop.set()
+        loop.join(timeout=30)
+    assert outcome["reloaded"] is True
+    assert (outcome["previous_version"], outcome["model_version"]) == ("v1", "v2")
+    assert_clean_swap(loop, answers)
+
+
+def publish_from_another_process(settings: Settings, version: str) -> None:
+    """As the pipeline does: a separate process writes the rows, then the registry row."""
+    code = (
+        "import sys; from music_platform.serving.sample_data import publish_version; "
+        "from music_platform.warehouse.duckdb_warehouse import DuckDBWarehouse; "
+        f"publish_version(DuckDBWarehouse(sys.argv[1]), {version!r}, users={USERS}, seed=2)"
+    )
+    subprocess.run([sys.executable, "-c", code, str(settings.resolved_duckdb_path)], check=True, timeout=120)
+
+
+def test_polling_picks_up_a_newly_published_version_under_traffic(world):
+    settings, warehouse = world
+    app = create_app(settings, ServingConfig(reload_seconds=1.0))
+    with ThreadedServer(app) as server:
+        loop = RequestLoop(server.url)
+        loop.start()
+        time.sleep(0.5)
+        publish_from_another_process(settings, "v2")
+        deadline = time.monotonic() + 20
+        while httpx.get(server.url + "/health").json()["model_version"] != "v2":
+            assert time.monotonic() < deadline, "the new version was not picked up"
+            time.sleep(0.1)
+        time.sleep(0.5)
+        loop.stop.set()
+        loop.join(timeout=30)
+        metrics = httpx.get(server.url + "/metrics").text
+    assert_clean_swap(loop, expected_answers(warehouse, ["v1", "v2"]))
+    assert 'music_platform_model_version_info{model_version="v2"} 1.0' in metrics
+    assert 'music_platform_model_version_info{model_version="v1"} 0.0' in metrics
+    assert 'music_platform_snapshot_reloads_total{outcome="loaded"}' in metrics
+
+
+def test_real_server_answers_every_route(world):
+    settings, _ = world
+    app = create_app(settings, ServingConfig(reload_seconds=0))
+    with ThreadedServer(app) as server, httpx.Client(base_url=server.url, timeout=10) as http:
+        assert http.get("/health").json()["status"] == "ok"
+        assert http.get("/ping").json() == {"status": "ok"}
+        user = http.get("/users/user_0000005/recommendations?k=4")
+        assert user.status_code == 200 and len(user.json()["recommendations"]) == 4
+        assert user.headers["content-length"] == str(len(user.content))
+        track_id = user.json()["recommendations"][0]["track_id"]
+        assert http.get(f"/tracks/{track_id}/similar?k=3").status_code == 200
+        cold = http.post("/recommendations?k=5", json={"artists": ["daft punk", "MILES DAVIS"]})
+        assert cold.status_code == 200 and len(cold.json()["recommendations"]) == 5
+        assert http.get("/users/user_0000005/recommendations?k=1000").status_code == 422
+        assert "music_platform_http_request_duration_seconds_bucket" in http.get("/metrics").text
+        assert http.get("/docs").status_code == 200
+
+
+@pytest.mark.slow
+def test_cli_serve_with_two_workers_reloads_both_and_sums_metrics(world):
+    settings, warehouse = world
+    port = free_port()
+    env = {
+        **os.environ,
+        "MUSIC_PLATFORM_TARGET": "duckdb",
+        "MUSIC_PLATFORM_DUCKDB_PATH": str(settings.resolved_duckdb_path),
+        "MUSIC_PLATFORM_DATA_DIR": str(settings.data_dir),
+        "MUSIC_PLATFORM_RELOAD_SECONDS": "0.5",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log_path = Path(settings.data_dir) / "serve.log"
+    command = [sys.executable, "-m", "music_platform.cli", "serve", "--port", str(port), "--workers", "2"]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def worker_versions(wanted: str, timeout: float) -> dict[int, str]:
+        """Poll /health over fresh connections until both workers report ``wanted``."""
+        versions: dict[int, str] = {}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                health = httpx.get(base + "/health", timeout=2).json()
+                versions[health["worker_pid"]] = health["model_version"]
+            except (httpx.HTTPError, ValueError, KeyError):
+                pass
+            if len(versions) == 2 and set(versions.values()) == {wanted}:
+                return versions
+            time.sleep(0.05)
+        raise AssertionError(f"workers report {versions}, wanted {wanted}; log:\n{log_path.read_text()}")
+
+    try:
+        pids = set(worker_versions("v1", timeout=60))
+        for _ in range(40):
+            assert httpx.get(base + "/users/user_0000001/recommendations", timeout=5).status_code == 200
+        publish_from_another_process(settings, "v2")
+        assert set(worker_versions("v2", timeout=60)) == pids
+        metrics = httpx.get(base + "/metrics", timeout=5).text
+        line = next(
+            ln
+            for ln in metrics.splitlines()
+            if ln.startswith('music_platform_http_requests_total{method="GET",route="/users/{user_id}/recommendations"')
+        )
+        assert float(line.rsplit(" ", 1)[1]) == 40  # both workers' counts, summed
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert process.returncode is not None

@@ -1,0 +1,235 @@
+"""One behavioural suite, run against every warehouse target.
+
+DuckDB runs on a temp file, PostgreSQL on a database created for the test session (dropped
+afterwards), Snowflake on a local fakesnow server started for the session. Each test writes
+into its own schema, so the targets' shared state never leaks between tests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from music_platform.warehouse.base import Warehouse, WarehouseError
+from music_platform.warehouse.duckdb_warehouse import DuckDBWarehouse
+from music_platform.warehouse.postgres_warehouse import PostgresWarehouse
+from music_platform.warehouse.snowflake_warehouse import SnowflakeWarehouse
+
+# Session fixtures: a PostgreSQL database and a fakesnow server per test session
+# (conftest.py may load these too).
+pytest_plugins = ["music_platform_tests.pg_utils", "music_platform_tests.snowflake_utils"]
+
+LOAD_ERRORS = (WarehouseError, duckdb.Error)
+
+
+@pytest.fixture(
+    params=[
+        "duckdb",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        "snowflake",
+    ]
+)
+def warehouse(request, tmp_path) -> Warehouse:
+    if request.param == "duckdb":
+        return DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+    if request.param == "postgres":
+        # Small batches so every load streams through several COPY writes.
+        return PostgresWarehouse(request.getfixturevalue("postgres_url"), batch_rows=3)
+    # Batches of 1000 rows: the large-frame test uploads several files to the stage.
+    return SnowflakeWarehouse.from_settings(request.getfixturevalue("snowflake_settings"), batch_rows=1000)
+
+
+@pytest.fixture
+def schema() -> str:
+    return f"t_{uuid.uuid4().hex[:10]}"
+
+
+def scrobbles(day: dt.date, users: list[str], start: int = 0) -> pd.DataFrame:
+    """Rows shaped like raw.lastfm_scrobbles (a subset of its columns), one per user."""
+    played = [
+        dt.datetime.combine(day, dt.time(12, 0), tzinfo=dt.UTC) + dt.timedelta(minutes=i) for i in range(len(users))
+    ]
+    return pd.DataFrame(
+        {
+            "user_name": users,
+            "played_at_uts": [int(p.timestamp()) for p in played],
+            "played_at": pd.to_datetime(played, utc=True),
+            "scrobble_date": [day] * len(users),
+            "track_name": [f"Track {start + i}" for i in range(len(users))],
+            "track_mbid": [None] * len(users),
+            "source": ["synthetic"] * len(users),
+        }
+    )
+
+
+DAY1, DAY2 = dt.date(2025, 1, 1), dt.date(2025, 1, 2)
+
+
+def sorted_rows(frame: pd.DataFrame, by: str) -> pd.DataFrame:
+    return frame.sort_values(by).reset_index(drop=True)
+
+
+def test_replace_partition_twice_leaves_the_count_unchanged(warehouse, schema):
+    both_days = pd.concat([scrobbles(DAY1, ["ann", "bob", "cy"]), scrobbles(DAY2, ["ann", "dee"])], ignore_index=True)
+
+    assert warehouse.replace_partition(schema, "scrobbles", both_days, "scrobble_date", [DAY1, DAY2]) == 5
+    assert warehouse.replace_partition(schema, "scrobbles", both_days, "scrobble_date", [DAY1, DAY2]) == 5
+
+    assert warehouse.row_count(schema, "scrobbles") == 5
+
+
+def test_replace_partition_only_touches_its_partition(warehouse, schema):
+    warehouse.replace_partition(schema, "scrobbles", scrobbles(DAY1, ["ann", "bob"]), "scrobble_date", [DAY1])
+    warehouse.replace_partition(schema, "scrobbles", scrobbles(DAY2, ["ann", "bob", "cy"]), "scrobble_date", [DAY2])
+
+    # Partition values may be given as ISO strings as well as dates.
+    warehouse.replace_partition(
+        schema, "scrobbles", scrobbles(DAY1, ["zed"], start=100), "scrobble_date", [DAY1.isoformat()]
+    )
+
+    counts = warehouse.query_df(
+        f"select scrobble_date, count(*) as n from {schema}.scrobbles group by scrobble_date order by scrobble_date"
+    )
+    assert counts["n"].tolist() == [1, 3]
+    day1 = warehouse.query_df(
+        f"select user_name, track_name from {schema}.scrobbles where scrobble_date = '2025-01-01'"
+    )
+    assert day1.to_dict("records") == [{"user_name": "zed", "track_name": "Track 100"}]
+
+
+def test_a_failed_load_leaves_the_previous_partition_intact(warehouse, schema):
+    good = scrobbles(DAY1, ["ann", "bob", "cy"])
+    warehouse.replace_partition(schema, "scrobbles", good, "scrobble_date", [DAY1])
+    before = sorted_rows(warehouse.read_table(schema, "scrobbles"), "user_name")
+
+    bad = scrobbles(DAY1, ["ann", "bob", "cy"], start=10)
+    bad["played_at_uts"] = ["1735732800", "not-a-number", "1735732920"]  # bigint column gets text
+    with pytest.raises(LOAD_ERRORS):
+        warehouse.replace_partition(schema, "scrobbles", bad, "scrobble_date", [DAY1])
+
+    after = sorted_rows(warehouse.read_table(schema, "scrobbles"), "user_name")
+    pd.testing.assert_frame_equal(after, before)
+
+
+def test_a_frame_with_an_unknown_column_changes_nothing(warehouse, schema):
+    warehouse.replace_partition(schema, "scrobbles", scrobbles(DAY1, ["ann"]), "scrobble_date", [DAY1])
+    extra = scrobbles(DAY1, ["bob"]).assign(unexpected_column=1)
+
+    with pytest.raises(LOAD_ERRORS):
+        warehouse.replace_partition(schema, "scrobbles", extra, "scrobble_date", [DAY1])
+
+    assert warehouse.read_table(schema, "scrobbles", ["user_name"])["user_name"].tolist() == ["ann"]
+
+
+def test_replace_table_replaces_rows_and_columns(warehouse, schema):
+    warehouse.replace_table(schema, "chart", pd.DataFrame({"rank": [1, 2, 3], "track_name": ["a", "b", "c"]}))
+    assert warehouse.row_count(schema, "chart") == 3
+
+    assert warehouse.replace_table(schema, "chart", pd.DataFrame({"rank": [1, 2], "track_name": ["x", "y"]})) == 2
+    assert sorted_rows(warehouse.read_table(schema, "chart"), "rank").to_dict("records") == [
+        {"rank": 1, "track_name": "x"},
+        {"rank": 2, "track_name": "y"},
+    ]
+
+    # A new shape replaces the old one.
+    warehouse.replace_table(schema, "chart", pd.DataFrame({"rank": [7], "listeners": [1.5], "key": ["k"]}))
+    assert warehouse.read_table(schema, "chart").to_dict("records") == [{"rank": 7, "listeners": 1.5, "key": "k"}]
+
+    # An empty frame empties the table and keeps its columns.
+    assert warehouse.replace_table(schema, "chart", pd.DataFrame({"rank": pd.Series([], dtype="int64")})) == 0
+    assert warehouse.row_count(schema, "chart") == 0
+    assert warehouse.table_exists(schema, "chart")
+
+
+def test_append_adds_rows_and_creates_the_table(warehouse, schema):
+    assert not warehouse.table_exists(schema, "events")
+    assert warehouse.append(schema, "events", pd.DataFrame({"id": [1, 2], "kind": ["a", "b"]})) == 2
+    assert warehouse.append(schema, "events", pd.DataFrame({"id": [3], "kind": ["c"]})) == 1
+    assert warehouse.row_count(schema, "events") == 3
+    # Columns are matched by name, not position.
+    warehouse.append(schema, "events", pd.DataFrame({"kind": ["d"], "id": [4]}))
+    assert warehouse.query_df(f"select id from {schema}.events where kind = 'd'")["id"].tolist() == [4]
+
+
+def test_table_exists_and_row_count(warehouse, schema):
+    assert not warehouse.table_exists(schema, "missing")
+    assert warehouse.row_count(schema, "missing") == 0
+    warehouse.append(schema, "present", pd.DataFrame({"x": np.arange(25)}))
+    assert warehouse.table_exists(schema, "present")
+    assert warehouse.row_count(schema, "present") == 25
+
+
+def test_query_df_returns_typed_columns(warehouse, schema):
+    frame = pd.DataFrame(
+        {
+            "user_name": ["ann", "bob", ""],
+            "playcount": [10, 20, 30],
+            "age": pd.array([31, None, 45], dtype="Int64"),
+            "score": [0.25, None, 1e-9],
+            "subscriber": [True, False, True],
+            "registered_at": pd.to_datetime(
+                [
+                    dt.datetime(2020, 5, 1, 10, 11, 12, 123456, tzinfo=dt.UTC),
+                    dt.datetime(2021, 1, 1, tzinfo=dt.UTC),
+                    dt.datetime(2024, 12, 31, 23, 59, 59, tzinfo=dt.UTC),
+                ]
+            ),
+            "listen_date": [dt.date(2025, 1, 1), dt.date(2025, 1, 2), dt.date(2025, 1, 3)],
+            "note": ['it\'s "quoted", with, commas', None, "line\nbreak"],
+        }
+    )
+    warehouse.replace_table(schema, "users", frame)
+
+    result = sorted_rows(warehouse.read_table(schema, "users"), "playcount")
+
+    assert list(result.columns) == list(frame.columns)
+    assert pd.api.types.is_integer_dtype(result["playcount"])
+    assert result["playcount"].tolist() == [10, 20, 30]
+    assert pd.api.types.is_integer_dtype(result["age"])
+    assert result["age"].isna().tolist() == [False, True, False]
+    assert result["age"].dropna().tolist() == [31, 45]
+    assert pd.api.types.is_float_dtype(result["score"])
+    assert result["score"].iloc[0] == 0.25 and np.isnan(result["score"].iloc[1]) and result["score"].iloc[2] == 1e-9
+    assert pd.api.types.is_bool_dtype(result["subscriber"])
+    assert pd.api.types.is_datetime64_any_dtype(result["registered_at"])
+    registered = result["registered_at"]
+    if registered.dt.tz is None:
+        registered = registered.dt.tz_localize("UTC")
+    assert registered.tolist() == frame["registered_at"].tolist()
+    assert pd.to_datetime(result["listen_date"]).dt.date.tolist() == frame["listen_date"].tolist()
+    assert result["user_name"].tolist() == ["ann", "bob", ""]  # empty string is not NULL
+    assert result["note"].iloc[0] == frame["note"].iloc[0] and result["note"].iloc[2] == "line\nbreak"
+    assert pd.isna(result["note"].iloc[1])
+
+
+def test_lower_case_names_work_in_sql_of_any_case_and_reserved_words_are_columns(warehouse, schema):
+    frame = pd.DataFrame({"rank": [1], "key": [3], "source": ["lastfm"], "mode": [1]})
+    warehouse.replace_table(schema, "lastfm_chart", frame)
+
+    assert warehouse.table_exists(schema, "lastfm_chart")
+    # Unquoted identifiers: PostgreSQL folds to lower case, Snowflake to upper, DuckDB ignores case.
+    counted = warehouse.query_df(f"SELECT COUNT(*) AS n, MAX(rank) AS top FROM {schema.upper()}.LASTFM_CHART")
+    assert counted.to_dict("records") == [{"n": 1, "top": 1}]
+    assert warehouse.read_table(schema, "lastfm_chart", ["key", "source"]).to_dict("records") == [
+        {"key": 3, "source": "lastfm"}
+    ]
+
+
+def test_large_frames_load_in_batches(warehouse, schema):
+    rows = 2_500
+    frame = pd.DataFrame(
+        {
+            "user_name": [f"user_{i % 37}" for i in range(rows)],
+            "played_at_uts": np.arange(rows, dtype="int64") + 1_735_689_600,
+            "scrobble_date": [DAY1] * rows,
+        }
+    )
+    warehouse.replace_partition(schema, "scrobbles", frame, "scrobble_date", [DAY1])
+    stats = warehouse.query_df(f"select count(*) as n, sum(played_at_uts) as total from {schema}.scrobbles")
+    assert int(stats["n"].iloc[0]) == rows
+    assert int(stats["total"].iloc[0]) == int(frame["played_at_uts"].sum())
