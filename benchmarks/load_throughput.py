@@ -123,6 +123,7 @@ class Result:
     target: str
     rows: int
     load_seconds: float
+    cpu_seconds: float  # this process only (DuckDB runs inside it; PostgreSQL and fakesnow do not)
     peak_rss_mb: float
     verified_rows: int
 
@@ -176,20 +177,22 @@ TARGETS: dict[str, Callable[[Path], AbstractContextManager[Warehouse]]] = {
 def run_target(name: str, rows: int, batch_rows: int, mode: str, seed: int) -> Result:
     generator = ScrobbleBatches(seed)
     with tempfile.TemporaryDirectory(prefix=f"mp_bench_{name}_") as tmp, TARGETS[name](Path(tmp)) as warehouse:
-        load_seconds = 0.0
+        load_seconds = cpu_seconds = 0.0
+        process = psutil.Process()
         with PeakMemory() as memory:
             for day_index, start in enumerate(range(0, rows, batch_rows)):
                 batch = generator.batch(day_index, min(batch_rows, rows - start))
-                began = time.perf_counter()
+                began, cpu_began = time.perf_counter(), sum(process.cpu_times()[:2])
                 if mode == "append":
                     warehouse.append(SCHEMA, TABLE, batch)
                 else:
                     day = batch["scrobble_date"].iloc[0]
                     warehouse.replace_partition(SCHEMA, TABLE, batch, "scrobble_date", [day])
                 load_seconds += time.perf_counter() - began
+                cpu_seconds += sum(process.cpu_times()[:2]) - cpu_began
                 del batch
         verified = warehouse.row_count(SCHEMA, TABLE)
-    return Result(name, rows, load_seconds, memory.peak / 2**20, verified)
+    return Result(name, rows, load_seconds, cpu_seconds, memory.peak / 2**20, verified)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{psutil.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
         f"baseline RSS {psutil.Process().memory_info().rss / 2**20:.0f} MB"
     )
-    print(f"{'target':<10} {'rows':>10} {'load s':>8} {'rows/s':>12} {'peak RSS MB':>12}  check")
+    print(f"{'target':<10} {'rows':>10} {'load s':>8} {'rows/s':>12} {'client CPU s':>13} {'peak RSS MB':>12}  check")
     failed = False
     for name in names:
         try:
@@ -226,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         failed |= "BELOW" in verdict or "ROW COUNT" in verdict
         print(
             f"{name:<10} {result.rows:>10,} {result.load_seconds:>8.2f} {result.rows_per_second:>12,.0f} "
-            f"{result.peak_rss_mb:>12.0f}  {verdict}".rstrip()
+            f"{result.cpu_seconds:>13.2f} {result.peak_rss_mb:>12.0f}  {verdict}".rstrip()
         )
     return 1 if failed else 0
 

@@ -45,7 +45,9 @@ def score(results: list[dict], label: str, config: dict, rows: list[dict]) -> No
     n = float(np.mean([r["ndcg@10"] for r in results]))
     fit = float(np.mean([r["fit_seconds"] for r in results]))
     rows.append({"stage": label, "config": config, "precision@10": p, "ndcg@10": n, "fit_seconds": fit})
-    print(f"{label:8s} P@10 {p:.4f}  NDCG@10 {n:.4f}  fit {fit:5.1f}s  {json.dumps(config, sort_keys=True)}", flush=True)
+    print(
+        f"{label:8s} P@10 {p:.4f}  NDCG@10 {n:.4f}  fit {fit:5.1f}s  {json.dumps(config, sort_keys=True)}", flush=True
+    )
 
 
 def evaluate(model, inner, valid) -> dict:
@@ -57,14 +59,19 @@ def evaluate(model, inner, valid) -> dict:
 def tune_ease(data_dir: Path, seeds: list[int], rows: list[dict]) -> None:
     splits = list(inner_splits(data_dir, seeds))
     grid = [EaseParams(l2=l2) for l2 in (50.0, 100.0, 200.0, 400.0, 800.0)]
-    grid += [EaseParams(input_alpha=1.0), EaseParams(min_item_users=3), EaseParams(top_neighbours=None), EaseParams(top_neighbours=128)]
+    grid += [
+        EaseParams(input_alpha=1.0),
+        EaseParams(min_item_users=3),
+        EaseParams(top_neighbours=None),
+        EaseParams(top_neighbours=128),
+    ]
     for params in grid:
         score([evaluate(train_ease(i, params), i, v) for i, v in splits], "ease", asdict(params), rows)
 
 
 def tune_als(data_dir: Path, seeds: list[int], rows: list[dict]) -> None:
     splits = list(inner_splits(data_dir, seeds))
-    for factors in (32, 64, 128):
+    for factors in (16, 24, 32, 64, 128):
         for regularization in (0.01, 0.1, 1.0, 10.0):
             for alpha in (0.5, 1.0, 2.0, 4.0):
                 params = ALSParams(factors=factors, regularization=regularization, confidence_alpha=alpha)
@@ -97,17 +104,31 @@ def tune_lightfm(data_dir: Path, seeds: list[int], rows: list[dict]) -> None:
             continue
         score([evaluate(train_lightfm(i, params), i, v) for i, v in splits], "lightfm", {"params": name}, rows)
     ids_only = replace(LightFMParams(), use_item_features=False)
-    score([evaluate(train_lightfm(i, ids_only), i, v) for i, v in splits], "lightfm", {"params": "defaults, ids only"}, rows)
+    score(
+        [evaluate(train_lightfm(i, ids_only), i, v) for i, v in splits],
+        "lightfm",
+        {"params": "defaults, ids only"},
+        rows,
+    )
 
 
 def tune_blend(data_dir: Path, seeds: list[int], rows: list[dict]) -> None:
-    results: dict[float, list[dict]] = {w: [] for w in (0.3, 0.5, 0.7)}
+    grid = [
+        {"lightfm": 0.3, "ease": 0.7},
+        {"lightfm": 0.5, "ease": 0.5},
+        {"lightfm": 0.7, "ease": 0.3},
+        {"lightfm": 0.5, "als": 0.5},
+        {"ease": 0.5, "als": 0.5},
+        {"lightfm": 1 / 3, "ease": 1 / 3, "als": 1 / 3},
+        {"lightfm": 0.5, "ease": 0.25, "als": 0.25},
+    ]
+    results: list[list[dict]] = [[] for _ in grid]
     for inner, valid in inner_splits(data_dir, seeds):
-        lightfm, ease = train_lightfm(inner, LightFMParams()), train_ease(inner, EaseParams())
-        for weight in results:
-            results[weight].append(evaluate(blend_models(lightfm, ease, weight), inner, valid))
-    for weight, values in results.items():
-        score(values, "blend", {"lightfm_weight": weight}, rows)
+        fitted = {"lightfm": train_lightfm(inner, LightFMParams()), "ease": train_ease(inner), "als": train_als(inner)}
+        for slot, weights in enumerate(grid):
+            results[slot].append(evaluate(blend_models(fitted, weights), inner, valid))
+    for weights, values in zip(grid, results, strict=True):
+        score(values, "blend", {k: round(v, 3) for k, v in weights.items()}, rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     stages = ["ease", "als", "lightfm", "blend"] if args.stage == "all" else [args.stage]
     for stage in stages:
-        {"ease": tune_ease, "als": tune_als, "lightfm": tune_lightfm, "blend": tune_blend}[stage](args.data_dir, seeds, rows)
+        {"ease": tune_ease, "als": tune_als, "lightfm": tune_lightfm, "blend": tune_blend}[stage](
+            args.data_dir, seeds, rows
+        )
     print(f"total {time.perf_counter() - started:.0f}s")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2, default=str))

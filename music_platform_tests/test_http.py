@@ -188,7 +188,16 @@ def test_redactor_removes_known_secrets_and_credential_params():
 
 def _info(status, payload=None, headers=None, retry_after=None):
     return ResponseInfo(
-        "test", "Test API", "op", status, headers or {}, payload, "snippet", "text/html", {}, retry_after
+        source="test",
+        operation="op",
+        status=status,
+        headers=headers or {},
+        payload=payload,
+        snippet="snippet",
+        content_type="text/html",
+        context={},
+        retry_after=retry_after,
+        label="Test API",
     )
 
 

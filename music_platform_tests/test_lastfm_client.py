@@ -209,10 +209,17 @@ def test_empty_window_gives_one_empty_page(server):
 # -- rate limit -------------------------------------------------------------------------------------------------
 
 
+def _busiest_window(times: list[float], width: float) -> int:
+    return max(sum(1 for t in times if start <= t < start + width) for start in times)
+
+
 def test_no_one_second_window_holds_more_than_5_requests(server):
     client = LastfmClient(SECRET, server.url, retry=FAST_RETRY)  # the default: 5 requests/s, shared
     other = LastfmClient(SECRET, server.url, retry=FAST_RETRY)  # same process, same API root: same bucket
     assert client.http.rate_limiter is other.http.rate_limiter
+    sent: list[float] = []
+    for c in (client, other):
+        c.http.on_send = lambda _operation: sent.append(time.monotonic())
     errors: list[BaseException] = []
 
     def work(c: LastfmClient) -> None:
@@ -228,11 +235,15 @@ def test_no_one_second_window_holds_more_than_5_requests(server):
     for t in threads:
         t.join()
     assert errors == []
-    times = sorted(r.at for r in server.requests)
-    assert len(times) == 12
-    busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
-    assert busiest <= 5, [round(t - times[0], 3) for t in times]
-    assert times[-1] - times[0] >= (12 - 5) / 5.0 - 0.05
+    sent.sort()
+    arrived = sorted(r.at for r in server.requests)
+    assert len(sent) == len(arrived) == 12
+    # Our side of the wire, exactly: no 1-second window holds more than 5 request starts.
+    assert _busiest_window(sent, 1.0) <= 5, [round(t - sent[0], 3) for t in sent]
+    # The server's side: arrivals carry scheduling jitter on a loaded machine (the fake runs in this
+    # process); the 10 ms per-request margin absorbs 50 ms of it, this check tolerates 100 ms more.
+    assert _busiest_window(arrived, 0.9) <= 5, [round(t - arrived[0], 3) for t in arrived]
+    assert sent[-1] - sent[0] >= (12 - 1) * 0.2
 
 
 # -- retries and permanent errors ------------------------------------------------------------------------------
@@ -260,21 +271,21 @@ def test_permanent_errors_are_not_retried(server, code, error_type):
 
 
 @pytest.mark.parametrize(
-    "fault",
+    "fault_kwargs",
     [
-        Fault("error", code=8),
-        Fault("error", code=11),
-        Fault("error", code=16),
-        Fault("error", code=29),
-        Fault("error", code=8, status=400),  # Last.fm wraps some service errors in a 400
-        Fault("html", status=502),
-        Fault("html", status=504),
-        Fault("sleep", delay_s=0.8),
+        {"kind": "error", "code": 8},
+        {"kind": "error", "code": 11},
+        {"kind": "error", "code": 16},
+        {"kind": "error", "code": 29},
+        {"kind": "error", "code": 8, "status": 400},  # Last.fm wraps some service errors in a 400
+        {"kind": "html", "status": 502},
+        {"kind": "html", "status": 504},
+        {"kind": "sleep", "delay_s": 0.8},
     ],
     ids=["e8", "e11", "e16-http200", "e29-http429", "e8-http400", "html502", "html504", "timeout"],
 )
-def test_retryable_failures_are_retried(server, fault):
-    server.add_fault(fault)
+def test_retryable_failures_are_retried(server, fault_kwargs):
+    server.add_fault(Fault(**fault_kwargs))
     payload = _client(server).get_user_info(server.user_names[0])
     assert parse_user_info(payload).rows[0]["user_name"] == server.user_names[0]
     assert len(server.requests) == 2

@@ -88,8 +88,12 @@ def test_item_features_identity_tags_genre_audio(world, dataset):
 
 
 def test_identity_weight_controls_share_of_own_id(world):
-    heavy = build_dataset(world.interactions, world.tracks, world.artist_tags, feature_config=FeatureConfig(identity_weight=3.0))
-    light = build_dataset(world.interactions, world.tracks, world.artist_tags, feature_config=FeatureConfig(identity_weight=0.5))
+    heavy = build_dataset(
+        world.interactions, world.tracks, world.artist_tags, feature_config=FeatureConfig(identity_weight=3.0)
+    )
+    light = build_dataset(
+        world.interactions, world.tracks, world.artist_tags, feature_config=FeatureConfig(identity_weight=0.5)
+    )
     item = heavy.item_index["t0_0_0"]
     assert heavy.item_features[item, item] > light.item_features[item, item]
 

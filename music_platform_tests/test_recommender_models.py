@@ -61,7 +61,7 @@ def models(dataset):
         "lightfm": lightfm,
         "ease": ease,
         "als": train_als(dataset, ALSParams(factors=8, iterations=10)),
-        "blend": blend_models(lightfm, ease, 0.5),
+        "blend": blend_models({"lightfm": lightfm, "ease": ease}, {"lightfm": 0.5, "ease": 0.5}),
     }
 
 
@@ -75,7 +75,9 @@ def test_recommendations_exclude_heard_and_follow_the_users_cluster(models, data
     assert list(recs.columns) == ["user_id", "rank", "track_id", "score", "reason"]
     heard = set(zip(dataset.user_ids[dataset.user_idx], dataset.item_ids[dataset.item_idx], strict=True))
     assert not any((u, t) in heard for u, t in zip(recs["user_id"], recs["track_id"], strict=True))
-    same_cluster = np.mean([clusters[t] == user_cluster(u) for u, t in zip(recs["user_id"], recs["track_id"], strict=True)])
+    same_cluster = np.mean(
+        [clusters[t] == user_cluster(u) for u, t in zip(recs["user_id"], recs["track_id"], strict=True)]
+    )
     assert same_cluster > 0.9
     assert recs.groupby("user_id")["rank"].apply(lambda r: list(r) == list(range(1, len(r) + 1))).all()
     assert (recs.groupby("user_id")["score"].apply(lambda s: s.is_monotonic_decreasing)).all()
@@ -129,7 +131,9 @@ def test_similar_items_share_the_cluster(models, clusters, kind):
     table = similar_items(models[kind], k=5)
     assert list(table.columns) == ["track_id", "rank", "similar_track_id", "score"]
     assert (table["track_id"] != table["similar_track_id"]).all()
-    agreement = np.mean([clusters[a] == clusters[b] for a, b in zip(table["track_id"], table["similar_track_id"], strict=True)])
+    agreement = np.mean(
+        [clusters[a] == clusters[b] for a, b in zip(table["track_id"], table["similar_track_id"], strict=True)]
+    )
     assert agreement > 0.9
 
 
@@ -141,7 +145,9 @@ def test_unplayed_tracks_get_neighbours_through_their_features(models, clusters)
 
 @pytest.mark.parametrize("kind", ["lightfm", "ease", "blend", "als"])
 def test_cold_start_recommends_the_named_artists_cluster(models, clusters, kind):
-    result = recommend_cold_start(models[kind], artists=["Artist 1-0", "artist 1-3 ", "Nobody Known"], tracks=["Song 1-2-1", "No Such Song"], k=8)
+    result = recommend_cold_start(
+        models[kind], artists=["Artist 1-0", "artist 1-3 ", "Nobody Known"], tracks=["Song 1-2-1", "No Such Song"], k=8
+    )
     assert result.unknown_artists == ["Nobody Known"] and result.unknown_tracks == ["No Such Song"]
     assert result.matched_artists == ["Artist 1-0", "artist 1-3 "] and not result.fallback
     recs = result.recommendations
@@ -168,7 +174,9 @@ def test_cold_start_protocol_beats_popularity(dataset):
 
 def test_unknown_users_are_folded_in_from_history(models, dataset):
     """A dataset newer than the model: a new listener is scored from what they played."""
-    extra = pd.DataFrame({"user_id": ["newbie"] * 4, "track_id": ["t3_0_0", "t3_1_0", "t3_2_1", "t3_4_2"], "play_count": [5, 3, 2, 1]})
+    extra = pd.DataFrame(
+        {"user_id": ["newbie"] * 4, "track_id": ["t3_0_0", "t3_1_0", "t3_2_1", "t3_4_2"], "play_count": [5, 3, 2, 1]}
+    )
     newer = build_dataset(extra, models["lightfm"].catalog)
     for kind in ("lightfm", "ease", "als"):
         recs = recommend_top_k(models[kind], newer, k=5)

@@ -34,7 +34,13 @@ def test_save_writes_the_version_files_and_loads_back(tmp_path, dataset):
     registry = ModelRegistry(tmp_path / "models")
     version = save(registry, dataset, 0)
     folder = tmp_path / "models" / version.version
-    assert sorted(p.name for p in folder.iterdir()) == ["mappings.json", "meta.json", "metrics.json", "model.pkl", "params.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "mappings.json",
+        "meta.json",
+        "metrics.json",
+        "model.pkl",
+        "params.json",
+    ]
     mappings = json.loads((folder / "mappings.json").read_text())
     assert mappings["item_ids"] == list(dataset.item_ids) and mappings["user_ids"] == list(dataset.user_ids)
     assert version.status == "candidate" and version.data_snapshot_id == dataset.snapshot_id()
@@ -42,7 +48,16 @@ def test_save_writes_the_version_files_and_loads_back(tmp_path, dataset):
     assert loaded.version == version.version
     assert recommend_top_k(loaded, dataset, k=3).equals(recommend_top_k(train_popularity(dataset), dataset, k=3))
     row = version.registry_row()
-    assert set(row) == {"model_version", "created_at", "status", "published_at", "params", "data_snapshot_id", "artifact_path", "metrics"}
+    assert set(row) == {
+        "model_version",
+        "created_at",
+        "status",
+        "published_at",
+        "params",
+        "data_snapshot_id",
+        "artifact_path",
+        "metrics",
+    }
     assert json.loads(row["metrics"]) == {"precision@10": 0.1}
     assert not list((tmp_path / "models").glob(".tmp-*"))  # staging directory renamed away
 
@@ -90,4 +105,8 @@ def test_prune_keeps_recent_and_published_versions(tmp_path, dataset):
     registry.publish(versions[0].version)
     deleted = registry.prune(keep_last=3)
     assert deleted == [v.version for v in versions[1:4]]
-    assert [v.version for v in registry.list_versions()] == [versions[0].version, versions[4].version, versions[5].version]
+    assert [v.version for v in registry.list_versions()] == [
+        versions[0].version,
+        versions[4].version,
+        versions[5].version,
+    ]

@@ -20,7 +20,7 @@ import numpy as np
 from music_platform.recommender.dataset import RecDataset
 from music_platform.recommender.evaluation import METRICS, evaluate_model, metric_key
 from music_platform.recommender.hetrec import DATASET_NAME, MissingDatasetError, load_hetrec_lastfm
-from music_platform.recommender.lightfm_model import LightFMParams, ids_only, train_lightfm
+from music_platform.recommender.lightfm_model import ids_only, train_lightfm
 from music_platform.recommender.models import TrainedModel, train_als, train_ease, train_popularity
 from music_platform.recommender.splits import split_holdout
 from music_platform.recommender.training import BlendParams, blend_models
@@ -35,7 +35,9 @@ BENCHMARK_MODELS = {
     "blend": "LightFM hybrid + EASE, per-user standardised scores",
 }
 DATASETS = (DATASET_NAME,)
-DEFAULT_DATA_DIRS = {DATASET_NAME: Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hetrec2011-lastfm-2k"}
+DEFAULT_DATA_DIRS = {
+    DATASET_NAME: Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hetrec2011-lastfm-2k"
+}
 TEST_FRACTION = 0.2
 
 
@@ -64,22 +66,23 @@ def parse_models(models: str | None) -> list[str]:
 
 
 def fit_models(train: RecDataset, names: list[str], log: Callable[[str], None]) -> dict[str, TrainedModel]:
-    """Fit the requested models; the blend reuses the LightFM hybrid and EASE fits when both run."""
+    """Fit the requested models; the blend reuses the fits of its components."""
     fitted: dict[str, TrainedModel] = {}
     blend_params = BlendParams()
-    needs = set(names) | ({"lightfm", "ease"} if "blend" in names else set())
+    blend_parts = {n for n, w in blend_params.weights.items() if w > 0}
+    needs = set(names) | (blend_parts if "blend" in names else set())
     trainers: dict[str, Callable[[], TrainedModel]] = {
         "popularity": lambda: train_popularity(train),
-        "als": lambda: train_als(train),
+        "als": lambda: train_als(train, blend_params.als),
         "ease": lambda: train_ease(train, blend_params.ease),
-        "lightfm-ids": lambda: train_lightfm(train, ids_only(LightFMParams())),
+        "lightfm-ids": lambda: train_lightfm(train, ids_only(blend_params.lightfm)),
         "lightfm": lambda: train_lightfm(train, blend_params.lightfm),
     }
     for name in [n for n in BENCHMARK_MODELS if n in needs and n != "blend"]:
         fitted[name] = trainers[name]()
         log(f"  fitted {name} in {fitted[name].fit_seconds:.1f}s")
     if "blend" in names:
-        fitted["blend"] = blend_models(fitted["lightfm"], fitted["ease"], blend_params.lightfm_weight)
+        fitted["blend"] = blend_models({n: fitted[n] for n in blend_parts}, blend_params.weights)
     return {name: fitted[name] for name in names}
 
 
@@ -100,7 +103,11 @@ def format_table(results: dict, metric_keys: list[str]) -> str:
         cells.append(f"{fit['mean']:.1f} ± {fit['std']:.1f}")
         lines.append(cells)
     widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
-    render = lambda row: "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True)))  # noqa: E731
+
+    def render(row: list[str]) -> str:
+        cells = zip(row, widths, strict=True)
+        return "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(cells))
+
     return "\n".join([render(header), render(["-" * w for w in widths]), *(render(r) for r in lines)])
 
 
@@ -114,7 +121,8 @@ def benchmark_dataset(
         for name, model in fit_models(train, names, log).items():
             started = time.perf_counter()
             metrics = evaluate_model(model, train, test, k=k)
-            log(f"  evaluated {name} in {time.perf_counter() - started:.1f}s: P@{k} {metrics[metric_key('precision', k)]:.4f}")
+            precision = metrics[metric_key("precision", k)]
+            log(f"  evaluated {name} in {time.perf_counter() - started:.1f}s: P@{k} {precision:.4f}")
             metrics.pop("users")
             metrics["fit_seconds"] = model.fit_seconds
             for key, value in metrics.items():
@@ -164,7 +172,7 @@ def run_benchmark(
         folder = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIRS[dataset]
         started = time.perf_counter()
         data = load_hetrec_lastfm(folder)
-        log(f"loaded {dataset} from {folder}: {data.n_users} users, {data.n_items} items, {data.n_interactions} interactions")
+        log(f"loaded {dataset} from {folder}: {data.n_users} users, {data.n_items} items, {data.n_interactions} rows")
     except (BenchmarkError, MissingDatasetError) as exc:
         log(f"error: {exc}")
         if isinstance(exc, MissingDatasetError) and data_dir is None:
@@ -174,8 +182,10 @@ def run_benchmark(
     results["dataset"] = dataset
     results["data_dir"] = str(folder)
     results["elapsed_seconds"] = round(time.perf_counter() - started, 1)
-    print(f"{dataset}: {data.n_users} users, {data.n_items} items, {data.n_interactions} interactions; "
-          f"seeds {','.join(map(str, seed_list))}; mean ± std over seeds")
+    print(
+        f"{dataset}: {data.n_users} users, {data.n_items} items, {data.n_interactions} interactions; "
+        f"seeds {','.join(map(str, seed_list))}; mean ± std over seeds"
+    )
     print(format_table(results, [metric_key(m, k) for m in METRICS]))
     print(f"total {results['elapsed_seconds']}s")
     if json_path is not None:

@@ -22,7 +22,13 @@ import scipy.sparse as sp
 from music_platform.recommender.dataset import RecDataset, normalise_name
 from music_platform.recommender.evaluation import ranking_metrics
 from music_platform.recommender.models import TrainedModel
-from music_platform.recommender.scoring import display_names, popularity_recommendations, reasons_for, score_users, top_k
+from music_platform.recommender.scoring import (
+    display_names,
+    popularity_recommendations,
+    reasons_for,
+    score_users,
+    top_k,
+)
 from music_platform.recommender.splits import split_users
 
 COLD_START_COLUMNS = ["rank", "track_id", "score", "reason", "artist_name", "track_name"]
@@ -43,7 +49,9 @@ class CatalogLookup:
         artist_keys = pd.concat(
             [
                 catalog[["artist_id", "position"]].dropna().assign(key=lambda f: f["artist_id"].map(normalise_name)),
-                catalog[["artist_name", "position"]].dropna().assign(key=lambda f: f["artist_name"].map(normalise_name)),
+                catalog[["artist_name", "position"]]
+                .dropna()
+                .assign(key=lambda f: f["artist_name"].map(normalise_name)),
             ]
         )
         artist_name = catalog["artist_name"].map(normalise_name)
@@ -185,7 +193,9 @@ def cold_start_split(
     return kept, named, rest
 
 
-def evaluate_cold_start(model: TrainedModel, named: sp.csr_matrix, rest: sp.csr_matrix, k: int = 10) -> dict[str, float]:
+def evaluate_cold_start(
+    model: TrainedModel, named: sp.csr_matrix, rest: sp.csr_matrix, k: int = 10
+) -> dict[str, float]:
     """Mean precision/recall/NDCG/MAP@k of ``model`` for listeners known only by ``named`` items."""
     sums: dict[str, float] = {}
     for begin in range(0, named.shape[0], 1024):

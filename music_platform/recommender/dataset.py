@@ -163,7 +163,9 @@ def _blank(series: pd.Series) -> pd.Series:
 def _clean_interactions(interactions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     missing = [c for c in INTERACTION_COLUMNS if c not in interactions.columns]
     if missing:
-        raise DatasetError(f"interactions lack column(s) {', '.join(missing)}; expected {', '.join(INTERACTION_COLUMNS)}")
+        raise DatasetError(
+            f"interactions lack column(s) {', '.join(missing)}; expected {', '.join(INTERACTION_COLUMNS)}"
+        )
     frame = interactions.copy()
     rejected: list[pd.DataFrame] = []
     frame = _quarantine(frame, _blank(frame["user_id"]), "missing user_id", rejected)
@@ -178,7 +180,9 @@ def _clean_interactions(interactions: pd.DataFrame) -> tuple[pd.DataFrame, pd.Da
     for column in ("first_played_at", "last_played_at"):
         if column in frame.columns:
             frame[column] = pd.to_datetime(frame[column], utc=True, errors="coerce")
-    rejected_frame = pd.concat(rejected, ignore_index=True) if rejected else pd.DataFrame(columns=[*frame.columns, "reason"])
+    rejected_frame = (
+        pd.concat(rejected, ignore_index=True) if rejected else pd.DataFrame(columns=[*frame.columns, "reason"])
+    )
     return frame, rejected_frame
 
 
@@ -227,9 +231,7 @@ def build_dataset(
         agg["last_played_at"] = ("last_played_at", "max")
     grouped = frame.groupby(["user_id", "track_id"], sort=False).agg(**agg).reset_index()
 
-    track_ids_meta = (
-        pd.Index(tracks["track_id"].dropna().astype(str).unique()) if tracks is not None else pd.Index([])
-    )
+    track_ids_meta = pd.Index(tracks["track_id"].dropna().astype(str).unique()) if tracks is not None else pd.Index([])
     item_ids = np.asarray(sorted(set(track_ids_meta) | set(grouped["track_id"].unique())), dtype=object)
     user_ids = np.asarray(sorted(grouped["user_id"].unique()), dtype=object)
 

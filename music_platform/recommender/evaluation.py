@@ -44,7 +44,9 @@ def ranking_metrics(items: np.ndarray, relevant: sp.csr_matrix, k: int) -> dict[
     if relevant_dense is not None:
         hits = relevant_dense[np.arange(n_rows)[:, None], safe] & (items >= 0)
     else:  # very wide catalogues: look hits up in the sparse rows
-        hits = (np.asarray(relevant[np.repeat(np.arange(n_rows), k), safe.ravel()]).reshape(items.shape) > 0) & (items >= 0)
+        hits = (np.asarray(relevant[np.repeat(np.arange(n_rows), k), safe.ravel()]).reshape(items.shape) > 0) & (
+            items >= 0
+        )
     n_relevant = np.diff(relevant.indptr).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         n_hits = hits.sum(axis=1)
@@ -156,7 +158,9 @@ def evaluate_models(
         users = int(metrics.pop("users"))
         for key, value in metrics.items():
             metric, _, cut = key.partition("@")
-            rows.append({"model": name, "metric": metric, "k": int(cut) if cut else None, "value": value, "users": users})
+            rows.append(
+                {"model": name, "metric": metric, "k": int(cut) if cut else None, "value": value, "users": users}
+            )
     frame = pd.DataFrame(rows, columns=["model", "metric", "k", "value", "users"])
     frame["k"] = frame["k"].astype("Int64")
     return frame
@@ -165,7 +169,9 @@ def evaluate_models(
 def with_baseline(evaluation: pd.DataFrame, model: str, baseline: str = "popularity") -> pd.DataFrame:
     """One model's rows with the baseline's value beside each metric: metric, k, value, baseline_value."""
     mine = evaluation[evaluation["model"] == model][["metric", "k", "value"]]
-    base = evaluation[evaluation["model"] == baseline][["metric", "k", "value"]].rename(columns={"value": "baseline_value"})
+    base = evaluation[evaluation["model"] == baseline][["metric", "k", "value"]].rename(
+        columns={"value": "baseline_value"}
+    )
     return mine.merge(base, on=["metric", "k"], how="left").reset_index(drop=True)
 
 

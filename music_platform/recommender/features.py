@@ -21,7 +21,15 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-AUDIO_UNIT_COLUMNS = ("danceability", "energy", "speechiness", "acousticness", "instrumentalness", "liveness", "valence")
+AUDIO_UNIT_COLUMNS = (
+    "danceability",
+    "energy",
+    "speechiness",
+    "acousticness",
+    "instrumentalness",
+    "liveness",
+    "valence",
+)
 TEMPO_BANDS = (0.0, 90.0, 110.0, 130.0, 150.0, np.inf)
 LOUDNESS_BANDS = (-np.inf, -15.0, -10.0, -6.0, np.inf)
 
@@ -134,7 +142,9 @@ def build_item_features(
         joined = artists.merge(tags, on="artist_id", how="inner")
         groups.append(
             _group(
-                pd.DataFrame({"item": joined["item"], "feature": "tag:" + joined["tag_name"], "raw": joined["tag_weight"]}),
+                pd.DataFrame(
+                    {"item": joined["item"], "feature": "tag:" + joined["tag_name"], "raw": joined["tag_weight"]}
+                ),
                 config.tag_weight,
             )
         )

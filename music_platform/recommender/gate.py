@@ -58,7 +58,9 @@ def should_publish(
             f"candidate {metric} {candidate:.4f} beats popularity {baseline:.4f} and is within "
             f"{tolerance:.0%} of or above the published model {published:.4f}",
         )
-    return GateDecision(True, f"candidate {metric} {candidate:.4f} beats popularity {baseline:.4f}; no published model yet")
+    return GateDecision(
+        True, f"candidate {metric} {candidate:.4f} beats popularity {baseline:.4f}; no published model yet"
+    )
 
 
 def _value(metrics: Mapping[str, float], metric: str, role: str) -> float:

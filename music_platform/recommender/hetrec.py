@@ -32,7 +32,9 @@ def check_files(data_dir: Path) -> None:
         raise MissingDatasetError(f"dataset folder not found: {data_dir}")
     for name in REQUIRED_FILES:
         if not (data_dir / name).is_file():
-            raise MissingDatasetError(f"missing file {data_dir / name} (HetRec 2011 Last.fm 2K needs {', '.join(REQUIRED_FILES)})")
+            raise MissingDatasetError(
+                f"missing file {data_dir / name} (HetRec 2011 Last.fm 2K needs {', '.join(REQUIRED_FILES)})"
+            )
 
 
 def _read(path: Path, encoding: str = "utf-8") -> pd.DataFrame:

@@ -157,7 +157,9 @@ def train_lightfm(train: RecDataset, params: LightFMParams | None = None) -> Tra
             )
             if epoch % params.eval_every and epoch != params.max_epochs:
                 continue
-            value = validation_precision(lightfm_scorer(candidate, inner, params), inner_history, valid_matrix, params.validation_k)
+            value = validation_precision(
+                lightfm_scorer(candidate, inner, params), inner_history, valid_matrix, params.validation_k
+            )
             curve.append((epoch, round(value, 5)))
             if value > best:
                 best, best_epoch, stale = value, epoch, 0
@@ -186,6 +188,13 @@ def train_lightfm(train: RecDataset, params: LightFMParams | None = None) -> Tra
         fit_seconds=time.perf_counter() - started,
         training_info=info,
         estimator=estimator,
+    )
+
+
+def refit_params(params: LightFMParams, trained: TrainedModel) -> LightFMParams:
+    """Params to refit on all data for the epoch count early stopping found (no second search)."""
+    return replace(
+        params, early_stopping=False, max_epochs=max(1, int(trained.training_info.get("epochs", params.max_epochs)))
     )
 
 

@@ -113,7 +113,10 @@ class ModelRegistry:
             model.version = version
             with open(staging / "model.pkl", "wb") as handle:
                 pickle.dump(model, handle, protocol=pickle.HIGHEST_PROTOCOL)
-            _dump(staging / "mappings.json", {"user_ids": list(map(str, model.user_ids)), "item_ids": list(map(str, model.item_ids))})
+            _dump(
+                staging / "mappings.json",
+                {"user_ids": list(map(str, model.user_ids)), "item_ids": list(map(str, model.item_ids))},
+            )
             _dump(staging / "params.json", {"kind": model.kind, **model.params})
             _dump(staging / "metrics.json", metrics or {})
             published = created if status == "published" else None
@@ -182,8 +185,12 @@ class ModelRegistry:
     def get(self, version: str) -> ModelVersion:
         path = self._dir(version)
         meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
-        params = json.loads((path / "params.json").read_text(encoding="utf-8")) if (path / "params.json").exists() else {}
-        metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8")) if (path / "metrics.json").exists() else {}
+        params = (
+            json.loads((path / "params.json").read_text(encoding="utf-8")) if (path / "params.json").exists() else {}
+        )
+        metrics = (
+            json.loads((path / "metrics.json").read_text(encoding="utf-8")) if (path / "metrics.json").exists() else {}
+        )
         return ModelVersion(
             version=meta["version"],
             kind=meta["kind"],
@@ -201,7 +208,9 @@ class ModelRegistry:
         if not self.models_dir.is_dir():
             return []
         versions = [
-            self.get(p.name) for p in self.models_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "meta.json").is_file()
+            self.get(p.name)
+            for p in self.models_dir.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and (p / "meta.json").is_file()
         ]
         if status is not None:
             _check_status(status)

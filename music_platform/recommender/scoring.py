@@ -103,7 +103,7 @@ def score_users(model: TrainedModel, users: np.ndarray, history: sp.csr_matrix) 
 # Reasons
 # ---------------------------------------------------------------------------------------
 def display_names(catalog: pd.DataFrame) -> np.ndarray:
-    """"Track by Artist" for tracks, the artist's name for artist-level items, else the id."""
+    """ "Track by Artist" for tracks, the artist's name for artist-level items, else the id."""
     track = catalog["track_name"].fillna("").astype(str)
     artist = catalog["artist_name"].fillna("").astype(str)
     both = (track != "") & (artist != "")
@@ -328,7 +328,10 @@ def popularity_recommendations(source: RecDataset | TrainedModel, k: int = 10) -
     order = np.argsort(-popularity, kind="stable")[:k]
     order = order[popularity[order] > 0]
     genre = catalog["genre"].to_numpy(dtype=object)[order]
-    reason = [f"popular in {g} among all listeners" if isinstance(g, str) and g else "popular among all listeners" for g in genre]
+    reason = [
+        f"popular in {g} among all listeners" if isinstance(g, str) and g else "popular among all listeners"
+        for g in genre
+    ]
     return pd.DataFrame(
         {
             "rank": np.arange(1, len(order) + 1, dtype=np.int32),
@@ -337,4 +340,3 @@ def popularity_recommendations(source: RecDataset | TrainedModel, k: int = 10) -
             "reason": reason,
         }
     )
-

@@ -17,10 +17,16 @@ from music_platform.recommender.dataset import RecDataset
 MIN_INTERACTIONS_TO_HOLD_OUT = 3
 
 
-def stable_holdout(dataset: RecDataset, test_fraction: float = 0.2, salt: str = "music_platform") -> tuple[RecDataset, RecDataset]:
+def stable_holdout(
+    dataset: RecDataset, test_fraction: float = 0.2, salt: str = "music_platform"
+) -> tuple[RecDataset, RecDataset]:
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    keys = pd.Series(dataset.user_ids[dataset.user_idx]).astype(str) + "|" + pd.Series(dataset.item_ids[dataset.item_idx]).astype(str)
+    keys = (
+        pd.Series(dataset.user_ids[dataset.user_idx]).astype(str)
+        + "|"
+        + pd.Series(dataset.item_ids[dataset.item_idx]).astype(str)
+    )
     hashed = pd.util.hash_array(keys.to_numpy(dtype=object), hash_key=(salt * 2)[:16].ljust(16, "0"))
     in_test = (hashed % np.uint64(10_000)).astype(np.float64) < test_fraction * 10_000
     per_user = np.bincount(dataset.user_idx, minlength=dataset.n_users)

@@ -45,18 +45,42 @@ def taste_clusters(
         for artist in range(artists_per_cluster):
             artist_id = f"a{cluster}_{artist}"
             for track in range(tracks_per_artist):
-                rows.append((f"t{cluster}_{artist}_{track}", artist_id, f"Artist {cluster}-{artist}", f"Song {cluster}-{artist}-{track}", genre, cluster, True))
+                rows.append(
+                    (
+                        f"t{cluster}_{artist}_{track}",
+                        artist_id,
+                        f"Artist {cluster}-{artist}",
+                        f"Song {cluster}-{artist}-{track}",
+                        genre,
+                        cluster,
+                        True,
+                    )
+                )
         for extra in range(unplayed_tracks_per_cluster):
             artist_id = f"a{cluster}_0"
-            rows.append((f"new{cluster}_{extra}", artist_id, f"Artist {cluster}-0", f"New song {cluster}-{extra}", genre, cluster, False))
-    tracks = pd.DataFrame(rows, columns=["track_id", "artist_id", "artist_name", "track_name", "genre", "cluster", "playable"])
+            rows.append(
+                (
+                    f"new{cluster}_{extra}",
+                    artist_id,
+                    f"Artist {cluster}-0",
+                    f"New song {cluster}-{extra}",
+                    genre,
+                    cluster,
+                    False,
+                )
+            )
+    tracks = pd.DataFrame(
+        rows, columns=["track_id", "artist_id", "artist_name", "track_name", "genre", "cluster", "playable"]
+    )
     tracks["genres"] = tracks["genre"]
     base_energy = rng.random(n_clusters)
     for column in ("danceability", "energy", "valence"):
         values = np.clip(base_energy[tracks["cluster"]] + rng.normal(0, 0.08, len(tracks)), 0, 1)
         values[rng.random(len(tracks)) < 0.1] = np.nan  # some tracks lack audio features
         tracks[column] = values
-    tracks["tempo"] = np.where(rng.random(len(tracks)) < 0.1, np.nan, 80 + 20 * tracks["cluster"] + rng.normal(0, 5, len(tracks)))
+    tracks["tempo"] = np.where(
+        rng.random(len(tracks)) < 0.1, np.nan, 80 + 20 * tracks["cluster"] + rng.normal(0, 5, len(tracks))
+    )
     tracks["popularity"] = rng.integers(0, 100, len(tracks))
 
     tag_rows = []

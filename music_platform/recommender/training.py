@@ -7,8 +7,11 @@ Dagster asset calls when the published model kind is configurable.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import numpy as np
 
 from music_platform.recommender.dataset import RecDataset
 from music_platform.recommender.lightfm_model import LightFMParams, train_lightfm
@@ -23,50 +26,75 @@ from music_platform.recommender.models import (
     train_popularity,
 )
 
+BLENDABLE = ("lightfm", "ease", "als")
+
 
 @dataclass(frozen=True)
 class BlendParams:
-    """LightFM hybrid + EASE, per-user standardised scores mixed with ``lightfm_weight``.
+    """A weighted blend of per-user standardised scores of LightFM hybrid, EASE and/or ALS.
 
-    ``lightfm_weight=0.5`` was chosen on validation splits inside HetRec training data
-    (grid 0.3/0.5/0.7, benchmarks/recommender_tuning.py).
+    The weights were chosen on validation splits inside HetRec training data
+    (benchmarks/recommender_tuning.py, stage ``blend``); a component with weight 0 is not trained.
     """
 
-    lightfm_weight: float = 0.5
+    weights: dict[str, float] = field(default_factory=lambda: {"lightfm": 0.5, "ease": 0.5})
     lightfm: LightFMParams = field(default_factory=LightFMParams)
     ease: EaseParams = field(default_factory=EaseParams)
+    als: ALSParams = field(default_factory=ALSParams)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.weights) - set(BLENDABLE)
+        if unknown or not any(w > 0 for w in self.weights.values()) or any(w < 0 for w in self.weights.values()):
+            raise ValueError(f"blend weights must be >= 0 over {', '.join(BLENDABLE)} with one > 0, got {self.weights}")
 
 
-def blend_models(lightfm_model: TrainedModel, ease_model: TrainedModel, lightfm_weight: float = 0.5) -> TrainedModel:
-    """Combine two models fitted on the same training data (fit time is their sum)."""
-    if not 0.0 <= lightfm_weight <= 1.0:
-        raise ValueError(f"lightfm_weight must be in [0, 1], got {lightfm_weight}")
-    if list(lightfm_model.item_ids) != list(ease_model.item_ids):
-        raise ValueError("blended models must share their item ids (train them on one dataset)")
+def blend_models(models: Mapping[str, TrainedModel], weights: Mapping[str, float]) -> TrainedModel:
+    """Combine models fitted on the same training data (fit time is their sum).
+
+    Reasons come from EASE when it is part of the blend (its weights say which heard item drove a
+    recommendation); similar items from LightFM when present (its embeddings cover unplayed items).
+    """
+    names = [name for name in models if weights.get(name, 0.0) > 0]
+    if not names:
+        raise ValueError("a blend needs at least one model with a positive weight")
+    first = models[names[0]]
+    for name in names[1:]:
+        if not np.array_equal(models[name].item_ids, first.item_ids):
+            raise ValueError("blended models must share their item ids (train them on one dataset)")
+    kinds = [models[n].kind for n in names]
+    explainer = kinds.index("ease") if "ease" in kinds else 0
+    with_vectors = [i for i, n in enumerate(names) if models[n].scorer.item_vectors() is not None]
+    similarity = kinds.index("lightfm") if "lightfm" in kinds else (with_vectors[0] if with_vectors else 0)
     scorer = BlendScorer(
-        components=[lightfm_model.scorer, ease_model.scorer],
-        weights=[lightfm_weight, 1.0 - lightfm_weight],
-        explainer=1,  # EASE's weights say which heard item drove a recommendation
-        similarity=0,  # LightFM embeddings cover every item, played or not
+        components=[models[n].scorer for n in names],
+        weights=[float(weights[n]) for n in names],
+        explainer=explainer,
+        similarity=similarity,
     )
     return TrainedModel(
         kind="blend",
         scorer=scorer,
-        user_ids=lightfm_model.user_ids,
-        item_ids=lightfm_model.item_ids,
-        catalog=lightfm_model.catalog,
-        item_popularity=lightfm_model.item_popularity,
-        params={"lightfm_weight": lightfm_weight, "lightfm": lightfm_model.params, "ease": ease_model.params},
-        fit_seconds=lightfm_model.fit_seconds + ease_model.fit_seconds,
-        training_info={"lightfm": lightfm_model.training_info, "ease": ease_model.training_info},
-        estimator=lightfm_model.estimator,
+        user_ids=first.user_ids,
+        item_ids=first.item_ids,
+        catalog=first.catalog,
+        item_popularity=first.item_popularity,
+        params={"weights": {n: float(weights[n]) for n in names}, **{n: models[n].params for n in names}},
+        fit_seconds=sum(models[n].fit_seconds for n in names),
+        training_info={n: models[n].training_info for n in names},
+        estimator=models[names[0]].estimator,
     )
 
 
 def train_blend(train: RecDataset, params: BlendParams | None = None) -> TrainedModel:
     params = params or BlendParams()
     started = time.perf_counter()
-    model = blend_models(train_lightfm(train, params.lightfm), train_ease(train, params.ease), params.lightfm_weight)
+    trainers = {
+        "lightfm": lambda: train_lightfm(train, params.lightfm),
+        "ease": lambda: train_ease(train, params.ease),
+        "als": lambda: train_als(train, params.als),
+    }
+    fitted = {name: trainers[name]() for name, weight in params.weights.items() if weight > 0}
+    model = blend_models(fitted, params.weights)
     model.fit_seconds = time.perf_counter() - started
     model.params = asdict(params)
     return model

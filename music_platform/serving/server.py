@@ -1,17 +1,34 @@
-"""``music-platform serve``: uvicorn tuned for many concurrent keep-alive clients.
+"""``music-platform serve``: uvicorn workers tuned for 1000+ concurrent keep-alive clients.
 
-Settings that matter at 1000 connections on two cores: uvloop + httptools, a listen backlog
-as deep as the kernel allows (a burst of new connections must queue, not be dropped into a
-SYN retry that shows up as a timeout), no access log (a line per request costs more than the
-lookup) and keep-alive long enough that clients do not reconnect between requests.
+What zero timeouts at 1000 connections on two cores took (measured with
+``benchmarks/serve_load.py``; docs/serving.md has the figures):
+
+- **One listening socket per worker, with SO_REUSEPORT.** uvicorn's own ``--workers`` shares
+  one socket, so whichever worker wakes first accepts a whole burst of new connections and
+  keeps them: one core then carries most clients while the other idles. With a socket per
+  worker the kernel spreads connections evenly. Each worker binds before loading but only
+  listens after its snapshot is loaded, so no connection ever waits on a cold worker.
+- **The asyncio event loop, not uvloop, for accepting.** Under full CPU load uvloop accepted
+  about 40 new connections per second per worker, leaving hundreds of clients in the accept
+  queue until their first request timed out; asyncio's accept loop drains the whole queue at
+  once. httptools still parses HTTP.
+- A listen backlog as deep as the kernel allows, keep-alive longer than any client pause,
+  no access log (a log line costs more than the lookup) and no ``server`` header.
+
+A small supervisor starts the workers, restarts one that dies and stops them all on
+SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import shutil
+import signal
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 import uvicorn
@@ -21,9 +38,11 @@ from music_platform.serving.service import ServingConfig
 
 log = logging.getLogger(__name__)
 
-APP_FACTORY = "music_platform.serving.app:create_app"
 DEFAULT_BACKLOG = 8192
 KEEP_ALIVE_SECONDS = 30
+EVENT_LOOP = "asyncio"
+HTTP_PARSER = "httptools"
+RESTART_DELAY_SECONDS = 1.0
 
 
 def listen_backlog() -> int:
@@ -41,42 +60,134 @@ def listen_backlog() -> int:
     return max(somaxconn, DEFAULT_BACKLOG)
 
 
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail early, and clearly, if something else listens there: with SO_REUSEPORT a second
+    server of ours could otherwise silently share the port."""
+    with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise OSError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from exc
+
+
+def worker_socket(host: str, port: int) -> socket.socket:
+    """Bound, not yet listening: uvicorn calls listen() once the app has started."""
+    sock = socket.socket(_family(host), socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if hasattr(socket, "SO_REUSEPORT"):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def uvicorn_config(app: object, backlog: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        loop=EVENT_LOOP,
+        http=HTTP_PARSER,
+        lifespan="on",
+        backlog=backlog,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        access_log=False,
+        server_header=False,
+        log_level="info",
+    )
+
+
+def serve_worker(host: str, port: int, backlog: int) -> None:
+    """One worker process: its own app, snapshot and listening socket."""
+    from music_platform.serving.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sock = worker_socket(host, port)
+    uvicorn.Server(uvicorn_config(create_app(), backlog)).run(sockets=[sock])
+
+
+class Supervisor:
+    """Runs ``workers`` processes of ``serve_worker`` until SIGINT/SIGTERM."""
+
+    def __init__(self, host: str, port: int, workers: int, backlog: int):
+        self.host, self.port, self.workers, self.backlog = host, port, workers, backlog
+        self.context = multiprocessing.get_context("spawn")
+        self.processes: list[multiprocessing.process.BaseProcess] = []
+        self.stopping = False
+
+    def _start_one(self) -> multiprocessing.process.BaseProcess:
+        process = self.context.Process(
+            target=serve_worker, args=(self.host, self.port, self.backlog), name="music-platform-worker"
+        )
+        process.start()
+        log.info("started worker process %d", process.pid)
+        return process
+
+    def _stop(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def run(self) -> None:
+        previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.processes = [self._start_one() for _ in range(self.workers)]
+            while not self.stopping:
+                for index, process in enumerate(self.processes):
+                    if not process.is_alive() and not self.stopping:
+                        log.error("worker %d exited with %s: restarting it", process.pid, process.exitcode)
+                        _forget_metrics_of(process.pid)
+                        time.sleep(RESTART_DELAY_SECONDS)
+                        self.processes[index] = self._start_one()
+                time.sleep(0.2)
+        finally:
+            for process in self.processes:
+                if process.is_alive():
+                    os.kill(process.pid, signal.SIGTERM)  # uvicorn finishes in-flight requests
+            for process in self.processes:
+                process.join(timeout=30)
+                if process.is_alive():
+                    process.kill()
+                    process.join()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _forget_metrics_of(pid: int | None) -> None:
+    if pid is not None and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
 def run_server(host: str, port: int, workers: int) -> None:
     """Serve the recommendation API until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if workers < 1:
+        raise ValueError("workers must be >= 1")
     # Fail now, in the parent, on a malformed setting rather than once per worker.
     settings = Settings.from_env()
     config = ServingConfig.from_env()
-    if workers < 1:
-        raise ValueError("workers must be >= 1")
+    check_port_free(host, port)
+    backlog = listen_backlog()
     log.info(
-        "serving %s on http://%s:%d with %d worker(s), reload every %ss",
+        "serving %s on http://%s:%d with %d worker(s), checking for new model versions %s",
         settings.target,
         host,
         port,
         workers,
-        config.reload_seconds or "never (polling off)",
+        f"every {config.reload_seconds:g} s" if config.reload_seconds else "never (polling off)",
     )
+    if workers == 1:
+        serve_worker(host, port, backlog)
+        return
     metrics_dir: str | None = None
-    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Workers share their metric values through files here so /metrics sums them all.
         metrics_dir = tempfile.mkdtemp(prefix="music-platform-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
-        uvicorn.run(
-            APP_FACTORY,
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            loop="uvloop",
-            http="httptools",
-            backlog=listen_backlog(),
-            timeout_keep_alive=KEEP_ALIVE_SECONDS,
-            access_log=False,
-            server_header=False,
-            log_level="info",
-        )
+        Supervisor(host, port, workers, backlog).run()
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)

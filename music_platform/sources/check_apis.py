@@ -161,8 +161,8 @@ def format_report(report: ApiReport) -> list[str]:
         lines.append(f"  {report.note}")
     width = max((len(r.name) for r in report.results), default=0)
     for r in report.results:
-        elapsed = f"  {r.elapsed_ms:7.0f} ms" if r.elapsed_ms is not None else ""
-        lines.append(f"  {r.status:<8} {r.name:<{width}}  {r.detail}{elapsed}")
+        elapsed = f"{r.elapsed_ms:6.0f} ms" if r.elapsed_ms is not None else " " * 9
+        lines.append(f"  {r.status:<8} {r.name:<{width}}  {elapsed}  {r.detail}")
     return lines
 
 

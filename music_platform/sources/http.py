@@ -5,7 +5,7 @@ One :class:`HttpClient` per API gives:
 - **timeouts** on every request (:class:`Timeouts`: connect and read, seconds);
 - a **rate limit** shared by every thread of the process (:class:`RateLimiter`, a GCRA token
   bucket; :func:`shared_rate_limiter` returns one instance per name and rate);
-- **retries** with exponential backoff and full jitter on retryable failures, bounded by a
+- **retries** with exponential backoff plus random jitter on retryable failures, bounded by a
   number of attempts *and* a total deadline (:class:`RetryPolicy`, driven by ``tenacity``);
   a server's ``Retry-After`` is honoured up to ``retry_after_cap_s`` and past the cap the
   call fails at once with :class:`RateLimitedError` so the caller can fail over;
@@ -37,6 +37,10 @@ Extension points (how the Spotify client plugs in):
 ``retry`` (:class:`RetryPolicy`) and ``rate_limiter`` (:class:`RateLimiter`)
     Per API: Last.fm uses 5 requests/s with burst 1; Spotify has no published rate, so use
     a modest limit and rely on ``Retry-After``.
+
+``on_send`` (``Callable[[str], None]``)
+    Called with the operation name when a request leaves, after its rate-limit slot
+    (metrics, tests of the rate limit).
 
 The layer knows nothing about Dagster; it logs through ``logging`` (logger
 ``music_platform.sources.http``) and only ever logs redacted text.
@@ -329,7 +333,6 @@ class ResponseInfo:
     """What a classifier may look at: never the raw URL, only redacted text."""
 
     source: str
-    label: str  # how messages name the API ("Last.fm", "Spotify")
     operation: str
     status: int
     headers: Mapping[str, str]
@@ -338,6 +341,7 @@ class ResponseInfo:
     content_type: str
     context: Mapping[str, object]
     retry_after: float | None
+    label: str = ""  # how messages name the API ("Last.fm"); the source name when empty
 
     @property
     def is_json(self) -> bool:
@@ -364,7 +368,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 def classify_status(info: ResponseInfo) -> SourceError | None:
     """Generic HTTP classification; API classifiers fall back to it after their own envelope."""
-    where = f"{info.label or 'API'} {info.operation}".strip()
+    where = f"{info.label or info.source or 'API'} {info.operation}".strip()
     common = {"source": info.source, "status": info.status, "operation": info.operation, "context": info.context}
     status = info.status
     if status == 429:
@@ -460,6 +464,7 @@ class HttpClient:
         user_agent: str = USER_AGENT,
         session_factory: Callable[[], requests.Session] = requests.Session,
         rng: random.Random | None = None,
+        on_send: Callable[[str], None] | None = None,
     ) -> None:
         self.source = source
         self.label = label or source
@@ -477,6 +482,9 @@ class HttpClient:
         self._rng = rng or random.Random()
         self.request_count = 0  # requests actually sent (attempts), for reports and tests
         self._count_lock = threading.Lock()
+        #: Called with the operation name each time a request leaves (after its rate-limit slot):
+        #: a hook for metrics and for tests that check the rate limit on our side of the wire.
+        self.on_send = on_send
 
     # -- plumbing ---------------------------------------------------------------------------------
     def redactor(self) -> Redactor:
@@ -524,6 +532,8 @@ class HttpClient:
             self.rate_limiter.acquire()
         with self._count_lock:
             self.request_count += 1
+        if self.on_send is not None:
+            self.on_send(operation)
         common = {"source": self.source, "operation": operation, "context": context}
         target = url_without_query(call.url)
         try:

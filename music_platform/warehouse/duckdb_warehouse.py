@@ -17,6 +17,13 @@ from music_platform.warehouse.base import Warehouse, WarehouseError, check_ident
 _LOCK_RETRY_SECONDS = 60.0
 
 
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    """Give all-null object columns a text type: DuckDB would otherwise create them as NULL-typed
+    columns that later non-null values cannot be inserted into."""
+    empty_objects = [c for c in df.columns if df[c].dtype == object and df[c].isna().all()]
+    return df.astype({c: "string" for c in empty_objects}) if empty_objects else df
+
+
 class DuckDBWarehouse(Warehouse):
     target = "duckdb"
 
@@ -70,14 +77,14 @@ class DuckDBWarehouse(Warehouse):
     @staticmethod
     def _ensure_table(conn: duckdb.DuckDBPyConnection, qualified: str, schema: str, df: pd.DataFrame) -> None:
         conn.execute(f"create schema if not exists {schema}")
-        conn.register("_incoming", df)
+        conn.register("_incoming", _typed(df))
         conn.execute(f"create table if not exists {qualified} as select * from _incoming limit 0")
 
     def replace_table(self, schema: str, table: str, df: pd.DataFrame) -> int:
         qualified = self.qualified(schema, table)
         with self.connect() as conn:
             conn.execute(f"create schema if not exists {check_identifier(schema)}")
-            conn.register("_incoming", df)
+            conn.register("_incoming", _typed(df))
             # CREATE OR REPLACE is one atomic statement: readers see old or new table.
             conn.execute(f"create or replace table {qualified} as select * from _incoming")
             conn.unregister("_incoming")

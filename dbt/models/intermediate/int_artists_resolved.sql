@@ -30,9 +30,15 @@ kaggle_genres as (
 ),
 
 mbids as (
-    select artist_key, max(artist_mbid) as artist_mbid
-    from {{ ref('stg_lastfm__scrobbles') }}
-    group by artist_key
+    select k.artist_key, max(s.artist_mbid) as artist_mbid
+    from (
+        select artist_name, max(artist_mbid) as artist_mbid
+        from {{ ref('stg_lastfm__scrobbles') }}
+        group by artist_name
+    ) as s
+    inner join (select distinct artist_name, artist_key from {{ ref('int_lastfm__name_keys') }}) as k
+        on s.artist_name = k.artist_name
+    group by k.artist_key
 )
 
 select

@@ -1,11 +1,25 @@
 -- Every track Last.fm told us about (listened, charted or tag-top), one row per normalised
--- (artist, track): the display names and MBID are the most frequently seen spelling.
+-- (artist, track): the display names are the most frequently seen spelling.
 with mentions as (
-    select artist_key, track_key, artist_name, track_name, artist_mbid, track_mbid, null as duration_s from {{ ref('stg_lastfm__scrobbles') }}
+    select artist_name, track_name, max(track_mbid) as track_mbid, null as duration_s, count(*) as mentions
+    from {{ ref('stg_lastfm__scrobbles') }}
+    group by artist_name, track_name
     union all
-    select artist_key, track_key, artist_name, track_name, artist_mbid, track_mbid, duration_s from {{ ref('stg_lastfm__tag_top_tracks') }}
+    select artist_name, track_name, max(track_mbid), max(duration_s), count(*)
+    from {{ ref('stg_lastfm__tag_top_tracks') }}
+    group by artist_name, track_name
     union all
-    select artist_key, track_key, artist_name, track_name, artist_mbid, track_mbid, duration_s from {{ ref('stg_lastfm__chart_top_tracks') }}
+    select artist_name, track_name, max(track_mbid), max(duration_s), count(*)
+    from {{ ref('stg_lastfm__chart_top_tracks') }}
+    group by artist_name, track_name
+),
+
+keyed as (
+    select k.artist_key, k.track_key, m.artist_name, m.track_name, m.track_mbid, m.duration_s, m.mentions
+    from mentions as m
+    inner join {{ ref('int_lastfm__name_keys') }} as k
+        on m.artist_name = k.artist_name and m.track_name = k.track_name
+    where k.artist_key <> '' and k.track_key <> ''
 ),
 
 spellings as (
@@ -15,16 +29,15 @@ spellings as (
         artist_name,
         track_name,
         row_number() over (
-            partition by artist_key, track_key order by count(*) desc, artist_name, track_name
+            partition by artist_key, track_key order by sum(mentions) desc, artist_name, track_name
         ) as spelling_rank
-    from mentions
-    where artist_key <> '' and track_key <> ''
+    from keyed
     group by artist_key, track_key, artist_name, track_name
 ),
 
 ids as (
     select artist_key, track_key, max(track_mbid) as track_mbid, max(duration_s) as duration_s
-    from mentions
+    from keyed
     group by artist_key, track_key
 )
 

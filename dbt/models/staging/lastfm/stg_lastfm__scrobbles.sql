@@ -1,4 +1,5 @@
 -- One row per scrobble: typed, trimmed, keyed, deduplicated on (user, time, artist, track).
+-- Name normalisation happens once per distinct name in int_lastfm__name_keys, not per listen.
 with source as (
     select * from {{ source('lastfm', 'lastfm_scrobbles') }}
 ),
@@ -35,8 +36,6 @@ select
     artist_name,
     artist_mbid,
     album_name,
-    {{ normalize_name('artist_name') }} as artist_key,
-    {{ normalize_name('track_name') }} as track_key,
     source,
     ingested_at
 from typed
