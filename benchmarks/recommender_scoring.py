@@ -12,6 +12,7 @@ without and with the "because you play X" reasons; then ``similar_items`` for ev
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -85,20 +86,33 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.users} users × {args.items} items, {args.dim} factors, ~{args.heard} heard items per user, k={args.k}"
     )
     recommend_top_k(model, dataset, k=args.k, users=list(dataset.user_ids[:256]))  # warm-up
-    for with_reasons in (False, True):
-        started = time.perf_counter()
-        recs = recommend_top_k(
-            model, dataset, k=args.k, batch_size=args.batch_size, with_reasons=with_reasons, num_threads=args.threads
+    print(f"load average before: {os.getloadavg()[0]:.1f} (2 cores; other jobs slow the wall-clock figures)")
+    print("cores-equivalent = work / (CPU seconds / cores): the rate on dedicated cores")
+
+    def measure(label: str, count: int, unit: str, run) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        rows = len(run())
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        print(
+            f"{label:30s} wall {wall:6.2f}s {count / wall:9,.0f} {unit}/s | CPU {cpu:6.2f}s "
+            f"→ {count / (cpu / args.threads):9,.0f} {unit}/s on {args.threads} dedicated cores ({rows:,} rows)"
         )
-        elapsed = time.perf_counter() - started
-        label = "with reasons" if with_reasons else "scores only "
-        print(f"recommend_top_k {label}: {elapsed:6.2f}s  {args.users / elapsed:9,.0f} users/s  ({len(recs):,} rows)")
-    started = time.perf_counter()
-    table = similar_items(model, k=10, num_threads=args.threads)
-    elapsed = time.perf_counter() - started
-    print(
-        f"similar_items (all items, k=10): {elapsed:6.2f}s  {args.items / elapsed:9,.0f} items/s  ({len(table):,} rows)"
-    )
+
+    for with_reasons in (False, True):
+        measure(
+            "recommend_top_k " + ("with reasons" if with_reasons else "scores only"),
+            args.users,
+            "users",
+            lambda with_reasons=with_reasons: recommend_top_k(
+                model,
+                dataset,
+                k=args.k,
+                batch_size=args.batch_size,
+                with_reasons=with_reasons,
+                num_threads=args.threads,
+            ),
+        )
+    measure("similar_items (k=10)", args.items, "items", lambda: similar_items(model, k=10, num_threads=args.threads))
     return 0
 
 

@@ -6,7 +6,9 @@ a *co-listen* when a held-out listener of the artist also plays the neighbour. R
 model: mean co-listen rate of the top 10 (the share of the artist's held-out listeners who play
 the neighbour, averaged), and the share of neighbour pairs sharing one of their top-5 tags
 (LightFM hybrid sees tags in training, so for it that figure is not independent). Baseline:
-the 10 most popular artists as everybody's "neighbours". Prints examples for known artists.
+the 10 most popular artists as everybody's "neighbours". The co-listen rate rewards popular
+neighbours, so the lift (co-listen rate ÷ the neighbour's share of all held-out listeners) is
+printed too. Prints examples for known artists.
 
     .venv/bin/python benchmarks/recommender_similar_items.py --data-dir /work/shared/data/hetrec2011-lastfm-2k
 """
@@ -56,15 +58,19 @@ def main(argv: list[str] | None = None) -> int:
     top_tags = artist_tags[artist_tags["tag_rank"] <= 5].groupby("artist_id")["tag_name"].apply(set)
     tags_of = top_tags.reindex(dataset.item_ids).to_numpy()
 
-    def judge(pairs: pd.DataFrame) -> tuple[float, float]:
+    n_held_users = int((np.diff(heard.indptr) > 0).sum())
+
+    def judge(pairs: pd.DataFrame) -> tuple[float, float, float]:
         a = pd.Index(dataset.item_ids).get_indexer(pairs["track_id"])
         b = pd.Index(dataset.item_ids).get_indexer(pairs["similar_track_id"])
         rate = np.asarray(co_listens[a, b]).ravel() / held_listeners[a]
+        # Lift: how much likelier the neighbour is among the artist's listeners than among all.
+        base_rate = np.maximum(held_listeners[b], 1) / n_held_users
         shared = [
             isinstance(x, set) and isinstance(y, set) and bool(x & y)
             for x, y in zip(tags_of[a], tags_of[b], strict=True)
         ]
-        return float(rate.mean()), float(np.mean(shared))
+        return float(rate.mean()), float((rate / base_rate).mean()), float(np.mean(shared))
 
     popular = np.argsort(-kept.item_user_counts, kind="stable")[: args.k + 1]
     baseline = pd.DataFrame(
@@ -77,15 +83,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(sources)} source artists (≥ {args.min_listeners} training listeners, "
         f"≥ 1 held-out listener), top {args.k}"
     )
-    print(f"{'neighbours from':14s} {'co-listen rate':>15s} {'shared top-5 tag':>17s}")
-    rate, shared = judge(baseline)
-    print(f"{'popularity':14s} {rate:15.4f} {shared:17.3f}")
+    print(f"{'neighbours from':14s} {'co-listen rate':>15s} {'lift':>7s} {'shared top-5 tag':>17s}")
+    rate, lift, shared = judge(baseline)
+    print(f"{'popularity':14s} {rate:15.4f} {lift:7.2f} {shared:17.3f}")
     tables = {}
     for name, model in models.items():
         table = similar_items(model, k=args.k, items=list(dataset.item_ids[sources]), min_listeners=args.min_listeners)
         tables[name] = table
-        rate, shared = judge(table)
-        print(f"{name:14s} {rate:15.4f} {shared:17.3f}")
+        rate, lift, shared = judge(table)
+        print(f"{name:14s} {rate:15.4f} {lift:7.2f} {shared:17.3f}")
     names = dict(zip(dataset.catalog["track_id"], dataset.catalog["artist_name"], strict=True))
     by_name = {v: k for k, v in names.items()}
     for artist in EXAMPLES:

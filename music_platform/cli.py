@@ -17,8 +17,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+model_app = typer.Typer(help="Model versions: list them, roll back the published one.", no_args_is_help=True)
 collect_app = typer.Typer(help="Standalone collectors: timestamped JSON into data/external/.", no_args_is_help=True)
 app.add_typer(collect_app, name="collect")
+app.add_typer(model_app, name="model")
 
 
 @app.command()
@@ -111,6 +113,37 @@ def benchmark(
     raise typer.Exit(
         run_benchmark(dataset=dataset, data_dir=data_dir, seeds=seeds, models=models, k=k, json_path=json_path)
     )
+
+
+@model_app.command("list")
+def model_list() -> None:
+    """Every model version with its status (published, candidate, rejected, retired)."""
+    from music_platform.config import get_settings
+    from music_platform.recommender.registry import ModelRegistry
+
+    versions = ModelRegistry(get_settings().models_dir).list_versions()
+    if not versions:
+        typer.echo("no model versions yet: materialise ml/lightfm_model (music-platform demo, or the Dagster UI)")
+    for v in versions:
+        published = f" published {v.published_at:%Y-%m-%d %H:%M}" if v.published_at else ""
+        typer.echo(f"{v.version}  {v.kind:<10} {v.status:<9} created {v.created_at:%Y-%m-%d %H:%M}{published}")
+
+
+@model_app.command("rollback")
+def model_rollback() -> None:
+    """Retire the published model version; the previously published one becomes live again."""
+    from music_platform.config import get_settings
+    from music_platform.recommender.publication import rollback
+    from music_platform.recommender.registry import ModelRegistry, RegistryError
+    from music_platform.warehouse import connect_warehouse
+
+    settings = get_settings()
+    try:
+        retired, live = rollback(connect_warehouse(settings), ModelRegistry(settings.models_dir))
+    except RegistryError as exc:
+        typer.echo(f"cannot roll back: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"retired {retired.version}; {live.version} is live again (the service switches on its next poll)")
 
 
 def main() -> None:  # pragma: no cover - console entry point

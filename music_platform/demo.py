@@ -108,14 +108,15 @@ def run_demo(users: int = 2000, days: int = 30, seed: int = 42) -> int:
     graph = definitions.resolve_asset_graph()
     group_of = {key: graph.get(key).group_name for key in graph.get_all_asset_keys() if graph.get(key).is_materializable}
     scrobbles = dg.AssetKey(["raw", "lastfm_scrobbles"])
+    # The day-partitioned assets (scrobbles, then the incremental dbt models) run over the range ingested.
+    ingested_range = {
+        "dagster/asset_partition_range_start": first_day.isoformat(),
+        "dagster/asset_partition_range_end": last_day.isoformat(),
+    }
     stages = [
-        (
-            "ingest: scrobbles",
-            [scrobbles],
-            {"dagster/asset_partition_range_start": first_day.isoformat(), "dagster/asset_partition_range_end": last_day.isoformat()},
-        ),
+        ("ingest: scrobbles", [scrobbles], ingested_range),
         ("ingest: profiles, tags, charts, catalogue", [k for k, g in group_of.items() if g == "ingestion" and k != scrobbles], {}),
-        ("transform: dbt staging, intermediate, marts", [k for k, g in group_of.items() if g == "transform"], {}),
+        ("transform: dbt staging, intermediate, marts", [k for k, g in group_of.items() if g == "transform"], ingested_range),
         ("ml: train, evaluate, gate, publish", [k for k, g in group_of.items() if g == "ml"], {}),
     ]
     outcomes: list[StageOutcome] = []

@@ -6,9 +6,16 @@ Values follow PRODUCT.md: scrobbles warn after 6 h and fail after 26 h, marts fa
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from typing import TypeVar
 
 import dagster as dg
+
+from music_platform.sources.errors import SourceError
 
 OWNERS: dict[str, list[str]] = {
     "ingestion": ["team:data-engineering"],
@@ -26,8 +33,59 @@ RECOMMENDATIONS_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta
 # Applied by the root definitions to any asset that did not set its own.
 DEFAULT_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=36))
 
-# Transient failures of whole steps (an API hiccup, a locked warehouse file) are retried.
+# Transient failures of whole steps (an API hiccup that outlived the client's own retries, a
+# locked warehouse file, a pagination that shifted twice) are retried. Errors that a retry cannot
+# fix (an invalid API key, a request we built wrong) are raised as ``dg.Failure(allow_retries=False)``
+# by ``fail_fast_on_permanent_source_errors``, which this policy then does not retry.
 STEP_RETRY = dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+_Fn = TypeVar("_Fn", bound=Callable)
+
+
+@contextmanager
+def permanent_source_errors_fail_fast() -> Iterator[None]:
+    """Turn a non-retryable ``SourceError`` into a ``dg.Failure`` that ``STEP_RETRY`` skips.
+
+    Transient errors (``retryable``) propagate unchanged so the step is retried. Skippable
+    ones (one unknown or private user) should be handled by the caller before they get here.
+    """
+    try:
+        yield
+    except SourceError as error:
+        if error.retryable:
+            raise
+        kind = "fatal for the source" if error.fatal else "permanent"
+        raise dg.Failure(
+            description=f"{error} [{type(error).__name__}, {kind}: the step is not retried]",
+            metadata={
+                "error_type": dg.MetadataValue.text(type(error).__name__),
+                "source": dg.MetadataValue.text(error.source or "unknown"),
+                "operation": dg.MetadataValue.text(error.operation or "unknown"),
+            },
+            allow_retries=False,
+        ) from error
+
+
+def fail_fast_on_permanent_source_errors(fn: _Fn) -> _Fn:
+    """Decorator for asset functions (plain or generator) that call an API client.
+
+    Put it between ``@dg.asset`` and the function; the signature Dagster inspects is kept.
+    """
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def generator_wrapper(*args, **kwargs):
+            with permanent_source_errors_fail_fast():
+                yield from fn(*args, **kwargs)
+
+        return generator_wrapper  # type: ignore[return-value]
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with permanent_source_errors_fail_fast():
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def freshness_for_layer(layer: str) -> dg.FreshnessPolicy:

@@ -70,7 +70,8 @@ class LastfmResource(dg.ConfigurableResource):
         if not self.api_key:
             raise dg.Failure(
                 "Last.fm is the configured source but LASTFM_API_KEY is not set: set it, or unset "
-                "MUSIC_PLATFORM_SOURCE=real to use the synthetic source."
+                "MUSIC_PLATFORM_SOURCE=real to use the synthetic source.",
+                allow_retries=False,
             )
         from music_platform.sources.lastfm.client import LastfmClient
 
@@ -115,6 +116,49 @@ class KaggleResource(dg.ConfigurableResource):
         return [target], "synthetic"
 
 
+class SpotifyResource(dg.ConfigurableResource):
+    """Spotify enrichment: used whenever SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET are set.
+
+    Spotify has no synthetic stand-in and is not switched off by MUSIC_PLATFORM_SOURCE=synthetic:
+    it only adds metadata to the tracks the other sources know, and its rows say
+    ``source='spotify'``. Unconfigured, the Spotify raw tables stay empty (their values come
+    from the Kaggle file instead).
+    """
+
+    client_id: Optional[str] = None
+    client_secret: Optional[str] = None
+    api_root: str = "https://api.spotify.com/v1"
+    accounts_root: str = "https://accounts.spotify.com"
+    requests_per_second: float = 5.0
+    # Where GET /tracks?ids= and /artists?ids= are withdrawn (development-mode apps since 2026),
+    # at most this many ids are fetched one by one per asset and run; the rest wait for the next run.
+    max_single_lookups: int = 200
+    # Searches for Last.fm tracks that have no Spotify id, per run (one request each).
+    max_searches_per_run: int = 50
+    # Ids answered within this many days are not asked again.
+    refetch_after_days: int = 30
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.client_id and self.client_secret)
+
+    def get_client(self):
+        from music_platform.sources.spotify.client import SpotifyClient
+
+        if not self.configured:
+            raise dg.Failure(
+                "Spotify is not configured: set SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET.", allow_retries=False
+            )
+        return SpotifyClient(
+            self.client_id or "",
+            self.client_secret or "",
+            api_root=self.api_root,
+            accounts_root=self.accounts_root,
+            rate_limit_per_s=self.requests_per_second,
+            max_single_lookups=self.max_single_lookups,
+        )
+
+
 def build_resources(settings: Settings) -> dict[str, object]:
     """Resources for the given settings; secrets become EnvVar references."""
     from music_platform.transformation.project import dbt_cli_resource
@@ -143,6 +187,12 @@ def build_resources(settings: Settings) -> dict[str, object]:
             synthetic_dir=str(settings.external_dir / "synthetic" / "kaggle"),
             synthetic_users=settings.synthetic_users,
             seed=settings.synthetic_seed,
+        ),
+        "spotify": SpotifyResource(
+            client_id=dg.EnvVar("SPOTIFY_CLIENT_ID") if settings.spotify_client_id else None,
+            client_secret=dg.EnvVar("SPOTIFY_CLIENT_SECRET") if settings.spotify_client_secret else None,
+            api_root=settings.spotify_api_root,
+            accounts_root=settings.spotify_accounts_root,
         ),
         "dbt": dbt_cli_resource(settings),
     }

@@ -39,3 +39,7 @@ def clean_env(monkeypatch, tmp_path):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MUSIC_PLATFORM_DATA_DIR", str(tmp_path / "data"))
     return tmp_path
+
+
+# Fixtures for the server warehouses: a fresh PostgreSQL database per session, a fakesnow server.
+pytest_plugins = ["music_platform_tests.pg_utils", "music_platform_tests.snowflake_utils"]

@@ -158,16 +158,21 @@ def test_auc_matches_pairwise_definition():
     assert auc_per_user(scores, train, test)[0] == pytest.approx((1 + 0) / (2 * 3))
 
 
-def test_top_k_matches_brute_force_and_excludes():
+@pytest.mark.parametrize("n_items", [500, 5003])  # a full scan, and the grouped pre-selection (+ remainder)
+def test_top_k_matches_brute_force_and_excludes(n_items):
     rng = np.random.default_rng(0)
-    scores = rng.random((300, 500)).astype(np.float32)
-    exclude = sp.random(300, 500, density=0.05, format="csr", random_state=1)
+    scores = rng.random((300, n_items)).astype(np.float32)
+    scores[7, : n_items - 4] = -np.inf  # a row with only four recommendable items
+    exclude = sp.random(300, n_items, density=0.05, format="csr", random_state=1)
     reference = scores.copy()
     reference[exclude.toarray() != 0] = -np.inf
     expected = np.argsort(-reference, axis=1, kind="stable")[:, :10]
+    expected_values = np.take_along_axis(reference, expected, axis=1)
+    expected[~np.isfinite(expected_values)] = -1
     items, values = top_k(scores.copy(), 10, exclude=exclude, num_threads=2)
     assert np.array_equal(items, expected)
-    assert np.allclose(values, np.take_along_axis(reference, expected, axis=1))
+    assert (items[7, :4] >= 0).all() and (items[7, 4:] == -1).all()
+    assert np.allclose(values, expected_values)
     # More requested than recommendable: padded with -1, never an excluded item.
     small = np.array([[0.2, -np.inf, 0.7]], dtype=np.float32)
     items, _ = top_k(small, 5)

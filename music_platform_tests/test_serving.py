@@ -88,7 +88,7 @@ def test_user_recommendations_are_the_warehouse_rows_with_names(client, world):
     assert [i["track_name"] for i in items] == expected["track_name"].tolist()
     assert [i["artist_name"] for i in items] == expected["artist_name"].tolist()
     assert [i["reason"] for i in items] == expected["reason"].tolist()
-    for item, score in zip(items, expected["score"]):
+    for item, score in zip(items, expected["score"], strict=True):
         assert math.isclose(item["score"], score, rel_tol=1e-5)
 
 
@@ -143,9 +143,16 @@ def test_track_without_neighbours_gets_popular_tracks_of_its_genre(world, tmp_pa
     # A copy of the world whose similar_tracks table lacks one track.
     own = make_settings(tmp_path)
     own_warehouse = DuckDBWarehouse(own.resolved_duckdb_path)
-    for schema, table in (("marts", "dim_tracks"), ("marts", "dim_artists"), ("ml", "user_recommendations"), ("ml", "model_registry")):
+    for schema, table in (
+        ("marts", "dim_tracks"),
+        ("marts", "dim_artists"),
+        ("ml", "user_recommendations"),
+        ("ml", "model_registry"),
+    ):
         own_warehouse.replace_table(schema, table, warehouse.read_table(schema, table))
-    lonely = warehouse.query_df("select track_id, genre from marts.dim_tracks order by listen_count desc limit 1").iloc[0]
+    lonely = warehouse.query_df("select track_id, genre from marts.dim_tracks order by listen_count desc limit 1").iloc[
+        0
+    ]
     similar = warehouse.read_table("ml", "similar_tracks")
     own_warehouse.replace_table("ml", "similar_tracks", similar[similar["track_id"] != lonely["track_id"]])
     with make_client(own) as own_client:
@@ -240,10 +247,17 @@ def test_metrics_count_requests_and_time_them(client):
     client.get("/users/user_0000001/recommendations?k=0")
     client.post("/recommendations", content=b"{")
     text = client.get("/metrics").text
-    assert 'music_platform_http_requests_total{method="GET",route="/users/{user_id}/recommendations",status="200"}' in text
-    assert 'music_platform_http_requests_total{method="GET",route="/users/{user_id}/recommendations",status="422"}' in text
+    assert (
+        'music_platform_http_requests_total{method="GET",route="/users/{user_id}/recommendations",status="200"}' in text
+    )
+    assert (
+        'music_platform_http_requests_total{method="GET",route="/users/{user_id}/recommendations",status="422"}' in text
+    )
     assert 'music_platform_http_requests_total{method="POST",route="/recommendations",status="400"}' in text
-    assert 'music_platform_http_request_duration_seconds_bucket{le="0.001",route="/users/{user_id}/recommendations"}' in text
+    assert (
+        'music_platform_http_request_duration_seconds_bucket{le="0.001",route="/users/{user_id}/recommendations"}'
+        in text
+    )
     assert 'music_platform_model_version_info{model_version="v1"} 1.0' in text
 
 
@@ -368,7 +382,12 @@ def test_a_published_version_without_rows_is_not_swapped_in(world, tmp_path):
     _, warehouse = world
     own = make_settings(tmp_path)
     own_warehouse = DuckDBWarehouse(own.resolved_duckdb_path)
-    for schema, table in (("marts", "dim_tracks"), ("marts", "dim_artists"), ("ml", "user_recommendations"), ("ml", "model_registry")):
+    for schema, table in (
+        ("marts", "dim_tracks"),
+        ("marts", "dim_artists"),
+        ("ml", "user_recommendations"),
+        ("ml", "model_registry"),
+    ):
         own_warehouse.replace_table(schema, table, warehouse.read_table(schema, table))
     with make_client(own) as own_client:
         own_warehouse.append("ml", "model_registry", registry_row("v2"))
@@ -382,7 +401,11 @@ def test_a_published_version_without_rows_is_not_swapped_in(world, tmp_path):
 
 def test_serving_config_reads_and_checks_the_environment():
     config = ServingConfig.from_env(
-        {"MUSIC_PLATFORM_RELOAD_SECONDS": "2.5", "MUSIC_PLATFORM_PRESERIALISE_MB": "0", "MUSIC_PLATFORM_ADMIN_TOKEN": "t"}
+        {
+            "MUSIC_PLATFORM_RELOAD_SECONDS": "2.5",
+            "MUSIC_PLATFORM_PRESERIALISE_MB": "0",
+            "MUSIC_PLATFORM_ADMIN_TOKEN": "t",
+        }
     )
     assert (config.reload_seconds, config.preserialise_mb, config.admin_token) == (2.5, 0, "t")
     assert ServingConfig.from_env({}).reload_seconds == 5.0
@@ -414,3 +437,48 @@ def test_cold_start_mixes_artists_instead_of_one_catalogue(client):
     assert max(artists.count(a) for a in set(artists)) <= 2
     assert "Björk" in artists
     assert any(i["reason"].startswith("popular in ") for i in body["recommendations"])
+
+
+def test_server_refuses_a_port_in_use_and_worker_sockets_share_one():
+    from music_platform.serving.server import check_port_free, event_loop, worker_socket
+
+    first = worker_socket("127.0.0.1", 0)
+    port = first.getsockname()[1]
+    second = worker_socket("127.0.0.1", port)  # SO_REUSEPORT: one socket per worker, same port
+    try:
+        first.listen(8)
+        second.listen(8)
+        with pytest.raises(OSError, match="cannot serve on 127.0.0.1"):
+            check_port_free("127.0.0.1", port)
+    finally:
+        first.close()
+        second.close()
+    check_port_free("127.0.0.1", port)
+    assert event_loop() in ("asyncio", "uvloop")
+
+
+def test_server_event_loop_setting_is_checked(monkeypatch):
+    from music_platform.serving.server import event_loop
+
+    monkeypatch.setenv("MUSIC_PLATFORM_SERVE_LOOP", "uvloop")
+    assert event_loop() == "uvloop"
+    monkeypatch.setenv("MUSIC_PLATFORM_SERVE_LOOP", "tokio")
+    with pytest.raises(ValueError, match="MUSIC_PLATFORM_SERVE_LOOP"):
+        event_loop()
+
+
+def test_a_known_id_is_served_even_with_unusual_characters(world, tmp_path):
+    _, warehouse = world
+    own = make_settings(tmp_path)
+    own_warehouse = DuckDBWarehouse(own.resolved_duckdb_path)
+    for schema, table in (("marts", "dim_tracks"), ("marts", "dim_artists"), ("ml", "model_registry")):
+        own_warehouse.replace_table(schema, table, warehouse.read_table(schema, table))
+    recs = warehouse.read_table("ml", "user_recommendations")
+    recs.loc[recs["user_id"] == "user_0000001", "user_id"] = "Jöhn Doe/1"
+    own_warehouse.replace_table("ml", "user_recommendations", recs)
+    with make_client(own) as own_client:
+        known = own_client.get("/users/J%C3%B6hn%20Doe%2F1/recommendations")
+        unknown = own_client.get("/users/Jane%20Doe/recommendations")
+    assert known.status_code == 200 and known.json()["user_id"] == "Jöhn Doe/1"
+    assert known.json()["fallback"] is False
+    assert unknown.status_code == 422

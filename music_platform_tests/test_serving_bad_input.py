@@ -33,7 +33,9 @@ def client(tmp_path_factory):
     root = tmp_path_factory.mktemp("serving-bad-input")
     settings = Settings(target="duckdb", data_dir=root, duckdb_path=root / "warehouse.duckdb")
     write_sample_warehouse(DuckDBWarehouse(settings.resolved_duckdb_path), users=50, artists=60, tracks=400)
-    with TestClient(create_app(settings, ServingConfig(reload_seconds=0)), raise_server_exceptions=False) as test_client:
+    with TestClient(
+        create_app(settings, ServingConfig(reload_seconds=0)), raise_server_exceptions=False
+    ) as test_client:
         yield test_client
 
 
@@ -159,7 +161,7 @@ def test_good_requests_still_work_after_the_corpus(client):
 
 # -- fuzzing every operation of the OpenAPI schema ----------------------------------------------
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | st.text(max_size=30),
     lambda children: st.lists(children, max_size=6) | st.dictionaries(st.text(max_size=10), children, max_size=5),
     max_leaves=25,
 )

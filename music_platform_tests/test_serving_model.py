@@ -50,7 +50,9 @@ def trained(tmp_path_factory):
     warehouse.replace_table("marts", "dim_tracks", tracks.drop(columns=["cluster", "playable"]))
     artists = tracks.groupby(["artist_id", "artist_name", "genre"], as_index=False)["listen_count"].sum()
     # An artist the warehouse knows but the model does not (no tracks): cold start must still work.
-    extra = pd.DataFrame([{"artist_id": "a_new", "artist_name": "Ünknown Newcomer", "genre": "jazz", "listen_count": 0}])
+    extra = pd.DataFrame(
+        [{"artist_id": "a_new", "artist_name": "Ünknown Newcomer", "genre": "jazz", "listen_count": 0}]
+    )
     artists = pd.concat([artists.assign(top_tags=artists["genre"]), extra.assign(top_tags="jazz")], ignore_index=True)
     warehouse.replace_table("marts", "dim_artists", artists)
     generated = datetime.now(UTC)

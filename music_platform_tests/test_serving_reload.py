@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -218,14 +219,15 @@ def test_cli_serve_with_two_workers_reloads_both_and_sums_metrics(world):
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
 
-    def worker_versions(wanted: str, timeout: float) -> dict[int, str]:
-        """Poll /health over fresh connections until both workers report ``wanted``."""
+    def worker_versions(wanted: str, timeout: float, ignore: frozenset[int] = frozenset()) -> dict[int, str]:
+        """Poll /health over fresh connections until two workers report ``wanted``."""
         versions: dict[int, str] = {}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 health = httpx.get(base + "/health", timeout=2).json()
-                versions[health["worker_pid"]] = health["model_version"]
+                if health["worker_pid"] not in ignore:
+                    versions[health["worker_pid"]] = health["model_version"]
             except (httpx.HTTPError, ValueError, KeyError):
                 pass
             if len(versions) == 2 and set(versions.values()) == {wanted}:
@@ -246,6 +248,11 @@ def test_cli_serve_with_two_workers_reloads_both_and_sums_metrics(world):
             if ln.startswith('music_platform_http_requests_total{method="GET",route="/users/{user_id}/recommendations"')
         )
         assert float(line.rsplit(" ", 1)[1]) == 40  # both workers' counts, summed
+        # A worker that dies is replaced, and the new one serves the current version.
+        killed = min(pids)
+        os.kill(killed, signal.SIGKILL)
+        replaced = set(worker_versions("v2", timeout=90, ignore=frozenset({killed})))
+        assert killed not in replaced and len(replaced & pids) == 1
     finally:
         process.terminate()
         process.wait(timeout=30)

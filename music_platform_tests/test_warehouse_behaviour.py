@@ -220,6 +220,17 @@ def test_lower_case_names_work_in_sql_of_any_case_and_reserved_words_are_columns
     ]
 
 
+def test_result_columns_are_lower_case_on_every_target(warehouse, schema):
+    warehouse.replace_table(schema, "lastfm_chart", pd.DataFrame({"rank": [1, 2], "track_name": ["a", "b"]}))
+    # DuckDB keeps an alias as written, Snowflake folds it to upper case: callers see lower case.
+    frame = warehouse.query_df(
+        f"select count(*) as N, max(RANK) as Top_Rank, min(track_name) from {schema}.lastfm_chart"
+    )
+    assert [c for c in frame.columns[:2]] == ["n", "top_rank"]
+    assert all(c == c.lower() for c in frame.columns)
+    assert frame[["n", "top_rank"]].to_dict("records") == [{"n": 2, "top_rank": 2}]
+
+
 def test_large_frames_load_in_batches(warehouse, schema):
     rows = 2_500
     frame = pd.DataFrame(

@@ -161,3 +161,27 @@ def test_errors_and_descriptions_never_show_the_password():
         warehouse.query_df("select 1")
     assert secret not in str(caught.value)
     assert "127.0.0.1" in str(caught.value)
+
+
+def test_a_database_that_does_not_exist_is_created_on_first_use(postgres_admin_url):
+    from music_platform_tests.pg_utils import database_url, drop_database
+
+    name = f"mp_ondemand_{uuid.uuid4().hex[:8]}"
+    url = database_url(postgres_admin_url, name)
+    try:
+        warehouse = PostgresWarehouse(url)
+        assert not warehouse.table_exists("raw", "t")  # the first connection creates the database
+        warehouse.replace_table("raw", "t", pd.DataFrame({"x": [1, 2]}))
+        assert warehouse.row_count("raw", "t") == 2
+        with psycopg.connect(url) as conn:
+            assert conn.execute("select count(*) from pg_namespace where nspname = 'public'").fetchone()[0] == 1
+        # An existing database is used as it is, not created again.
+        assert PostgresWarehouse(url).row_count("raw", "t") == 2
+    finally:
+        drop_database(name, postgres_admin_url)
+
+
+def test_an_unreachable_server_is_reported_not_created():
+    warehouse = PostgresWarehouse("postgresql://postgres@127.0.0.1:1/never_created")
+    with pytest.raises(WarehouseError, match="cannot connect to PostgreSQL at"):
+        warehouse.query_df("select 1")

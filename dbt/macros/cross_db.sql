@@ -32,3 +32,16 @@
 {% macro first_of_list(expr) -%}
     trim({{ dbt.split_part(expr, "';'", 1) }})
 {%- endmacro %}
+
+{#- Now as a UTC timestamp without time zone, the type every stored timestamp has. Comparing
+    those with current_timestamp would read them in the session's time zone (Snowflake's
+    default is America/Los_Angeles), so recent rows would look hours off. -#}
+{% macro utc_now() -%}
+    {{ return(adapter.dispatch('utc_now', 'music_platform')()) }}
+{%- endmacro %}
+{% macro default__utc_now() -%}
+    (current_timestamp at time zone 'UTC')
+{%- endmacro %}
+{% macro snowflake__utc_now() -%}
+    sysdate()
+{%- endmacro %}

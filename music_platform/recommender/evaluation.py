@@ -108,7 +108,7 @@ def evaluate_model(
 ) -> dict[str, float]:
     """Metrics of ``model`` on the (train, test) split, keyed ``precision@10``, ``auc``, … plus ``users``."""
     history = history_in_model_space(model, train)
-    relevant = history_in_model_space(model, test)
+    relevant = history_in_model_space(model, test).copy()  # a copy: the dataset caches its matrices
     relevant.data = np.ones_like(relevant.data)
     positions = model_user_positions(model, train)
     users = np.flatnonzero(np.diff(relevant.indptr) > 0)

@@ -32,18 +32,20 @@ class LightFMParams:
     """LightFM hyperparameters.
 
     Defaults chosen on validation splits inside HetRec training data (outer seeds 101-102, never
-    the test folds; ``benchmarks/recommender_tuning.py``, results in docs/recommender.md):
-    WARP with 64 components, learning rate 0.05, ``max_sampled=30`` and a light item L2 were
-    best for the hybrid. ``max_epochs`` only bounds training; early stopping picks the count.
+    the test folds; ``benchmarks/recommender_tuning.py``, results in docs/recommender.md), one
+    factor at a time: WARP with 64 components (32 and 128 were worse), learning rate 0.05 (0.1
+    worse), no L2 (1e-6 worse), unweighted interactions (play-count weights worse) and
+    ``max_sampled=60`` (10 → 30 → 60 each better). ``max_epochs`` only bounds training; early
+    stopping picks the count.
     """
 
     no_components: int = 64
     loss: str = "warp"
     learning_rate: float = 0.05
     learning_schedule: str = "adagrad"
-    item_alpha: float = 1e-6
-    user_alpha: float = 1e-6
-    max_sampled: int = 30
+    item_alpha: float = 0.0
+    user_alpha: float = 0.0
+    max_sampled: int = 60
     max_epochs: int = 40
     use_item_features: bool = True  # False: ids only (plain matrix factorisation)
     use_user_features: bool = False

@@ -34,18 +34,49 @@ def mask_items(scores: np.ndarray, exclude: sp.csr_matrix | None) -> np.ndarray:
     return scores
 
 
+GROUP_SIZE = 32  # columns per group in the candidate pre-selection of _top_k_rows
+
+
+def _candidate_columns(scores: np.ndarray, take: int) -> np.ndarray | None:
+    """Columns that surely contain each row's top ``take``, or ``None`` to scan them all.
+
+    Columns ``j, j + g, j + 2g, …`` form group ``j`` (``g`` groups of ``GROUP_SIZE``). The groups
+    holding the top ``take`` items all have a maximum ≥ the ``take``-th best score, and at most
+    ``take`` groups can, so the ``take`` groups with the highest maxima contain the answer. The
+    group maxima are an element-wise max of contiguous slabs (SIMD-fast), and the selection then
+    runs over ``take × 32`` candidates instead of every column: ~7× less CPU at 20,000 items.
+    """
+    n_rows, n_cols = scores.shape
+    if n_cols < 4 * GROUP_SIZE * take:
+        return None
+    n_groups = n_cols // GROUP_SIZE
+    head = n_groups * GROUP_SIZE
+    group_max = scores[:, :head].reshape(n_rows, GROUP_SIZE, n_groups).max(axis=1)
+    best = np.argpartition(group_max, n_groups - take, axis=1)[:, n_groups - take :]
+    columns = (best[:, :, None] + n_groups * np.arange(GROUP_SIZE)).reshape(n_rows, -1)
+    if head < n_cols:  # the few columns outside the groups are always candidates
+        columns = np.hstack([columns, np.broadcast_to(np.arange(head, n_cols), (n_rows, n_cols - head))])
+    return columns
+
+
 def _top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     n_rows, n_cols = scores.shape
     take = min(k, n_cols)
     if take == 0:
         return np.full((n_rows, k), -1, dtype=np.int64), np.full((n_rows, k), -np.inf, dtype=np.float32)
-    if take < n_cols:
-        part = np.argpartition(scores, n_cols - take, axis=1)[:, n_cols - take :]
+    columns = _candidate_columns(scores, take)
+    pool = scores if columns is None else np.take_along_axis(scores, columns, axis=1)
+    width = pool.shape[1]
+    if take < width:
+        part = np.argpartition(pool, width - take, axis=1)[:, width - take :]
     else:
-        part = np.broadcast_to(np.arange(n_cols), (n_rows, n_cols)).copy()
-    part_scores = np.take_along_axis(scores, part, axis=1)
+        part = np.broadcast_to(np.arange(width), (n_rows, width)).copy()
+    part_scores = np.take_along_axis(pool, part, axis=1)
     order = np.argsort(-part_scores, axis=1, kind="stable")
-    items = np.take_along_axis(part, order, axis=1).astype(np.int64)
+    items = np.take_along_axis(part, order, axis=1)
+    if columns is not None:
+        items = np.take_along_axis(columns, items, axis=1)
+    items = items.astype(np.int64)
     values = np.take_along_axis(part_scores, order, axis=1)
     items[~np.isfinite(values)] = -1  # an item scored -inf is not a recommendation
     if take < k:

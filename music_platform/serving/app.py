@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hmac
 import logging
 from collections.abc import AsyncIterator
@@ -48,7 +49,18 @@ SIMILAR_ROUTE = "/tracks/{track_id}/similar"
 PING_BODY = b'{"status":"ok"}'
 # Route labels of the cold paths (anything else is counted as "other", keeping label sets small).
 KNOWN_PATHS = frozenset(
-    {"/", "/docs", "/openapi.json", "/metrics", "/recommendations", "/admin/reload", "/artists", "/users", "/health", "/ping"}
+    {
+        "/",
+        "/docs",
+        "/openapi.json",
+        "/metrics",
+        "/recommendations",
+        "/admin/reload",
+        "/artists",
+        "/users",
+        "/health",
+        "/ping",
+    }
 )
 
 KParam = Annotated[int, Query(ge=1, le=MAX_K, description="How many tracks to return (1-100).")]
@@ -91,9 +103,7 @@ class SimilarTracks(BaseModel):
 
 class ColdStartRequest(BaseModel):
     artists: list[str] = Field(default_factory=list, max_length=50, description="Artist names or ids.")
-    tracks: list[str] = Field(
-        default_factory=list, max_length=50, description='Track ids, "Artist - Title" or titles.'
-    )
+    tracks: list[str] = Field(default_factory=list, max_length=50, description='Track ids, "Artist - Title" or titles.')
 
     model_config = {"extra": "forbid", "json_schema_extra": {"examples": [{"artists": ["Radiohead", "Björk"]}]}}
 
@@ -175,6 +185,7 @@ def build_api(service: RecommendationService, metrics: Metrics) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Load before the first request; a failure leaves an empty state that /health reports.
+        service.freeze_heap = True
         await run_in_threadpool(service.reload)
         poller = asyncio.create_task(_poll(service)) if service.config.reload_seconds > 0 else None
         try:
@@ -184,6 +195,8 @@ def build_api(service: RecommendationService, metrics: Metrics) -> FastAPI:
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
+            service.freeze_heap = False
+            gc.unfreeze()  # let the interpreter clean up normally at exit
 
     api = FastAPI(
         title="music_platform recommendations",
@@ -219,7 +232,9 @@ def build_api(service: RecommendationService, metrics: Metrics) -> FastAPI:
         """Liveness and what is loaded. 503 only when there is nothing at all to serve."""
         return _answer(*service.health())
 
-    @api.get("/ping", tags=["service"], responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}})
+    @api.get(
+        "/ping", tags=["service"], responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}}
+    )
     async def ping() -> Response:
         """A constant answer: the ceiling of the load benchmark."""
         return _answer(200, PING_BODY)
@@ -227,7 +242,10 @@ def build_api(service: RecommendationService, metrics: Metrics) -> FastAPI:
     @api.get(USER_ROUTE, response_model=UserRecommendations, responses=ERRORS, tags=["recommendations"])
     async def user_recommendations(
         request: Request,
-        user_id: Annotated[str, Path(pattern=USER_ID_PATTERN, description="Last.fm user name.")],
+        user_id: Annotated[
+            str,
+            Path(description=f"Last.fm user name. An unknown one must match {USER_ID_PATTERN} (else 422)."),
+        ],
         k: KParam = 10,
     ) -> Response:
         """The user's top-k tracks; an unknown user gets the popularity list with ``fallback: true``."""
@@ -241,7 +259,10 @@ def build_api(service: RecommendationService, metrics: Metrics) -> FastAPI:
     )
     async def similar_tracks(
         request: Request,
-        track_id: Annotated[str, Path(pattern=TRACK_ID_PATTERN, description="Track id (marts.dim_tracks).")],
+        track_id: Annotated[
+            str,
+            Path(description=f"Track id (marts.dim_tracks). An unknown one must match {TRACK_ID_PATTERN} (else 422)."),
+        ],
         k: KParam = 10,
     ) -> Response:
         """Tracks most like this one (item-item from the model's embeddings)."""
@@ -336,7 +357,9 @@ def _record_reload(metrics: Metrics, service: RecommendationService, outcome: Re
     if outcome.error:
         metrics.reloads.labels("failed").inc()
         return
-    metrics.record_reload("loaded" if outcome.reloaded else "unchanged", outcome.model_version, service.snapshot.user_count)
+    metrics.record_reload(
+        "loaded" if outcome.reloaded else "unchanged", outcome.model_version, service.snapshot.user_count
+    )
 
 
 async def _poll(service: RecommendationService) -> None:

@@ -68,7 +68,7 @@ class CatalogueColdStartRecommender:
             neighbours, similarity, _ = snapshot.similar_track_indices(named, SIMILAR_PER_NAMED_TRACK)
             top = max(similarity, default=0.0)
             label = cat.track_label(named)
-            for position, (track, value) in enumerate(zip(neighbours, similarity)):
+            for position, (track, value) in enumerate(zip(neighbours, similarity, strict=True)):
                 # Scores of different models are not comparable: use the share of the best one,
                 # or rank order when scores are flat or missing.
                 strength = value / top if top > 0 else 1.0 / (1 + position)
@@ -77,7 +77,9 @@ class CatalogueColdStartRecommender:
         for artist in artists:
             name = cat.artist_names[artist] or cat.artist_ids[artist]
             for track in cat.tracks_by_artist.get(artist, np.zeros(0, np.int32))[:TRACKS_PER_NAMED_ARTIST].tolist():
-                add(track, NAMED_ARTIST_WEIGHT * (0.5 + 0.5 * cat.track_popularity[track]), f"by {name}, whom you named")
+                add(
+                    track, NAMED_ARTIST_WEIGHT * (0.5 + 0.5 * cat.track_popularity[track]), f"by {name}, whom you named"
+                )
 
         genre_weights = self._genre_weights(snapshot, artists, tracks)
         for genre, weight in genre_weights.items():

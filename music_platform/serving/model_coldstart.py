@@ -45,7 +45,10 @@ class ModelColdStartRecommender:
         named = set(tracks)
         suggestions = []
         for track_id, score, reason in zip(
-            result.recommendations["track_id"], result.recommendations["score"], result.recommendations["reason"]
+            result.recommendations["track_id"],
+            result.recommendations["score"],
+            result.recommendations["reason"],
+            strict=True,
         ):
             track = cat.track_index.get(str(track_id))
             if track is None or track in named:

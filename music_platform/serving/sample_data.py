@@ -31,16 +31,74 @@ NOTABLE_ARTISTS = (
     ("Daft Punk", "electronic"),
 )
 _FIRST = (
-    "Velvet", "Silver", "Neon", "Broken", "Golden", "Electric", "Midnight", "Crimson", "Paper", "Hollow",
-    "Wild", "Lunar", "Glass", "Iron", "Quiet", "Northern", "Black", "Crystal", "Static", "Amber",
+    "Velvet",
+    "Silver",
+    "Neon",
+    "Broken",
+    "Golden",
+    "Electric",
+    "Midnight",
+    "Crimson",
+    "Paper",
+    "Hollow",
+    "Wild",
+    "Lunar",
+    "Glass",
+    "Iron",
+    "Quiet",
+    "Northern",
+    "Black",
+    "Crystal",
+    "Static",
+    "Amber",
 )
 _SECOND = (
-    "Harbor", "Foxes", "Parade", "Engines", "Tides", "Orchard", "Machines", "Sparrows", "Valley", "Echoes",
-    "Monarchs", "Signals", "Rivers", "Lanterns", "Ghosts", "Satellites", "Wolves", "Gardens", "Canyons", "Waves",
+    "Harbor",
+    "Foxes",
+    "Parade",
+    "Engines",
+    "Tides",
+    "Orchard",
+    "Machines",
+    "Sparrows",
+    "Valley",
+    "Echoes",
+    "Monarchs",
+    "Signals",
+    "Rivers",
+    "Lanterns",
+    "Ghosts",
+    "Satellites",
+    "Wolves",
+    "Gardens",
+    "Canyons",
+    "Waves",
 )
 _WORDS = (
-    "Love", "Night", "Fire", "Summer", "Rain", "Heart", "Dream", "City", "Light", "Shadow", "Road", "Ocean",
-    "Stars", "Morning", "Gold", "Storm", "Dance", "Home", "Blue", "Time", "Forever", "Alone", "Run", "Sky",
+    "Love",
+    "Night",
+    "Fire",
+    "Summer",
+    "Rain",
+    "Heart",
+    "Dream",
+    "City",
+    "Light",
+    "Shadow",
+    "Road",
+    "Ocean",
+    "Stars",
+    "Morning",
+    "Gold",
+    "Storm",
+    "Dance",
+    "Home",
+    "Blue",
+    "Time",
+    "Forever",
+    "Alone",
+    "Run",
+    "Sky",
 )
 
 
@@ -97,16 +155,16 @@ def build_catalogue_frames(artists: int, tracks: int, seed: int) -> tuple[pd.Dat
             "artist_name": names,
             "artist_mbid": None,
             "genre": genres,
-            "top_tags": [
-                ";".join(dict.fromkeys([g, str(rng.choice(GENRES)), "seen live"])) for g in genres
-            ],
+            "top_tags": [";".join(dict.fromkeys([g, str(rng.choice(GENRES)), "seen live"])) for g in genres],
             "listener_count": (artist_listens // 7 + 1).astype(np.int64),
             "listen_count": artist_listens.astype(np.int64),
         }
     )
     # Popular artists have more tracks; every artist has at least one.
     weights = np.sqrt(artist_listens) / np.sqrt(artist_listens).sum()
-    owners = np.concatenate([np.arange(artists), rng.choice(artists, size=max(tracks - artists, 0), p=weights)])[:tracks]
+    owners = np.concatenate([np.arange(artists), rng.choice(artists, size=max(tracks - artists, 0), p=weights)])[
+        :tracks
+    ]
     track_rows = []
     used: set[tuple[int, str]] = set()
     for position, owner in enumerate(owners.tolist()):
@@ -172,7 +230,9 @@ def write_recommendations_sql(
         join catalogue h2 on h2.position = p.heard
     """
     if replace:
-        warehouse.execute(f"create schema if not exists ml; create or replace table ml.user_recommendations as {select}")
+        warehouse.execute(
+            f"create schema if not exists ml; create or replace table ml.user_recommendations as {select}"
+        )
     else:
         warehouse.execute(f"insert into ml.user_recommendations {select}")
 

@@ -43,6 +43,8 @@ KEEP_ALIVE_SECONDS = 30
 EVENT_LOOP = "asyncio"
 HTTP_PARSER = "httptools"
 RESTART_DELAY_SECONDS = 1.0
+QUICK_DEATH_SECONDS = 30.0
+MAX_QUICK_DEATHS = 5
 
 
 def listen_backlog() -> int:
@@ -68,6 +70,9 @@ def check_port_free(host: str, port: int) -> None:
     """Fail early, and clearly, if something else listens there: with SO_REUSEPORT a second
     server of ours could otherwise silently share the port."""
     with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
+        # SO_REUSEADDR lets the probe ignore TIME_WAIT leftovers of a previous run, yet it
+        # still fails on a live listener (and, lacking SO_REUSEPORT, on one of ours).
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
@@ -85,10 +90,18 @@ def worker_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def event_loop() -> str:
+    """asyncio unless MUSIC_PLATFORM_SERVE_LOOP says uvloop (see the module docstring)."""
+    chosen = os.environ.get("MUSIC_PLATFORM_SERVE_LOOP", EVENT_LOOP).strip().lower() or EVENT_LOOP
+    if chosen not in ("asyncio", "uvloop"):
+        raise ValueError(f"MUSIC_PLATFORM_SERVE_LOOP must be asyncio or uvloop, got {chosen!r}")
+    return chosen
+
+
 def uvicorn_config(app: object, backlog: int) -> uvicorn.Config:
     return uvicorn.Config(
         app,
-        loop=EVENT_LOOP,
+        loop=event_loop(),
         http=HTTP_PARSER,
         lifespan="on",
         backlog=backlog,
@@ -128,18 +141,29 @@ class Supervisor:
     def _stop(self, signum: int, frame: object) -> None:
         self.stopping = True
 
-    def run(self) -> None:
+    def run(self) -> int:
+        """Returns 0 after a requested stop, 1 when workers kept dying right after starting."""
         previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        quick_deaths = 0
         try:
             self.processes = [self._start_one() for _ in range(self.workers)]
+            started_at = [time.monotonic()] * self.workers
             while not self.stopping:
                 for index, process in enumerate(self.processes):
-                    if not process.is_alive() and not self.stopping:
-                        log.error("worker %d exited with %s: restarting it", process.pid, process.exitcode)
-                        _forget_metrics_of(process.pid)
-                        time.sleep(RESTART_DELAY_SECONDS)
-                        self.processes[index] = self._start_one()
+                    if process.is_alive() or self.stopping:
+                        continue
+                    log.error("worker %d exited with %s: restarting it", process.pid, process.exitcode)
+                    _forget_metrics_of(process.pid)
+                    lived = time.monotonic() - started_at[index]
+                    quick_deaths = quick_deaths + 1 if lived < QUICK_DEATH_SECONDS else 0
+                    if quick_deaths >= MAX_QUICK_DEATHS:
+                        log.error("workers keep dying within %ss of starting: giving up", QUICK_DEATH_SECONDS)
+                        return 1
+                    time.sleep(RESTART_DELAY_SECONDS)
+                    self.processes[index] = self._start_one()
+                    started_at[index] = time.monotonic()
                 time.sleep(0.2)
+            return 0
         finally:
             for process in self.processes:
                 if process.is_alive():
@@ -168,14 +192,16 @@ def run_server(host: str, port: int, workers: int) -> None:
     # Fail now, in the parent, on a malformed setting rather than once per worker.
     settings = Settings.from_env()
     config = ServingConfig.from_env()
+    loop = event_loop()
     check_port_free(host, port)
     backlog = listen_backlog()
     log.info(
-        "serving %s on http://%s:%d with %d worker(s), checking for new model versions %s",
+        "serving %s on http://%s:%d with %d worker(s) (%s event loop), checking for new model versions %s",
         settings.target,
         host,
         port,
         workers,
+        loop,
         f"every {config.reload_seconds:g} s" if config.reload_seconds else "never (polling off)",
     )
     if workers == 1:
@@ -187,8 +213,10 @@ def run_server(host: str, port: int, workers: int) -> None:
         metrics_dir = tempfile.mkdtemp(prefix="music-platform-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
-        Supervisor(host, port, workers, backlog).run()
+        exit_code = Supervisor(host, port, workers, backlog).run()
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
             os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    if exit_code:
+        raise SystemExit(exit_code)

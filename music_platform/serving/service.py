@@ -9,6 +9,7 @@ Client input never raises: it gets a 4xx JSON error with a message.
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import os
 import re
@@ -80,7 +81,9 @@ class ServingConfig:
         try:
             preserialise_mb = int(raw_budget) if raw_budget else DEFAULT_PRESERIALISE_MB
         except ValueError as exc:
-            raise ConfigError(f"MUSIC_PLATFORM_PRESERIALISE_MB must be a whole number of MiB, got {raw_budget!r}") from exc
+            raise ConfigError(
+                f"MUSIC_PLATFORM_PRESERIALISE_MB must be a whole number of MiB, got {raw_budget!r}"
+            ) from exc
         if preserialise_mb < 0:
             raise ConfigError("MUSIC_PLATFORM_PRESERIALISE_MB must be >= 0 (0 turns pre-serialisation off)")
         return cls(
@@ -190,6 +193,8 @@ class RecommendationService:
         self.last_error: str | None = None
         self.last_check_at: datetime | None = None
         self.on_reload: Callable[[ReloadOutcome], None] | None = None
+        # Set by the web app's lifespan (which unfreezes at shutdown): see _settle_heap.
+        self.freeze_heap = False
 
     @property
     def warehouse(self) -> Warehouse:
@@ -211,25 +216,29 @@ class RecommendationService:
         """
         started = time.perf_counter()
         with self._reload_lock:
-            previous = self.state.snapshot
+            current = self.state.snapshot
+            previous_version, previous_empty = current.model_version, current.is_empty
+            del current  # the old snapshot must be free to go once the new one is in
             try:
                 with open_reader(self.warehouse) as reader:
                     version = latest_published_version(reader)
                     self.last_check_at = datetime.now(UTC)
-                    unchanged = version == previous.model_version and not previous.is_empty and not force
-                    snapshot = None if unchanged else load_snapshot(reader, version, self.config.preserialise_mb * 2**20)
-                if snapshot is None:
-                    outcome = ReloadOutcome(False, version, previous.model_version, time.perf_counter() - started)
-                else:
-                    cold_start = self._make_cold_start(version)
-                    self.state = ServingState(snapshot, cold_start)
-                    outcome = ReloadOutcome(True, version, previous.model_version, time.perf_counter() - started)
+                    unchanged = version == previous_version and not previous_empty and not force
+                    snapshot = (
+                        None if unchanged else load_snapshot(reader, version, self.config.preserialise_mb * 2**20)
+                    )
+                if snapshot is not None:
+                    self.state = ServingState(snapshot, self._make_cold_start(version))
+                    del snapshot
+                    if self.freeze_heap:
+                        _settle_heap()
                 self.last_error = None
+                outcome = ReloadOutcome(not unchanged, version, previous_version, time.perf_counter() - started)
             except Exception as exc:  # keep serving the current version whatever went wrong
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.error("reload failed, still serving version %s: %s", previous.model_version, self.last_error)
+                log.error("reload failed, still serving version %s: %s", previous_version, self.last_error)
                 outcome = ReloadOutcome(
-                    False, previous.model_version, previous.model_version, time.perf_counter() - started, self.last_error
+                    False, previous_version, previous_version, time.perf_counter() - started, self.last_error
                 )
         if self.on_reload is not None:
             self.on_reload(outcome)
@@ -247,9 +256,10 @@ class RecommendationService:
         k = parse_k(query_string)
         if isinstance(k, str):
             return 422, error_json(422, k)
-        if not _USER_ID.fullmatch(user_id):
-            return 422, error_json(422, "user_id must be 1-128 letters, digits or . _ - @ +")
         snapshot = self.state.snapshot
+        # A known id is served whatever its characters; only unknown ones must look like ids.
+        if user_id not in snapshot.user_index and not _USER_ID.fullmatch(user_id):
+            return 422, error_json(422, "user_id must be 1-128 letters, digits or . _ - @ +")
         if snapshot.is_empty:
             return 503, error_json(503, "no recommendations available yet: run the pipeline")
         return 200, snapshot.user_recommendations_json(user_id, k)
@@ -258,9 +268,9 @@ class RecommendationService:
         k = parse_k(query_string)
         if isinstance(k, str):
             return 422, error_json(422, k)
-        if not _TRACK_ID.fullmatch(track_id):
-            return 422, error_json(422, "track_id must be 1-128 letters, digits or . _ - :")
         snapshot = self.state.snapshot
+        if track_id not in snapshot.catalogue.track_index and not _TRACK_ID.fullmatch(track_id):
+            return 422, error_json(422, "track_id must be 1-128 letters, digits or . _ - :")
         body = snapshot.similar_tracks_json(track_id, k)
         if body is None:
             return 404, error_json(404, f"track {track_id} is not in the catalogue")
@@ -308,7 +318,11 @@ class RecommendationService:
             return 422, error_json(422, f"q must be at most {MAX_SEARCH_LENGTH} characters")
         cat = self.state.snapshot.catalogue
         needle = normalize_name(query)
-        found = [(not key.startswith(needle), -int(cat.artist_listens[a]), key, a) for key, a in cat.artist_by_name.items() if needle in key]
+        found = [
+            (not key.startswith(needle), -int(cat.artist_listens[a]), key, a)
+            for key, a in cat.artist_by_name.items()
+            if needle in key
+        ]
         found.sort()
         artists = [
             {"artist_id": cat.artist_ids[a], "artist_name": cat.artist_names[a], "genres": list(cat.artist_genres[a])}
@@ -374,7 +388,8 @@ class RecommendationService:
                 if t not in named
             ][:k]
         items = [
-            b'{"rank":%d,%s,"score":%.6g,"reason":%s}' % (rank, cat.track_fragments[s.track], s.score, orjson.dumps(s.reason))
+            b'{"rank":%d,%s,"score":%.6g,"reason":%s}'
+            % (rank, cat.track_fragments[s.track], s.score, orjson.dumps(s.reason))
             for rank, s in enumerate(suggestions, 1)
         ]
         head = orjson.dumps(
@@ -385,7 +400,8 @@ class RecommendationService:
                 "k": k,
                 "matched": {
                     "artists": [
-                        {"query": q, "artist_id": cat.artist_ids[a], "artist_name": cat.artist_names[a]} for q, a in artists
+                        {"query": q, "artist_id": cat.artist_ids[a], "artist_name": cat.artist_names[a]}
+                        for q, a in artists
                     ],
                     "tracks": [{"query": q, **orjson.loads(cat.track_json(t))} for q, t in tracks],
                 },
@@ -393,6 +409,15 @@ class RecommendationService:
             }
         )
         return 200, head[:-1] + b',"recommendations":[' + b",".join(items) + b"]}"
+
+
+def _settle_heap() -> None:
+    """After a swap: collect the old snapshot's leftovers, then freeze what is left (mostly
+    the new snapshot) out of the garbage collector's sight. A full collection walks every
+    container -- over 100 ms with a large snapshot -- and requests would pay for it again and
+    again; frozen objects are still freed by reference counting when the next swap drops them."""
+    gc.collect()
+    gc.freeze()
 
 
 def _check_name_list(field_name: str, value: object) -> str | None:

@@ -3,28 +3,32 @@
 A ``Snapshot`` is immutable: the service swaps the whole object when a newer version is
 published, so a request that took a reference to it sees one version from start to end.
 
-Layout (1M users x 10 recommendations must fit in well under 1.5 GiB): recommendations are
-compressed sparse rows -- ``user_offsets[u]:user_offsets[u + 1]`` slices three numpy arrays
-(track index, score, reason index) -- and every track's and every reason's JSON is
-serialised once, so answering is string concatenation. The warehouse does the string work:
-queries return integer codes (``row_number()`` over sorted ids), never 10M Python strings.
+Layout (1M users x 10 recommendations must load in seconds and fit in well under 1.5 GiB):
+recommendations are compressed sparse rows -- ``user_offsets[u]:user_offsets[u + 1]`` slices
+three numpy arrays (track index, score, reason index) -- and every track's and every reason's
+JSON is serialised once, so answering is string concatenation. Rows are read as Arrow batches
+and their ids turned into integer codes by Arrow's hash kernels: ten million rows never become
+Python objects. When every user's answer fits the memory budget it is serialised at load.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import logging
 import math
 import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 from datetime import UTC, datetime
+from typing import Protocol
 
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from music_platform.serving.normalize import normalize_name
 from music_platform.warehouse.base import Warehouse, WarehouseError
@@ -46,18 +50,41 @@ class SnapshotError(WarehouseError):
 
 
 # -- reading the warehouse ------------------------------------------------------------------
+BATCH_ROWS = 1_000_000
+NO_RANK = 2**20  # rows without a rank sort last
+
+
 class TableReader(Protocol):
-    """The two reads a load needs; a ``Warehouse`` is one, ``open_reader`` gives a better one."""
+    """The reads a load needs. ``open_reader`` gives one for any warehouse."""
 
     def table_exists(self, schema: str, table: str) -> bool: ...
 
     def query_df(self, sql: str) -> pd.DataFrame: ...
 
+    def query_batches(self, sql: str) -> Iterator[pa.RecordBatch]: ...
+
+
+class _WarehouseReader:
+    """Any ``Warehouse``: each query is one round trip, results converted to Arrow batches."""
+
+    def __init__(self, warehouse: Warehouse) -> None:
+        self.warehouse = warehouse
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        return self.warehouse.table_exists(schema, table)
+
+    def query_df(self, sql: str) -> pd.DataFrame:
+        return self.warehouse.query_df(sql)
+
+    def query_batches(self, sql: str) -> Iterator[pa.RecordBatch]:
+        frame = self.warehouse.query_df(sql)
+        yield from pa.Table.from_pandas(frame, preserve_index=False).to_batches(BATCH_ROWS)
+
 
 class _DuckDBReader:
     """All reads of one load through one read-only connection: a consistent view of the file,
-    and several workers (read-only) can load at the same time instead of queueing for the
-    single writer lock."""
+    several workers can load at once (read-only connections do not exclude each other), and
+    big results stream as Arrow batches instead of becoming millions of Python objects."""
 
     def __init__(self, connection) -> None:
         self.connection = connection
@@ -75,14 +102,19 @@ class _DuckDBReader:
             raise SnapshotError("the DuckDB warehouse file does not exist yet")
         return self.connection.execute(sql).df()
 
+    def query_batches(self, sql: str) -> Iterator[pa.RecordBatch]:
+        if self.connection is None:
+            raise SnapshotError("the DuckDB warehouse file does not exist yet")
+        yield from self.connection.sql(sql).to_arrow_reader(BATCH_ROWS)
+
 
 @contextlib.contextmanager
 def open_reader(warehouse: Warehouse) -> Iterator[TableReader]:
-    """A reader for one reload: read-only DuckDB connection, or the warehouse itself."""
+    """A reader for one reload: a read-only connection on DuckDB, the warehouse API elsewhere."""
     from music_platform.warehouse.duckdb_warehouse import DuckDBWarehouse
 
     if not isinstance(warehouse, DuckDBWarehouse):
-        yield warehouse
+        yield _WarehouseReader(warehouse)
         return
     if not warehouse.path.exists():  # never create the file: the pipeline owns it
         yield _DuckDBReader(None)
@@ -128,7 +160,7 @@ def latest_published_version(warehouse: TableReader) -> str | None:
 
 
 def _sql_literal(value: str) -> str:
-    if not _VERSION_PATTERN.match(value):
+    if not _VERSION_PATTERN.fullmatch(value):
         raise SnapshotError(f"model_version {value!r} has characters the service does not accept")
     return "'" + value.replace("'", "''") + "'"
 
@@ -198,7 +230,8 @@ def _top_by_group(groups: np.ndarray, order_key: np.ndarray, limit: int) -> dict
     starts = np.concatenate(([0], boundaries))
     ends = np.concatenate((boundaries, [len(order)]))
     return {
-        sorted_groups[s].item(): order[s : min(e, s + limit)].astype(np.int32) for s, e in zip(starts, ends)
+        sorted_groups[s].item(): order[s : min(e, s + limit)].astype(np.int32)
+        for s, e in zip(starts, ends, strict=True)
     }
 
 
@@ -215,18 +248,16 @@ def build_catalogue(tracks: pd.DataFrame, artists: pd.DataFrame, recommended_cou
     artist_names = _none_if_missing(artists["artist_name"].tolist())
     artist_genres = [
         _split_genres(g, t)[:GENRES_PER_ARTIST]
-        for g, t in zip(artists["genre"].tolist(), artists["top_tags"].tolist())
+        for g, t in zip(artists["genre"].tolist(), artists["top_tags"].tolist(), strict=True)
     ]
     artist_index = {a: i for i, a in enumerate(artist_ids)}
-    for artist_id, artist_name in zip(track_artist_ids, track_artist_names):
+    for artist_id, artist_name in zip(track_artist_ids, track_artist_names, strict=True):
         if artist_id is not None and artist_id not in artist_index:
             artist_index[artist_id] = len(artist_ids)
             artist_ids.append(artist_id)
             artist_names.append(artist_name)
             artist_genres.append(())
-    track_artist = np.array(
-        [artist_index[a] if a is not None else -1 for a in track_artist_ids], dtype=np.int32
-    )
+    track_artist = np.array([artist_index[a] if a is not None else -1 for a in track_artist_ids], dtype=np.int32)
 
     listens = pd.to_numeric(tracks["listen_count"], errors="coerce").fillna(0).clip(lower=0).to_numpy(np.int64)
     if n_tracks and listens.max() == 0:
@@ -235,7 +266,9 @@ def build_catalogue(tracks: pd.DataFrame, artists: pd.DataFrame, recommended_cou
     max_log = math.log1p(int(listens.max())) if n_tracks else 0.0
     popularity = np.log1p(listens) / max_log if max_log > 0 else np.zeros(n_tracks)
 
-    track_genres = [_split_genres(g, gs) for g, gs in zip(tracks["genre"].tolist(), tracks["genres"].tolist())]
+    track_genres = [
+        _split_genres(g, gs) for g, gs in zip(tracks["genre"].tolist(), tracks["genres"].tolist(), strict=True)
+    ]
 
     # Artists with no genre of their own take their tracks' genres, weighted by listens.
     weights: dict[int, dict[str, float]] = {}
@@ -250,7 +283,7 @@ def build_catalogue(tracks: pd.DataFrame, artists: pd.DataFrame, recommended_cou
 
     fragments = [
         orjson.dumps({"track_id": tid, "track_name": name, "artist_id": aid, "artist_name": aname})[1:-1]
-        for tid, name, aid, aname in zip(track_ids, track_names, track_artist_ids, track_artist_names)
+        for tid, name, aid, aname in zip(track_ids, track_names, track_artist_ids, track_artist_names, strict=True)
     ]
 
     # Name lookups; on a clash the most listened entry wins.
@@ -279,7 +312,9 @@ def build_catalogue(tracks: pd.DataFrame, artists: pd.DataFrame, recommended_cou
         genre_codes, genre_labels = pd.factorize(pd.Series([g for g, _ in genre_rows]))
         genre_tracks = np.array([t for _, t in genre_rows], dtype=np.int64)
         grouped = _top_by_group(genre_codes.astype(np.int64), listens[genre_tracks], TRACKS_PER_GENRE)
-        tracks_by_genre = {str(genre_labels[code]): genre_tracks[rows].astype(np.int32) for code, rows in grouped.items()}
+        tracks_by_genre = {
+            str(genre_labels[code]): genre_tracks[rows].astype(np.int32) for code, rows in grouped.items()
+        }
     tracks_by_artist = {
         int(artist): rows
         for artist, rows in _top_by_group(
@@ -401,6 +436,7 @@ class Snapshot:
                     tracks[start:end].tolist(),
                     scores[start:end].tolist(),
                     reason_codes[start:end].tolist(),
+                    strict=True,
                 )
             ]
             user_items.append(b",".join(items))
@@ -456,6 +492,7 @@ class Snapshot:
                 self._tracks[start:end].tolist(),
                 self._scores[start:end].tolist(),
                 self._reasons[start:end].tolist(),
+                strict=True,
             )
         ]
         return head + b",".join(items) + b"]}"
@@ -484,7 +521,7 @@ class Snapshot:
         fragments = cat.track_fragments
         items = [
             b'{"rank":%d,%s,"score":%.6g}' % (rank, fragments[t], s)
-            for rank, (t, s) in enumerate(zip(neighbours, scores), 1)
+            for rank, (t, s) in enumerate(zip(neighbours, scores, strict=True), 1)
         ]
         head = b'{"track":%s,"model_version":%s,"fallback":%s,"k":%d,"similar":['
         return (
@@ -537,165 +574,191 @@ def _offsets(sorted_keys: np.ndarray, size: int) -> np.ndarray:
     return offsets
 
 
-def _check_codes(name: str, codes: np.ndarray, size: int) -> None:
-    if len(codes) and (codes.min() < 0 or codes.max() >= size):
-        raise SnapshotError(f"{name}: codes out of range (the table changed while loading?)")
+def _strings(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return column if column.type == pa.string() else pc.cast(column, pa.string())
 
 
-def _clean_scores(values: Sequence[float] | np.ndarray) -> np.ndarray:
-    scores = np.asarray(values, dtype=np.float32)
-    return np.nan_to_num(scores, nan=0.0, posinf=0.0, neginf=0.0)
+def _numbers(column: pa.Array, dtype: type) -> np.ndarray:
+    """A copy (never a view: a view would keep the whole Arrow batch alive). The queries
+    coalesce nulls away; NaN and infinite scores become 0 (they are not valid JSON)."""
+    values = np.array(column.to_numpy(zero_copy_only=False), dtype=dtype, copy=True)
+    if values.dtype.kind == "f":
+        np.nan_to_num(values, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    return values
 
 
-def load_snapshot(
-    warehouse: TableReader, model_version: str | None, preserialise_budget_bytes: int = 0
-) -> Snapshot:
+class _TrackUniverse:
+    """Track id -> index: the dim_tracks ids first, then any id only the ml tables mention."""
+
+    def __init__(self, track_ids: Sequence[str]) -> None:
+        self.ids = list(track_ids)
+        self._value_set = pa.array(self.ids, type=pa.string())
+
+    def codes(self, column: pa.Array) -> np.ndarray:
+        column = _strings(column)
+        codes = pc.index_in(column, value_set=self._value_set)
+        if codes.null_count:
+            unknown = pc.unique(pc.filter(column, pc.is_null(codes))).to_pylist()
+            self.ids.extend(unknown)
+            self._value_set = pa.array(self.ids, type=pa.string())
+            codes = pc.index_in(column, value_set=self._value_set)
+        return codes.to_numpy(zero_copy_only=False).astype(np.int32, copy=True)
+
+
+def _ordered(primary: np.ndarray, rank: np.ndarray) -> np.ndarray | None:
+    """The permutation sorting rows by (primary, rank), or None when they already are."""
+    key = primary.astype(np.int64) * (int(rank.max(initial=0)) + 1) + rank
+    if len(key) < 2 or bool(np.all(key[1:] >= key[:-1])):
+        return None
+    return np.argsort(key, kind="stable")
+
+
+def _load_similar(reader: TableReader, version: str, universe: _TrackUniverse) -> tuple[np.ndarray, ...]:
+    sources, neighbours, ranks, scores = [], [], [], []
+    for batch in reader.query_batches(
+        f"select cast(track_id as varchar) as track_id, cast(coalesce(rank, {NO_RANK}) as integer) as rank, "
+        "cast(similar_track_id as varchar) as similar_track_id, cast(coalesce(score, 0) as float8) as score "
+        f"from ml.similar_tracks where cast(model_version as varchar) = {version} "
+        "and track_id is not null and similar_track_id is not null"
+    ):
+        sources.append(universe.codes(batch.column("track_id")))
+        neighbours.append(universe.codes(batch.column("similar_track_id")))
+        ranks.append(_numbers(batch.column("rank"), np.int32))
+        scores.append(_numbers(batch.column("score"), np.float32))
+    if not sources:
+        return (np.zeros(0, np.int32),) * 2 + (np.zeros(0, np.float32),)
+    source, neighbour, rank, score = (np.concatenate(parts) for parts in (sources, neighbours, ranks, scores))
+    keep = source != neighbour  # a track is never its own neighbour
+    source, neighbour, rank, score = source[keep], neighbour[keep], rank[keep], score[keep]
+    order = _ordered(source, rank)
+    if order is not None:
+        source, neighbour, score = source[order], neighbour[order], score[order]
+    return source, neighbour, score
+
+
+def _load_recommendations(
+    reader: TableReader, version: str, universe: _TrackUniverse
+) -> tuple[list[str], list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(user ids, reasons, user code, track code, score, reason code) ordered by user and rank.
+
+    Rows stream in Arrow batches: user ids are dictionary-encoded per batch and the
+    dictionaries unified at the end, so ten million rows never become Python objects."""
+    where = (
+        f"from ml.user_recommendations where cast(model_version as varchar) = {version} "
+        "and user_id is not null and track_id is not null"
+    )
+    reason_batches = list(
+        reader.query_batches(f"select distinct coalesce(cast(reason as varchar), '') as reason {where}")
+    )
+    reasons = (
+        _strings(pa.chunked_array([b.column("reason") for b in reason_batches]))
+        if reason_batches
+        else pa.array([], pa.string())
+    )
+    user_chunks, tracks, reason_codes, ranks, scores = [], [], [], [], []
+    for batch in reader.query_batches(
+        f"select cast(user_id as varchar) as user_id, cast(coalesce(rank, {NO_RANK}) as integer) as rank, "
+        "cast(track_id as varchar) as track_id, cast(coalesce(score, 0) as float8) as score, "
+        f"coalesce(cast(reason as varchar), '') as reason {where}"
+    ):
+        user_chunks.append(_strings(batch.column("user_id")).dictionary_encode())
+        tracks.append(universe.codes(batch.column("track_id")))
+        codes = pc.index_in(_strings(batch.column("reason")), value_set=reasons)
+        if codes.null_count:
+            raise SnapshotError("ml.user_recommendations changed while loading (a reason appeared)")
+        reason_codes.append(codes.to_numpy(zero_copy_only=False).astype(np.int32, copy=True))
+        ranks.append(_numbers(batch.column("rank"), np.int32))
+        scores.append(_numbers(batch.column("score"), np.float32))
+        del batch
+    if not user_chunks:
+        return [], [], *(np.zeros(0, np.int32),) * 2, np.zeros(0, np.float32), np.zeros(0, np.int32)
+    unified = pa.chunked_array(user_chunks).unify_dictionaries()
+    del user_chunks
+    user_ids = unified.chunk(0).dictionary.to_pylist()
+    users = np.concatenate([chunk.indices.to_numpy(zero_copy_only=False) for chunk in unified.chunks]).astype(np.int32)
+    del unified
+    track, reason, score, rank = (np.concatenate(parts) for parts in (tracks, reason_codes, scores, ranks))
+    del tracks, reason_codes, scores
+    order = _ordered(users, rank)
+    if order is not None:
+        users, track, score, reason = users[order], track[order], score[order], reason[order]
+    return user_ids, reasons.to_pylist(), users, track, score, reason
+
+
+def load_snapshot(warehouse: TableReader, model_version: str | None, preserialise_budget_bytes: int = 0) -> Snapshot:
     """Read ``model_version``'s recommendations and similar tracks plus the catalogue.
 
-    ``model_version`` None loads the catalogue only (popularity answers). Raises
-    ``SnapshotError`` when the version has no recommendation rows, so that a half-written
-    version is never swapped in.
+    ``warehouse`` is a reader from ``open_reader`` (or a ``Warehouse``). ``model_version`` None
+    loads the catalogue only (popularity answers). Raises ``SnapshotError`` when the version
+    has no recommendation rows, so that a half-written version is never swapped in.
     """
     started = time.perf_counter()
-    has_tracks = warehouse.table_exists("marts", "dim_tracks")
-    has_artists = warehouse.table_exists("marts", "dim_artists")
-    has_recs = model_version is not None and warehouse.table_exists("ml", "user_recommendations")
-    has_similar = model_version is not None and warehouse.table_exists("ml", "similar_tracks")
+    reader = warehouse if hasattr(warehouse, "query_batches") else _WarehouseReader(warehouse)
+    has_tracks = reader.table_exists("marts", "dim_tracks")
+    has_artists = reader.table_exists("marts", "dim_artists")
+    has_recs = model_version is not None and reader.table_exists("ml", "user_recommendations")
+    has_similar = model_version is not None and reader.table_exists("ml", "similar_tracks")
     if model_version is not None and not has_recs:
         raise SnapshotError(f"model version {model_version} is published but ml.user_recommendations does not exist")
-    version = _sql_literal(model_version) if model_version is not None else None
+    version = _sql_literal(model_version) if model_version is not None else ""
 
-    ctes: list[str] = []
-    sources: list[str] = []
-    if has_recs:
-        ctes.append(
-            "recs as (select user_id, rank, track_id, score, coalesce(cast(reason as varchar), '') as reason "
-            f"from ml.user_recommendations where cast(model_version as varchar) = {version} "
-            "and user_id is not null and track_id is not null)"
-        )
-        sources.append("select cast(track_id as varchar) as track_id from recs")
-    if has_similar:
-        ctes.append(
-            "sims as (select track_id, rank, similar_track_id, score from ml.similar_tracks "
-            f"where cast(model_version as varchar) = {version} "
-            "and track_id is not null and similar_track_id is not null)"
-        )
-        sources.append("select cast(track_id as varchar) as track_id from sims")
-        sources.append("select cast(similar_track_id as varchar) as track_id from sims")
+    track_columns = ["track_id", "track_name", "artist_id", "artist_name", "genre", "genres", "listen_count"]
     if has_tracks:
-        sources.append("select cast(track_id as varchar) as track_id from marts.dim_tracks where track_id is not null")
+        tracks = reader.query_df(
+            "select cast(track_id as varchar) as track_id, track_name, cast(artist_id as varchar) as artist_id, "
+            "artist_name, genre, genres, listen_count from marts.dim_tracks where track_id is not null "
+            "order by track_id"
+        ).drop_duplicates("track_id", keep="first")
+    else:
+        tracks = pd.DataFrame({column: pd.Series(dtype=object) for column in track_columns})
+    universe = _TrackUniverse(tracks["track_id"].tolist())
 
-    tracks = pd.DataFrame(columns=["track_id", "track_name", "artist_id", "artist_name", "genre", "genres", "listen_count"])
-    users = np.array([], dtype=object)
-    user_codes = rec_tracks = rec_reasons = np.zeros(0, dtype=np.int32)
-    rec_scores = np.zeros(0, dtype=np.float32)
+    similar_source = similar_tracks = np.zeros(0, np.int32)
+    similar_scores = np.zeros(0, np.float32)
+    if has_similar:
+        similar_source, similar_tracks, similar_scores = _load_similar(reader, version, universe)
+
+    user_list: list[str] = []
     reasons: list[str] = []
-    sim_codes = sim_tracks = np.zeros(0, dtype=np.int32)
-    sim_scores = np.zeros(0, dtype=np.float32)
-
-    if sources:
-        ctes.append(
-            "universe as (select track_id, row_number() over (order by track_id) - 1 as track_idx from ("
-            + " union ".join(sources)
-            + ") all_tracks)"
+    user_codes = rec_tracks = rec_reasons = np.zeros(0, np.int32)
+    rec_scores = np.zeros(0, np.float32)
+    if has_recs:
+        user_list, reasons, user_codes, rec_tracks, rec_scores, rec_reasons = _load_recommendations(
+            reader, version, universe
         )
-        with_clause = "with " + ", ".join(ctes) + " "
-        if has_tracks:
-            tracks = warehouse.query_df(
-                with_clause + "select u.track_id, d.track_name, cast(d.artist_id as varchar) as artist_id, "
-                "d.artist_name, d.genre, d.genres, d.listen_count from universe u "
-                "left join marts.dim_tracks d on cast(d.track_id as varchar) = u.track_id order by u.track_idx"
-            )
-            if tracks["track_id"].duplicated().any():
-                tracks = tracks.drop_duplicates("track_id", keep="first").reset_index(drop=True)
-        else:
-            tracks = warehouse.query_df(with_clause + "select track_id from universe order by track_idx")
-            for column in ("track_name", "artist_id", "artist_name", "genre", "genres"):
-                tracks[column] = None
-            tracks["listen_count"] = 0
+        if len(rec_tracks) == 0:
+            raise SnapshotError(f"model version {model_version} has no rows in ml.user_recommendations")
 
-        if has_recs:
-            users_cte = (
-                "users as (select user_id, row_number() over (order by user_id) - 1 as user_idx "
-                "from (select distinct cast(user_id as varchar) as user_id from recs) distinct_users), "
-                "reasons as (select reason, row_number() over (order by reason) - 1 as reason_idx "
-                "from (select distinct reason from recs) distinct_reasons) "
-            )
-            users = warehouse.query_df(with_clause.rstrip() + ", " + users_cte + "select user_id from users order by user_idx")[
-                "user_id"
-            ].to_numpy()
-            reasons = (
-                warehouse.query_df(with_clause.rstrip() + ", " + users_cte + "select reason from reasons order by reason_idx")[
-                    "reason"
-                ]
-                .astype(str)
-                .tolist()
-            )
-            rows = warehouse.query_df(
-                with_clause.rstrip() + ", " + users_cte
-                + "select cast(us.user_idx as integer) as user_idx, cast(u.track_idx as integer) as track_idx, "
-                "cast(r.score as real) as score, cast(rs.reason_idx as integer) as reason_idx "
-                "from recs r join users us on us.user_id = cast(r.user_id as varchar) "
-                "join universe u on u.track_id = cast(r.track_id as varchar) "
-                "join reasons rs on rs.reason = r.reason "
-                "order by us.user_idx, r.rank, u.track_idx"
-            )
-            user_codes = rows["user_idx"].to_numpy(np.int32)
-            rec_tracks = rows["track_idx"].to_numpy(np.int32)
-            rec_scores = _clean_scores(rows["score"].to_numpy())
-            rec_reasons = rows["reason_idx"].to_numpy(np.int32)
-            del rows
-            if len(rec_tracks) == 0:
-                raise SnapshotError(f"model version {model_version} has no rows in ml.user_recommendations")
-        if has_similar:
-            rows = warehouse.query_df(
-                with_clause + "select cast(a.track_idx as integer) as track_idx, "
-                "cast(b.track_idx as integer) as similar_idx, cast(s.score as real) as score from sims s "
-                "join universe a on a.track_id = cast(s.track_id as varchar) "
-                "join universe b on b.track_id = cast(s.similar_track_id as varchar) "
-                "where a.track_idx <> b.track_idx order by a.track_idx, s.rank, b.track_idx"
-            )
-            sim_codes = rows["track_idx"].to_numpy(np.int32)
-            sim_tracks = rows["similar_idx"].to_numpy(np.int32)
-            sim_scores = _clean_scores(rows["score"].to_numpy())
-            del rows
-
-    n_tracks = len(tracks)
-    for name, codes, size in (
-        ("users", user_codes, len(users)),
-        ("recommended tracks", rec_tracks, n_tracks),
-        ("reasons", rec_reasons, len(reasons)),
-        ("similar tracks", sim_codes, n_tracks),
-        ("similar neighbours", sim_tracks, n_tracks),
-    ):
-        _check_codes(name, codes, size)
-    if len(user_codes) > 1 and np.any(np.diff(user_codes) < 0):
-        raise SnapshotError("user_recommendations rows did not come back ordered by user")
+    if len(universe.ids) > len(tracks):  # ids the ml tables mention but dim_tracks lacks
+        extra = pd.DataFrame({"track_id": universe.ids[len(tracks) :]})
+        tracks = pd.concat([tracks.astype(object), extra], ignore_index=True)
+    tracks["listen_count"] = pd.to_numeric(tracks["listen_count"], errors="coerce").fillna(0)
 
     if has_artists:
-        artists = warehouse.query_df(
+        artists = reader.query_df(
             "select cast(artist_id as varchar) as artist_id, artist_name, genre, top_tags from marts.dim_artists "
             "where artist_id is not null"
         ).drop_duplicates("artist_id")
     else:
         artists = pd.DataFrame(columns=["artist_id", "artist_name", "genre", "top_tags"])
 
+    n_tracks = len(tracks)
     recommended_counts = np.bincount(rec_tracks, minlength=n_tracks) if n_tracks else np.zeros(0, dtype=np.int64)
     catalogue = build_catalogue(tracks, artists, recommended_counts)
-    user_list = [str(u) for u in users.tolist()]
     snapshot = Snapshot(
         model_version=model_version,
         catalogue=catalogue,
-        user_index=dict(zip(user_list, range(len(user_list)))),
+        user_index=dict(zip(user_list, range(len(user_list)), strict=True)),
         user_offsets=_offsets(user_codes, len(user_list)),
         rec_tracks=rec_tracks,
         rec_scores=rec_scores,
         rec_reasons=rec_reasons,
         reason_json=[orjson.dumps(r) for r in reasons],
-        similar_offsets=_offsets(sim_codes, n_tracks),
-        similar_tracks=sim_tracks,
-        similar_scores=sim_scores,
-        sample_users=tuple(user_list[:20]),
+        similar_offsets=_offsets(similar_source, n_tracks),
+        similar_tracks=similar_tracks,
+        similar_scores=similar_scores,
+        sample_users=tuple(heapq.nsmallest(20, user_list)),
         preserialise_budget_bytes=preserialise_budget_bytes,
     )
     object.__setattr__(snapshot, "load_seconds", time.perf_counter() - started)

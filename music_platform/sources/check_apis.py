@@ -151,8 +151,67 @@ def check_lastfm(settings: Settings, *, client: Any = None) -> ApiReport:
     return report
 
 
-#: Every API section, in report order. The Spotify engineer appends ``check_spotify``.
-API_CHECKS: list[Callable[[Settings], ApiReport]] = [check_lastfm]
+# -- Spotify ---------------------------------------------------------------------------------------------------
+
+#: A capability Spotify withdrew for this app: reported, not failed (a fallback stands in).
+WITHDRAWN = "WARN"
+_SPOTIFY_FALLBACKS = {
+    "tracks_batch": "tracks are fetched one by one (GET /tracks/{id}), a bounded number per run",
+    "artists_batch": "artists are fetched one by one (GET /artists/{id}), a bounded number per run",
+    "audio_features": "audio features come from the Kaggle file",
+}
+
+
+def check_spotify(settings: Settings, *, client: Any = None) -> ApiReport:
+    """The Spotify section: token, each capability (withdrawn ones are warnings), response formats."""
+    from music_platform.sources.spotify.check import check_spotify as probe_spotify
+    from music_platform.sources.spotify.client import CAPABILITIES
+
+    report = ApiReport("Spotify", settings.spotify_api_root)
+    started = time.perf_counter()
+    result = probe_spotify(settings, client=client)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    if not result.configured:
+        report.note = (
+            "not configured (SPOTIFY_CLIENT_ID / SPOTIFY_CLIENT_SECRET unset): genres, popularity and audio "
+            "features come from the Kaggle file."
+        )
+        report.results.append(CheckResult("configuration", SKIPPED, "set both to check the real API"))
+        return report
+    failures = [line.strip() for line in result.lines if "FAILED" in line or "INVALID" in line]
+    if not result.capabilities:
+        detail = "; ".join(failures) or "no answer"
+        report.results.append(CheckResult("token + capabilities", FAILED, detail, elapsed_ms))
+        return report
+    report.results.append(CheckResult("token + capability probes", OK, "client-credentials token obtained", elapsed_ms))
+    for capability, description in CAPABILITIES.items():
+        available = result.capabilities.get(capability)
+        if available is None:
+            report.results.append(CheckResult(f"capability {capability}", SKIPPED, f"{description}: not probed"))
+        elif available:
+            report.results.append(CheckResult(f"capability {capability}", OK, f"{description}: available"))
+        else:
+            report.results.append(
+                CheckResult(
+                    f"capability {capability}",
+                    WITHDRAWN,
+                    f"{description}: withdrawn for this app (HTTP 403); "
+                    + _SPOTIFY_FALLBACKS.get(capability, "its values come from the Kaggle file"),
+                )
+            )
+    formats = [line.strip() for line in result.lines if line.strip().startswith("format ")]
+    report.results.append(
+        CheckResult(
+            "response formats",
+            OK if result.ok else FAILED,
+            "; ".join(failures) if not result.ok else "; ".join(f.removeprefix("format ") for f in formats),
+        )
+    )
+    return report
+
+
+#: Every API section, in report order.
+API_CHECKS: list[Callable[[Settings], ApiReport]] = [check_lastfm, check_spotify]
 
 
 def format_report(report: ApiReport) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
@@ -29,6 +29,16 @@ def check_identifier(name: str) -> str:
     return name
 
 
+def lower_case_columns(names: Iterable[object]) -> list[str]:
+    """Result column names as callers use them on every target: lower case.
+
+    Unquoted names come back folded (PostgreSQL: lower, Snowflake: upper) or as written
+    (DuckDB: ``as N`` stays ``N``); our identifiers are lower case, so lower-casing every
+    name gives one spelling everywhere and callers never need to care which target answered.
+    """
+    return [str(name).lower() for name in names]
+
+
 class Warehouse(ABC):
     """Minimal warehouse API used by the Python assets and the service."""
 
@@ -40,7 +50,7 @@ class Warehouse(ABC):
 
     @abstractmethod
     def query_df(self, sql: str) -> pd.DataFrame:
-        """Run a query and return its result as a DataFrame."""
+        """Run a query and return its result as a DataFrame with lower-case column names."""
 
     @abstractmethod
     def table_exists(self, schema: str, table: str) -> bool: ...

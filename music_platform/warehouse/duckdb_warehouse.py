@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from music_platform.warehouse.base import Warehouse, WarehouseError, check_identifier
+from music_platform.warehouse.base import Warehouse, WarehouseError, check_identifier, lower_case_columns
 
 # dbt and a Python step may briefly contend for the single-writer lock on the file.
 _LOCK_RETRY_SECONDS = 60.0
@@ -62,7 +62,9 @@ class DuckDBWarehouse(Warehouse):
 
     def query_df(self, sql: str) -> pd.DataFrame:
         with self.connect() as conn:
-            return conn.execute(sql).df()
+            frame = conn.execute(sql).df()
+        frame.columns = lower_case_columns(frame.columns)
+        return frame
 
     def table_exists(self, schema: str, table: str) -> bool:
         if not self.path.exists():

@@ -20,12 +20,13 @@ import pandas as pd
 import psycopg
 import pyarrow.csv as pa_csv
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.copy import QueuedLibpqWriter
 from psycopg.postgres import types as pg_types
 
 from music_platform.config import redact_url
 from music_platform.warehouse import frames
-from music_platform.warehouse.base import Warehouse, WarehouseError, check_identifier
+from music_platform.warehouse.base import Warehouse, WarehouseError, check_identifier, lower_case_columns
 
 # kind -> (type in DDL, type as information_schema.columns.data_type reports it)
 _PG_TYPES: dict[str, tuple[str, str]] = {
@@ -68,9 +69,19 @@ class PostgresWarehouse(Warehouse):
 
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection]:
-        """One connection per operation (autocommit; writes use explicit transactions), closed after."""
+        """One connection per operation (autocommit; writes use explicit transactions), closed after.
+
+        The database named in the URL is created on first use when it does not exist yet.
+        """
         try:
-            conn = psycopg.connect(self.url, autocommit=True, application_name="music_platform", connect_timeout=15)
+            conn = _open(self.url)
+        except psycopg.OperationalError as exc:
+            if not create_database_if_missing(self.url):
+                raise WarehouseError(f"cannot connect to PostgreSQL at {redact_url(self.url)}: {exc}") from exc
+            try:
+                conn = _open(self.url)
+            except psycopg.Error as retry:
+                raise WarehouseError(f"cannot connect to PostgreSQL at {redact_url(self.url)}: {retry}") from retry
         except psycopg.Error as exc:
             raise WarehouseError(f"cannot connect to PostgreSQL at {redact_url(self.url)}: {exc}") from exc
         try:
@@ -99,7 +110,8 @@ class PostgresWarehouse(Warehouse):
                 rows = cur.fetchall()
             except psycopg.Error as exc:
                 raise WarehouseError(f"query failed on {self.describe()}: {exc}") from exc
-        frame = pd.DataFrame.from_records(rows, columns=[name for name, _ in columns], coerce_float=False)
+        names = lower_case_columns(name for name, _ in columns)
+        frame = pd.DataFrame.from_records(rows, columns=names, coerce_float=False)
         for position, (_, oid) in enumerate(columns):
             frame.isetitem(position, _typed_column(frame.iloc[:, position], oid))
         return frame
@@ -227,6 +239,39 @@ class PostgresWarehouse(Warehouse):
                 buffer = io.BytesIO()
                 pa_csv.write_csv(arrow_batch, buffer, _CSV_OPTIONS)
                 copy.write(buffer.getbuffer())
+
+
+def _open(url: str) -> psycopg.Connection:
+    return psycopg.connect(url, autocommit=True, application_name="music_platform", connect_timeout=15)
+
+
+def create_database_if_missing(url: str, maintenance_db: str = "postgres") -> bool:
+    """Create the database named in ``url`` when the server has no such database.
+
+    Connects to the maintenance database with the same credentials (the user needs CREATEDB);
+    a database created here gets a ``public`` schema, which dbt-postgres expects. Returns True
+    when the database exists now (created here or, at the same moment, by another process), so
+    one retry of the connection is worth it; False when the maintenance database cannot be
+    reached either, so the caller reports its own connection error.
+    """
+    database = conninfo_to_dict(url).get("dbname")
+    if not database or database == maintenance_db:
+        return False
+    created = False
+    try:
+        with psycopg.connect(make_conninfo(url, dbname=maintenance_db), autocommit=True, connect_timeout=15) as admin:
+            if not admin.execute("select 1 from pg_database where datname = %s", [database]).fetchone():
+                try:
+                    admin.execute(sql.SQL("create database {}").format(sql.Identifier(database)))
+                    created = True
+                except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                    pass  # another process created it at the same moment
+        if created:
+            with _open(url) as conn:
+                conn.execute("create schema if not exists public")
+    except psycopg.Error:
+        return False
+    return True
 
 
 def _table_sql(schema: str, table: str) -> sql.Composed:

@@ -37,7 +37,7 @@ from snowflake.connector.constants import FIELD_NAME_TO_ID
 
 from music_platform.config import ConfigError, Settings
 from music_platform.warehouse import frames
-from music_platform.warehouse.base import Warehouse, WarehouseError, check_identifier
+from music_platform.warehouse.base import Warehouse, WarehouseError, check_identifier, lower_case_columns
 
 _SF_TYPES: dict[str, str] = {
     frames.TEXT: "VARCHAR",
@@ -160,8 +160,8 @@ class SnowflakeWarehouse(Warehouse):
                     frame = pd.DataFrame.from_records(cur.fetchall(), columns=[name for name, _, _ in description])
             except snowflake.connector.Error as exc:
                 raise WarehouseError(f"query failed on {self.describe()}: {exc.msg or exc}") from exc
-        # Case-folded (all upper-case) names come back in lower case; quoted mixed-case names stay.
-        frame.columns = [name.lower() if name == name.upper() else name for name, _, _ in description]
+        # Unquoted names come back folded to upper case: callers get lower case, as on every target.
+        frame.columns = lower_case_columns(name for name, _, _ in description)
         for position, (_, type_code, scale) in enumerate(description):
             frame.isetitem(position, _typed_column(frame.iloc[:, position], type_code, scale))
         return frame

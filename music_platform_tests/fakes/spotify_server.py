@@ -23,13 +23,16 @@ Start it by hand::
 
     python -m music_platform_tests.fakes.spotify_server --mode dev_2024 --port 8765
 
-It prints the ``SPOTIFY_*`` variables that point the platform at it.
+It prints the ``SPOTIFY_*`` variables that point the platform at it. ``--kaggle-csv PATH``
+(or ``FakeSpotifyServer(catalogue=FakeCatalogue.from_kaggle_csv(PATH))``) serves the tracks of
+a Kaggle-shaped CSV, e.g. the synthetic catalogue's, so the platform's own track ids resolve.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import csv
 import hashlib
 import json
 import re
@@ -266,6 +269,67 @@ class FakeCatalogue:
             load("GetAudioFeaturesForTrackRequest.json"),
         ]:
             catalogue.audio_features[features["id"]] = features
+        return catalogue
+
+    @classmethod
+    def from_kaggle_csv(cls, path: Path | str, *, keep_known: bool = True) -> FakeCatalogue:
+        """The tracks of a Kaggle-shaped CSV (the real file or the synthetic one), served as Spotify would.
+
+        Every distinct ``track_id`` becomes a track with its Kaggle name, artists, album,
+        duration, explicit flag and popularity; its audio features are :func:`_features_for`
+        the id, *not* the Kaggle values, so a test can tell which source a value came from.
+        Artists get a stable id derived from their name (``fake_id("artist:" + name)``), the
+        genres of the tracks they lead (``track_genre``, in first-seen order) and the highest
+        popularity of those tracks. ``keep_known`` also keeps Mr. Brightside and The Killers
+        (the ids ``check-apis`` probes).
+        """
+        catalogue = cls.generated(n_tracks=0, n_artists=0) if keep_known else cls()
+        artist_genres: dict[str, list[str]] = {}
+        artist_popularity: dict[str, int] = {}
+        artist_names: dict[str, str] = {}
+        with Path(path).open(encoding="utf-8-sig", newline="") as handle:
+            for row in csv.DictReader(handle):
+                track_id = (row.get("track_id") or "").strip()
+                names = [n.strip() for n in (row.get("artists") or "").split(";") if n.strip()]
+                if not _SPOTIFY_ID.match(track_id) or not names or not (row.get("track_name") or "").strip():
+                    continue  # the fake serves what Spotify could serve; broken rows are the loader's business
+                credits = [(fake_id("artist:" + name), name) for name in names]
+                lead_id = credits[0][0]
+                artist_names.update(dict(credits))
+                genre = (row.get("track_genre") or "").strip()
+                genres = artist_genres.setdefault(lead_id, [])
+                if genre and genre not in genres:
+                    genres.append(genre)
+                popularity = int(float(row.get("popularity") or 0))
+                artist_popularity[lead_id] = max(artist_popularity.get(lead_id, 0), popularity)
+                if track_id in catalogue.tracks:
+                    continue  # the same track listed under another genre
+                album_name = (row.get("album_name") or "").strip() or "Single"
+                duration = int(float(row.get("duration_ms") or 0))
+                catalogue.add_track(
+                    track_object(
+                        track_id,
+                        row["track_name"].strip(),
+                        credits,
+                        album_id=fake_id("album:" + album_name),
+                        album_name=album_name,
+                        duration_ms=duration,
+                        explicit=(row.get("explicit") or "").strip().lower() in ("true", "1"),
+                        popularity=popularity,
+                        isrc="FAKE" + hashlib.sha1(track_id.encode()).hexdigest()[:8].upper(),
+                    ),
+                    audio_features_object(track_id, duration, _features_for(track_id)),
+                )
+        for artist_id, name in artist_names.items():
+            catalogue.add_artist(
+                artist_object(
+                    artist_id,
+                    name,
+                    genres=artist_genres.get(artist_id, []),
+                    popularity=artist_popularity.get(artist_id, 0),
+                    followers=1000 + int(hashlib.sha1(artist_id.encode()).hexdigest()[:6], 16),
+                )
+            )
         return catalogue
 
 
@@ -747,8 +811,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-secret", default=DEFAULT_CLIENT_SECRET)
     parser.add_argument("--token-ttl", type=float, default=3600, help="token lifetime in seconds")
     parser.add_argument("--fixtures", type=Path, help="serve the spotify-web-api-java fixture objects instead")
+    parser.add_argument(
+        "--kaggle-csv",
+        type=Path,
+        help="serve the tracks of a Kaggle-shaped CSV (e.g. the synthetic one under data/external/synthetic/kaggle/)",
+    )
     args = parser.parse_args(argv)
-    catalogue = FakeCatalogue.from_fixture_dir(args.fixtures) if args.fixtures else None
+    catalogue = None
+    if args.fixtures:
+        catalogue = FakeCatalogue.from_fixture_dir(args.fixtures)
+    elif args.kaggle_csv:
+        catalogue = FakeCatalogue.from_kaggle_csv(args.kaggle_csv)
     server = FakeSpotifyServer(
         args.mode,
         client_id=args.client_id,

@@ -1,9 +1,22 @@
--- Every artist we know, with genre, top tags and audience.
-with tag_lists as (
+-- Every artist we know (heard or charted on Last.fm, or in the Kaggle catalogue), with genre,
+-- top tags, Spotify popularity and audience; each value group names its source.
+with ranked_tags as (
     select
         artist_id,
-        {{ dbt.listagg('tag_name', "';'", "order by tag_rank", 5) }} as top_tags
+        tag_name,
+        tag_rank,
+        row_number() over (partition by artist_id order by tag_rank, tag_name) as tag_position
     from {{ ref('artist_tags') }}
+),
+
+-- The five best-ranked tags; limited before aggregating because listagg's limit argument
+-- becomes array functions that differ between warehouses.
+tag_lists as (
+    select
+        artist_id,
+        {{ dbt.listagg('tag_name', "';'", "order by tag_rank, tag_name") }} as top_tags
+    from ranked_tags
+    where tag_position <= 5
     group by artist_id
 ),
 
@@ -16,10 +29,15 @@ audience as (
 select
     a.artist_id,
     a.artist_name,
+    a.name_source,
     a.artist_mbid,
+    a.spotify_artist_id,
     a.genre,
     a.genre_source,
     t.top_tags,
+    a.popularity,
+    a.popularity_source,
+    a.followers,
     coalesce(au.listener_count, 0) as listener_count,
     coalesce(au.listen_count, 0) as listen_count
 from {{ ref('int_artists_resolved') }} as a

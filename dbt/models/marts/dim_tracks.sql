@@ -1,4 +1,6 @@
--- Every track we know, with its genre and audio features (and where each came from).
+-- Every track we know (listened, charted or tag-top on Last.fm), with its genre and audio
+-- features and where each came from (int_tracks_resolved): Spotify where this app may fetch it,
+-- else the Kaggle file; a track without a genre of its own takes its artist's.
 with audience as (
     select track_id, count(distinct user_id) as listener_count, count(*) as listen_count
     from {{ ref('fct_listens') }}
@@ -13,11 +15,13 @@ select
     t.track_mbid,
     t.spotify_track_id,
     t.match_method,
-    coalesce(t.kaggle_genre, a.genre) as genre,
-    coalesce(t.kaggle_genres, a.genre) as genres,
-    case when t.kaggle_genre is not null then 'kaggle' else a.genre_source end as genre_source,
+    coalesce(t.genre, a.genre) as genre,
+    coalesce(t.genres, a.genre) as genres,
+    case when t.genre is not null then t.genre_source else a.genre_source end as genre_source,
     t.duration_ms,
+    t.duration_source,
     t.popularity,
+    t.popularity_source,
     t.danceability,
     t.energy,
     t.speechiness,

@@ -7,6 +7,7 @@ quarantines rows that cannot be parsed in ``raw.ingestion_rejects`` with the rea
 """
 
 
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import dagster as dg
@@ -18,14 +19,21 @@ from music_platform.lib.checks import (
     key_unique_result,
     key_unique_spec,
 )
-from music_platform.lib.metadata import table_metadata
+from music_platform.lib.metadata import PREVIEW_ROWS, table_metadata
 from music_platform.partitions import daily_partitions
-from music_platform.policies import OWNERS, REFERENCE_FRESHNESS, SCROBBLES_FRESHNESS, STEP_RETRY, DAILY_FRESHNESS
+from music_platform.policies import (
+    DAILY_FRESHNESS,
+    OWNERS,
+    REFERENCE_FRESHNESS,
+    SCROBBLES_FRESHNESS,
+    STEP_RETRY,
+    fail_fast_on_permanent_source_errors,
+)
 from music_platform.quality.completeness import measure_completeness
 from music_platform.quality.contracts import raw_required_fields
 from music_platform.resources import ArtifactStoreResource, LastfmResource, WarehouseResource
 from music_platform.sources.errors import SourceError
-from music_platform.sources.landing import AuditTrailWriter, collect_scrobbles, parse_all, utc_now
+from music_platform.sources.landing import AuditTrailWriter, ScrobbleBatch, iter_scrobble_batches, parse_all, utc_now
 from music_platform.sources.lastfm.parsing import (
     ParseResult,
     parse_artist_top_tags,
@@ -33,6 +41,7 @@ from music_platform.sources.lastfm.parsing import (
     parse_tag_top_tracks,
     parse_user_info,
     rejects_frame,
+    to_raw_frame,
 )
 from music_platform.sources.schemas import (
     LASTFM_ARTIST_TAGS,
@@ -44,6 +53,9 @@ from music_platform.sources.schemas import (
 )
 
 RAW = "raw"
+# Every step that calls Last.fm runs in this pool (limit 1 in deploy/dagster*.yaml): the 5 req/s
+# token bucket is per process, so one Last.fm step at a time keeps the run processes within it.
+LASTFM_API_POOL = "lastfm_api"
 REJECTS_TABLE = "ingestion_rejects"
 # Artists whose tags were fetched this recently are not asked again (tags change slowly).
 ARTIST_TAGS_MAX_AGE_DAYS = 30
@@ -71,8 +83,37 @@ def quarantine(warehouse, table: str, load_id: str, result: ParseResult, context
     return len(frame)
 
 
-def _day_literals(days: list[date]) -> str:
-    return ", ".join(f"cast('{d.isoformat()}' as date)" for d in days)
+def _days_label(days: list[date]) -> str:
+    """The load id of a run of days: ``2025-03-01`` or ``2025-03-01_2025-03-07``."""
+    first, last = days[0].isoformat(), days[-1].isoformat()
+    return first if first == last else f"{first}_{last}"
+
+
+@dataclass
+class _ScrobbleLoad:
+    """Totals of a scrobble load over its batches, and a few rows to preview."""
+
+    rows_written: int = 0
+    rows_quarantined: int = 0
+    pages: int = 0
+    now_playing_dropped: int = 0
+    duplicates_removed: int = 0
+    batches: int = 0
+    users_loaded: set[str] = field(default_factory=set)
+    skipped_users: dict[str, str] = field(default_factory=dict)
+    sample: pd.DataFrame = field(default_factory=lambda: to_raw_frame([], LASTFM_SCROBBLES, source=""))
+
+    def add(self, batch: ScrobbleBatch, frame: pd.DataFrame, written: int, quarantined: int) -> None:
+        self.rows_written += written
+        self.rows_quarantined += quarantined
+        self.pages += batch.pages
+        self.now_playing_dropped += batch.result.now_playing_dropped
+        self.duplicates_removed += batch.duplicates_removed
+        self.batches += 1
+        self.users_loaded |= batch.users_loaded
+        self.skipped_users = batch.skipped_users
+        if self.sample.empty and not frame.empty:
+            self.sample = frame.head(PREVIEW_ROWS).copy()
 
 
 @dg.asset(
@@ -94,9 +135,10 @@ def _day_literals(days: list[date]) -> str:
     kinds={"python", "lastfm"},
     freshness_policy=SCROBBLES_FRESHNESS,
     retry_policy=STEP_RETRY,
-    pool="warehouse",
+    pool=LASTFM_API_POOL,
     tags={"source": "lastfm"},
 )
+@fail_fast_on_permanent_source_errors
 def lastfm_scrobbles(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
@@ -107,45 +149,57 @@ def lastfm_scrobbles(
     days = [window.start.date() + timedelta(days=i) for i in range((window.end - window.start).days)]
     client = lastfm.get_client()
     users = lastfm.tracked_users(client)
-    label = f"{days[0].isoformat()}_{days[-1].isoformat()}"
-    with AuditTrailWriter(artifacts.external_dir, lastfm.source_label, "scrobbles", label) as audit:
-        batch = collect_scrobbles(client, users, days, audit=audit, per_day_fast_path=lastfm.use_synthetic)
-    frame = batch.frame(source=lastfm.source_label)
     wh = warehouse.get_warehouse()
-    written = wh.replace_partition(RAW, LASTFM_SCROBBLES.name, frame, "scrobble_date", days)
-    quarantined = quarantine(wh, LASTFM_SCROBBLES.name, label, batch.result)
-    for user, reason in batch.skipped_users.items():
+    ingested_at = utc_now()
+    load = _ScrobbleLoad()
+    # One batch of whole days at a time (one day on the synthetic source): memory holds a
+    # batch, never the whole range, and each batch's days are replaced in one transaction, so
+    # a failure part-way leaves every day either as before or completely loaded.
+    with AuditTrailWriter(artifacts.external_dir, lastfm.source_label, "scrobbles", _days_label(days)) as audit:
+        batches = iter_scrobble_batches(client, users, days, audit=audit, per_day_fast_path=lastfm.use_synthetic)
+        for batch in batches:
+            frame = batch.frame(source=lastfm.source_label, ingested_at=ingested_at)
+            written = wh.replace_partition(RAW, LASTFM_SCROBBLES.name, frame, "scrobble_date", batch.days)
+            quarantined = quarantine(wh, LASTFM_SCROBBLES.name, _days_label(batch.days), batch.result)
+            load.add(batch, frame, written, quarantined)
+            del batch, frame
+    for user, reason in load.skipped_users.items():
         context.log.warning(f"skipped Last.fm user {user!r}: {reason}")
 
-    yield dg.MaterializeResult(
-        metadata={
-            **table_metadata(frame, LASTFM_SCROBBLES),
-            "days": dg.MetadataValue.text(f"{days[0]} .. {days[-1]} ({len(days)})"),
-            "rows_written": dg.MetadataValue.int(written),
-            "users_tracked": dg.MetadataValue.int(len(users)),
-            "users_with_listens": dg.MetadataValue.int(len(batch.users_loaded)),
-            "users_skipped": dg.MetadataValue.json(batch.skipped_users),
-            "pages_fetched": dg.MetadataValue.int(batch.pages),
-            "now_playing_dropped": dg.MetadataValue.int(batch.result.now_playing_dropped),
-            "duplicates_removed": dg.MetadataValue.int(batch.duplicates_removed),
-            "rows_quarantined": dg.MetadataValue.int(quarantined),
-            "audit_trail": dg.MetadataValue.path(str(audit.path)),
-        }
-    )
-    where = f"scrobble_date in ({_day_literals(days)})"
+    # The checks judge the whole range, whatever the batches were.
+    where = f"scrobble_date between cast('{days[0].isoformat()}' as date) and cast('{days[-1].isoformat()}' as date)"
     completeness = measure_completeness(
         wh, RAW, LASTFM_SCROBBLES.name, raw_required_fields(LASTFM_SCROBBLES.name), where=where, group_by="scrobble_date"
+    )
+    yield dg.MaterializeResult(
+        metadata={
+            # the preview is a sample; row count and completeness are the whole range's
+            **table_metadata(load.sample, LASTFM_SCROBBLES, completeness),
+            "dagster/row_count": dg.MetadataValue.int(load.rows_written),
+            "data_source": dg.MetadataValue.text(lastfm.source_label),
+            "days": dg.MetadataValue.text(f"{days[0]} .. {days[-1]} ({len(days)})"),
+            "rows_written": dg.MetadataValue.int(load.rows_written),
+            "users_tracked": dg.MetadataValue.int(len(users)),
+            "users_with_listens": dg.MetadataValue.int(len(load.users_loaded)),
+            "users_skipped": dg.MetadataValue.json(load.skipped_users),
+            "pages_fetched": dg.MetadataValue.int(load.pages),
+            "now_playing_dropped": dg.MetadataValue.int(load.now_playing_dropped),
+            "duplicates_removed": dg.MetadataValue.int(load.duplicates_removed),
+            "rows_quarantined": dg.MetadataValue.int(load.rows_quarantined),
+            "write_batches": dg.MetadataValue.int(load.batches),
+            "audit_trail": dg.MetadataValue.path(str(audit.path)),
+        }
     )
     # A day without listens is possible for real users; the check judges the days that have rows.
     yield completeness_result(completeness, allow_empty=True)
     yield key_unique_result(wh, RAW, LASTFM_SCROBBLES.name, LASTFM_SCROBBLES.key, where=where)
-    if batch.skipped_users:
+    if load.skipped_users:
         yield dg.AssetCheckResult(
             check_name="tracked_users_loaded",
             passed=False,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"skipped_users": dg.MetadataValue.json(batch.skipped_users)},
-            description=f"{len(batch.skipped_users)} tracked user(s) skipped: {', '.join(batch.skipped_users)}",
+            metadata={"skipped_users": dg.MetadataValue.json(load.skipped_users)},
+            description=f"{len(load.skipped_users)} tracked user(s) skipped: {', '.join(load.skipped_users)}",
         )
     else:
         yield dg.AssetCheckResult(check_name="tracked_users_loaded", passed=True)
@@ -163,7 +217,11 @@ def _write_reference_table(warehouse, table: RawTable, result: ParseResult, sour
 
 def _reference_outputs(frame, table, quarantined, completeness, wh, extra: dict):
     yield dg.MaterializeResult(
-        metadata={**table_metadata(frame, table), "rows_quarantined": dg.MetadataValue.int(quarantined), **extra}
+        metadata={
+            **table_metadata(frame, table, completeness),
+            "rows_quarantined": dg.MetadataValue.int(quarantined),
+            **extra,
+        }
     )
     yield completeness_result(completeness)
     yield key_unique_result(wh, RAW, table.name, table.key)
@@ -178,9 +236,10 @@ def _reference_outputs(frame, table, quarantined, completeness, wh, extra: dict)
     kinds={"python", "lastfm"},
     freshness_policy=DAILY_FRESHNESS,
     retry_policy=STEP_RETRY,
-    pool="warehouse",
+    pool=LASTFM_API_POOL,
     automation_condition=dg.AutomationCondition.on_cron("0 2 * * *"),
 )
+@fail_fast_on_permanent_source_errors
 def lastfm_users(context: dg.AssetExecutionContext, warehouse: WarehouseResource, lastfm: LastfmResource, artifacts: ArtifactStoreResource):
     client = lastfm.get_client()
     users = lastfm.tracked_users(client)
@@ -215,9 +274,10 @@ def lastfm_users(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     kinds={"python", "lastfm"},
     freshness_policy=REFERENCE_FRESHNESS,
     retry_policy=STEP_RETRY,
-    pool="warehouse",
+    pool=LASTFM_API_POOL,
     automation_condition=dg.AutomationCondition.on_cron("0 3 * * 1"),
 )
+@fail_fast_on_permanent_source_errors
 def lastfm_tag_top_tracks(context: dg.AssetExecutionContext, warehouse: WarehouseResource, lastfm: LastfmResource, artifacts: ArtifactStoreResource):
     client = lastfm.get_client()
     tags = lastfm.genre_tags(client)
@@ -246,9 +306,10 @@ def lastfm_tag_top_tracks(context: dg.AssetExecutionContext, warehouse: Warehous
     kinds={"python", "lastfm"},
     freshness_policy=REFERENCE_FRESHNESS,
     retry_policy=STEP_RETRY,
-    pool="warehouse",
+    pool=LASTFM_API_POOL,
     automation_condition=dg.AutomationCondition.on_cron("0 3 * * *"),
 )
+@fail_fast_on_permanent_source_errors
 def lastfm_chart_top_tracks(context: dg.AssetExecutionContext, warehouse: WarehouseResource, lastfm: LastfmResource, artifacts: ArtifactStoreResource):
     client = lastfm.get_client()
     with AuditTrailWriter(artifacts.external_dir, lastfm.source_label, "chart_top_tracks") as audit:
@@ -275,9 +336,10 @@ def lastfm_chart_top_tracks(context: dg.AssetExecutionContext, warehouse: Wareho
     kinds={"python", "lastfm"},
     freshness_policy=REFERENCE_FRESHNESS,
     retry_policy=STEP_RETRY,
-    pool="warehouse",
+    pool=LASTFM_API_POOL,
     automation_condition=dg.AutomationCondition.eager(),
 )
+@fail_fast_on_permanent_source_errors
 def lastfm_artist_tags(context: dg.AssetExecutionContext, warehouse: WarehouseResource, lastfm: LastfmResource, artifacts: ArtifactStoreResource):
     client = lastfm.get_client()
     wh = warehouse.get_warehouse()

@@ -17,7 +17,7 @@ import dagster as dg
 import pandas as pd
 
 from music_platform.lib.checks import completeness_result
-from music_platform.lib.metadata import column_schema, preview_markdown
+from music_platform.lib.metadata import column_schema, completeness_metadata, preview_markdown
 from music_platform.policies import MODEL_FRESHNESS, OWNERS, RECOMMENDATIONS_FRESHNESS
 from music_platform.quality.completeness import measure_completeness
 from music_platform.quality.contracts import ML_REQUIRED_FIELDS
@@ -25,6 +25,7 @@ from music_platform.recommender.dataset import RecDataset, build_dataset, datase
 from music_platform.recommender.evaluation import evaluate_models, metrics_dict, with_baseline
 from music_platform.recommender.gate import should_publish
 from music_platform.recommender.models import train_popularity
+from music_platform.recommender.publication import sync_registry_table
 from music_platform.recommender.registry import ModelRegistry
 from music_platform.recommender.scoring import recommend_top_k, similar_items
 from music_platform.recommender.stable_split import stable_holdout
@@ -109,6 +110,13 @@ def training_data(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
             **{k: dg.MetadataValue.float(float(v)) if isinstance(v, float) else dg.MetadataValue.int(int(v)) for k, v in stats.items()},
             "data_snapshot_id": dg.MetadataValue.text(dataset.snapshot_id()),
             "rows_quarantined": dg.MetadataValue.int(rejected),
+            # the interaction rows it was built from
+            "dagster/row_count": dg.MetadataValue.int(len(interactions)),
+            "dagster/column_schema": column_schema(interactions),
+            "preview": dg.MetadataValue.md(preview_markdown(interactions)),
+            "data_source": dg.MetadataValue.text(
+                "marts.user_track_interactions, marts.dim_tracks, marts.artist_tags, marts.dim_users"
+            ),
         },
     )
     yield dg.AssetCheckResult(
@@ -221,7 +229,11 @@ def model_evaluation(
             "dagster/column_schema": column_schema(rows),
             "metrics": dg.MetadataValue.md(preview_markdown(rows[["metric", "k", "value", "baseline_value"]], rows=20)),
             **{f"candidate_{k}": dg.MetadataValue.float(round(v, 5)) for k, v in candidate_metrics.items()},
-            "baseline_precision@10": dg.MetadataValue.float(round(metrics_dict(evaluation, "popularity")[GATE_METRIC], 5)),
+            # every metric beside the popularity baseline's (plotted side by side in the UI)
+            **{
+                f"baseline_{k}": dg.MetadataValue.float(round(v, 5))
+                for k, v in metrics_dict(evaluation, "popularity").items()
+            },
             "test_users": dg.MetadataValue.int(int(evaluation["users"].max())),
         }
     )
@@ -283,19 +295,23 @@ def user_recommendations(
     full_share = float((per_user == TOP_K).sum()) / max(training_data.n_users, 1)
     heard = set(zip(training_data.user_ids[training_data.user_idx], training_data.item_ids[training_data.item_idx]))
     heard_hits = int(sum((u, t) in heard for u, t in zip(recs["user_id"], recs["track_id"])))
+    completeness = measure_completeness(
+        wh, ML, "user_recommendations", ML_REQUIRED_FIELDS["user_recommendations"], where=where
+    )
     yield dg.MaterializeResult(
         metadata={
             "dagster/row_count": dg.MetadataValue.int(len(recs)),
             "dagster/column_schema": column_schema(recs),
             "preview": dg.MetadataValue.md(preview_markdown(recs)),
+            **completeness_metadata(completeness),
+            "data_source": dg.MetadataValue.text(f"model {version}"),
             "model_version": dg.MetadataValue.text(version),
+            "model_metrics": dg.MetadataValue.md(_metrics_beside_baseline(wh, version)),
             "users": dg.MetadataValue.int(int(per_user.size)),
             "full_list_share": dg.MetadataValue.float(round(full_share, 5)),
         }
     )
-    yield completeness_result(
-        measure_completeness(wh, ML, "user_recommendations", ML_REQUIRED_FIELDS["user_recommendations"], where=where)
-    )
+    yield completeness_result(completeness)
     yield dg.AssetCheckResult(
         check_name="full_lists", passed=full_share >= 0.95,
         metadata={"full_list_share": dg.MetadataValue.float(full_share)},
@@ -332,17 +348,20 @@ def similar_tracks(context: dg.AssetExecutionContext, lightfm_model: str, wareho
     similar["model_version"] = version
     wh = warehouse.get_warehouse()
     wh.replace_partition(ML, "similar_tracks", similar, "model_version", [version])
+    completeness = measure_completeness(
+        wh, ML, "similar_tracks", ML_REQUIRED_FIELDS["similar_tracks"], where=f"model_version = '{version}'"
+    )
     yield dg.MaterializeResult(
         metadata={
             "dagster/row_count": dg.MetadataValue.int(len(similar)),
             "dagster/column_schema": column_schema(similar),
             "preview": dg.MetadataValue.md(preview_markdown(similar)),
+            **completeness_metadata(completeness),
+            "data_source": dg.MetadataValue.text(f"item embeddings of model {version}"),
             "model_version": dg.MetadataValue.text(version),
         }
     )
-    yield completeness_result(
-        measure_completeness(wh, ML, "similar_tracks", ML_REQUIRED_FIELDS["similar_tracks"], where=f"model_version = '{version}'")
-    )
+    yield completeness_result(completeness)
     share = _shared_genre_or_tag_share(wh, version)
     yield dg.AssetCheckResult(
         check_name="neighbours_share_genre_or_tag",
@@ -351,6 +370,18 @@ def similar_tracks(context: dg.AssetExecutionContext, lightfm_model: str, wareho
         metadata={"share": dg.MetadataValue.float(round(share, 5))},
         description=f"{share:.2%} of neighbours share a genre or tag with their seed track",
     )
+
+
+def _metrics_beside_baseline(wh, version: str) -> str:
+    """The held-out metrics of the model that wrote these rows, beside the popularity baseline."""
+    if not wh.table_exists(ML, "model_evaluation"):
+        return "(not evaluated)"
+    frame = wh.query_df(
+        f"select metric, k, value, baseline_value from {wh.qualified(ML, 'model_evaluation')} "
+        f"where model_version = '{version}' order by metric"
+    )
+    frame.columns = [c.lower() for c in frame.columns]
+    return preview_markdown(frame.round(5), rows=len(frame)) if len(frame) else "(not evaluated)"
 
 
 def _shared_genre_or_tag_share(wh, version: str) -> float:
@@ -404,7 +435,7 @@ def model_registry(context: dg.AssetExecutionContext, lightfm_model: str, wareho
     if registry.get(version).status != "published":
         registry.publish(version)
     wh = warehouse.get_warehouse()
-    table = write_registry_table(wh, registry)
+    table = sync_registry_table(wh, registry)
     counts = {
         name: int(wh.query_df(f"select count(*) as n from {wh.qualified(ML, name)} where model_version = '{version}'").iloc[0, 0])
         for name in ("user_recommendations", "similar_tracks")
@@ -422,14 +453,3 @@ def model_registry(context: dg.AssetExecutionContext, lightfm_model: str, wareho
         metadata={k: dg.MetadataValue.int(v) for k, v in counts.items()},
         description=f"version {version}: {counts}",
     )
-
-
-def write_registry_table(wh, registry: ModelRegistry) -> pd.DataFrame:
-    """Mirror the on-disk registry into ml.model_registry (the service polls it)."""
-    rows = [v.registry_row() for v in registry.list_versions()]
-    table = pd.DataFrame(rows)
-    for column in ("created_at", "published_at"):
-        if column in table.columns:
-            table[column] = pd.to_datetime(table[column], utc=True).dt.tz_localize(None)
-    wh.replace_table(ML, "model_registry", table)
-    return table

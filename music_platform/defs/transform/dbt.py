@@ -1,14 +1,29 @@
 """The dbt project as Dagster assets: staging, intermediate and marts, with dbt tests as checks.
 
+Two ``@dbt_assets`` share the one dbt project:
+
+- ``dbt_daily_models``: the incremental models (``fct_listens``, ``user_track_interactions``),
+  incremental by listening day and partitioned like the raw scrobbles. A run (or a single-run
+  backfill of many days) passes its partition range to dbt as ``--vars {min_date, max_date}``,
+  so a daily run restates one day, not all history. ``full_refresh: true`` in the run config
+  rebuilds them from all history.
+- ``dbt_models``: every other model, unpartitioned (views, dimensions, summaries). It is
+  selected by materialisation rather than by excluding the incremental models, because dbt
+  drops the tests of excluded models: the relationships of ``fct_listens`` to the dimensions
+  are judged here, once the dimensions are rebuilt.
+
 dbt runs in its own process and opens the warehouse itself; row counts are read after it has
 finished (never while dbt holds the DuckDB file) and attached to each model's materialisation.
 """
 
+import json
+from datetime import datetime, timedelta
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from music_platform.config import Settings
+from music_platform.partitions import daily_partitions
 from music_platform.resources import WarehouseResource
 from music_platform.transformation.project import get_dbt_project
 from music_platform.transformation.translator import MusicPlatformDbtTranslator
@@ -17,16 +32,71 @@ _settings = Settings.from_env()
 dbt_project = get_dbt_project(_settings.target)
 translator = MusicPlatformDbtTranslator(target=_settings.target)
 
+# The day-partitioned models are the incremental ones: each accepts the vars min_date/max_date.
+DAILY_MODELS_SELECTION = "config.materialized:incremental"
+OTHER_MODELS_SELECTION = " ".join(
+    f"config.materialized:{m}" for m in ("table", "view", "ephemeral", "materialized_view")
+)
+
+
+class DailyDbtConfig(dg.Config):
+    """Run configuration of the day-partitioned dbt models."""
+
+    full_refresh: bool = False  # rebuild from all history instead of restating the partition range
+
+
+def daily_build_args(window_start: datetime, window_end: datetime, full_refresh: bool = False) -> list[str]:
+    """``dbt build`` arguments restating the days of a partition time window.
+
+    The window's end is exclusive (Dagster's convention), the vars' ``max_date`` inclusive.
+    Tests run only where every model they read was built in this invocation
+    (``cautious``): a relationship to a dimension is judged when the dimension is rebuilt.
+    """
+    if window_end <= window_start:
+        raise ValueError(f"empty partition window {window_start} .. {window_end}")
+    dates = {
+        "min_date": window_start.date().isoformat(),
+        "max_date": (window_end - timedelta(days=1)).date().isoformat(),
+    }
+    args = ["build", "--vars", json.dumps(dates), "--indirect-selection", "cautious"]
+    if full_refresh:
+        args.append("--full-refresh")
+    return args
+
 
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     project=dbt_project,
     dagster_dbt_translator=translator,
+    select=DAILY_MODELS_SELECTION,
+    name="dbt_daily_models",
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool="warehouse",
+)
+def dbt_daily_models(
+    context: dg.AssetExecutionContext, config: DailyDbtConfig, dbt: DbtCliResource, warehouse: WarehouseResource
+):
+    window = context.partition_time_window
+    args = daily_build_args(window.start, window.end, config.full_refresh)
+    context.log.info(f"dbt {' '.join(args)}")
+    yield from _build(context, dbt, warehouse, args)
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=translator,
+    select=OTHER_MODELS_SELECTION,
     name="dbt_models",
     pool="warehouse",
 )
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
-    invocation = dbt.cli(["build"], context=context, raise_on_error=False)
+    yield from _build(context, dbt, warehouse, ["build"])
+
+
+def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource, args: list[str]):
+    invocation = dbt.cli(args, context=context, raise_on_error=False)
     # Buffer the events so row counts can be added once dbt has released the warehouse.
     events = list(invocation.stream())
     counts = _row_counts(warehouse, events)

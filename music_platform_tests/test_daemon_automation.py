@@ -1,0 +1,156 @@
+"""Automation as the daemon runs it: schedules' ticks and declarative automation (issue 8).
+
+The schedules are evaluated tick by tick with ``build_schedule_context``; the declarative
+automation is evaluated with ``evaluate_automation_conditions`` on the real definitions and an
+ephemeral instance — the same evaluation the daemon's ``automation_sensor`` performs every minute.
+The Kaggle file sensor under a running daemon is in ``test_daemon_sensors.py``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+
+from music_platform.definitions import defs as load_defs
+
+SCROBBLES = dg.AssetKey(["raw", "lastfm_scrobbles"])
+RAW_ROOTS_WITHOUT_CONDITION = {SCROBBLES}
+
+
+@pytest.fixture(scope="module")
+def definitions():
+    return load_defs()
+
+
+def _schedule(definitions, name) -> dg.ScheduleDefinition:
+    return definitions.resolve_schedule_def(name)
+
+
+def _next_ticks(schedule: dg.ScheduleDefinition, after: datetime, count: int = 3) -> list[datetime]:
+    """The schedule's next tick times, computed as the scheduler daemon computes them."""
+    from dagster._utils.schedules import cron_string_iterator
+
+    ticks = cron_string_iterator(after.timestamp(), schedule.cron_schedule, schedule.execution_timezone or "UTC")
+    return list(itertools.islice(ticks, count))
+
+
+@pytest.mark.parametrize(
+    "tick, expected_partition",
+    [
+        (datetime(2026, 3, 1, 1, 0, tzinfo=UTC), "2026-02-28"),  # month end
+        (datetime(2025, 12, 31, 1, 0, tzinfo=UTC), "2025-12-30"),
+        (datetime(2026, 1, 1, 1, 0, tzinfo=UTC), "2025-12-31"),  # year boundary
+    ],
+)
+def test_daily_ingestion_schedule_loads_yesterdays_partition_at_0100_utc(definitions, tick, expected_partition):
+    schedule = _schedule(definitions, "daily_ingestion_schedule")
+    assert schedule.cron_schedule == "0 1 * * *"
+    assert (schedule.execution_timezone or "UTC") == "UTC"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    with dg.instance_for_test() as instance:
+        result = schedule.evaluate_tick(dg.build_schedule_context(instance=instance, scheduled_execution_time=tick))
+    assert len(result.run_requests) == 1
+    request = result.run_requests[0]
+    assert request.partition_key == expected_partition
+    assert request.asset_selection in (None, [SCROBBLES]) or set(request.asset_selection) == {SCROBBLES}
+
+
+def test_daily_ingestion_schedule_next_ticks_are_0100_utc_every_day(definitions):
+    schedule = _schedule(definitions, "daily_ingestion_schedule")
+    ticks = _next_ticks(schedule, datetime(2026, 11, 24, 1, 30, tzinfo=UTC))
+    assert ticks == [datetime(2026, 11, d, 1, 0, tzinfo=UTC) for d in (25, 26, 27)]
+
+
+def test_weekly_retrain_schedule_fires_sundays_at_0400_utc(definitions):
+    schedule = _schedule(definitions, "weekly_retrain_schedule")
+    assert schedule.cron_schedule == "0 4 * * 0"
+    assert schedule.execution_timezone == "UTC"
+    ticks = _next_ticks(schedule, datetime(2026, 11, 24, 12, 0, tzinfo=UTC))  # a Tuesday
+    assert [t.weekday() for t in ticks] == [6, 6, 6]  # Sundays
+    assert all((t.hour, t.minute, t.utcoffset()) == (4, 0, timedelta(0)) for t in ticks)
+    assert ticks[0] == datetime(2026, 11, 29, 4, 0, tzinfo=UTC)
+    # the tick retrains the model and everything it publishes
+    with dg.instance_for_test() as instance:
+        result = schedule.evaluate_tick(dg.build_schedule_context(instance=instance, scheduled_execution_time=ticks[0]))
+    assert len(result.run_requests) == 1
+    job = definitions.resolve_job_def(schedule.job_name)
+    selected = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
+    assert {"ml/lightfm_model", "ml/model_evaluation", "ml/user_recommendations", "ml/model_registry"} <= selected
+
+
+def _report_everything_materialised(instance: dg.DagsterInstance, graph) -> None:
+    """Pretend the whole graph was built once (runless events), as after a first full run."""
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        if not node.is_materializable:
+            continue
+        partitions = node.partitions_def.get_partition_keys() if node.partitions_def else [None]
+        for partition in partitions:
+            instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=partition))
+
+
+def _requested(result, graph) -> set[str]:
+    return {key.to_user_string() for key in graph.get_all_asset_keys() if result.get_num_requested(key)}
+
+
+@pytest.mark.slow
+def test_declarative_automation_rebuilds_the_marts_after_a_raw_partition_changes(clean_env, monkeypatch, definitions):
+    monkeypatch.setenv("MUSIC_PLATFORM_SYNTHETIC_USERS", "60")
+    defs = load_defs()  # resources point at this test's data dir
+    graph = defs.resolve_asset_graph()
+    instance = dg.DagsterInstance.ephemeral()
+    _report_everything_materialised(instance, graph)
+
+    # The daemon's first tick after a full build: nothing to do (everything is up to date).
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    rebuilt_now = _requested(first, graph)
+    assert not {k for k in rebuilt_now if k.startswith(("marts/", "ml/"))}, rebuilt_now
+
+    # New scrobbles land for the latest day (what the daily schedule does at 01:00 UTC).
+    latest_day = graph.get(SCROBBLES).partitions_def.get_last_partition_key()
+    job = defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(instance=instance, asset_selection=[SCROBBLES], partition_key=latest_day)
+    assert result.success
+
+    # The daemon ticks; each tick's requests run (here: recorded as materialised, as the runs it
+    # launches would) before the next tick. dbt models of another partitioning than their parents
+    # are requested on the tick after their parents ran, so the rebuild cascades over a few ticks.
+    cursor = first.cursor
+    requested_by_tick: list[dict[str, set]] = []
+    for _ in range(8):
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        cursor = result.cursor
+        requested = {
+            key: result.get_requested_partitions(key)
+            for key in graph.get_all_asset_keys()
+            if result.get_num_requested(key)
+        }
+        if not requested:
+            break
+        requested_by_tick.append({key.to_user_string(): partitions for key, partitions in requested.items()})
+        for key, partitions in requested.items():
+            for partition in partitions:
+                instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=partition))
+    else:
+        pytest.fail(f"automation did not settle after 8 ticks: {requested_by_tick}")
+
+    rebuilt = {key: parts for tick in requested_by_tick for key, parts in tick.items()}
+    assert "staging/stg_lastfm__scrobbles" in requested_by_tick[0], requested_by_tick[0]
+    assert {"marts/fct_listens", "marts/user_track_interactions", "marts/dim_users", "marts/dim_tracks",
+            "marts/dim_artists", "marts/genre_summary"} <= set(rebuilt), rebuilt
+    # a day-partitioned mart is restated for the day that changed, not rebuilt for all history
+    for key in ("marts/fct_listens", "marts/user_track_interactions"):
+        if graph.get(dg.AssetKey.from_user_string(key)).partitions_def is not None:
+            assert rebuilt[key] == {latest_day}, (key, rebuilt[key])
+    # ...and the recommender follows the marts it reads
+    assert "ml/training_data" in rebuilt, rebuilt
+    # the raw roots are loaded by schedules and sensors, never by automation
+    assert not {k.to_user_string() for k in RAW_ROOTS_WITHOUT_CONDITION} & set(rebuilt)
+    # the cascade settles (the for-else above): a mart with parents of both partitionings may be
+    # rebuilt on two consecutive ticks, never more
+    counts = {key: sum(key in tick for tick in requested_by_tick) for key in rebuilt}
+    assert max(counts.values()) <= 2, counts
+    print("automation ticks:", [sorted(tick) for tick in requested_by_tick])

@@ -1,0 +1,196 @@
+"""``raw/kaggle_tracks`` and ``kaggle_drop_folder_sensor`` driven through Dagster.
+
+The sensor is evaluated against a real drop folder (a new file -> a run request; the same
+files again -> a skip; changed content -> a new run request). The asset is materialised from
+the real Kaggle sample plus a file of deliberately broken rows, and every row is accounted for:
+in the metadata, in ``raw.kaggle_tracks`` (one row per distinct valid track id with all its
+genres) and in ``raw.kaggle_tracks_rejected`` (every broken row, with its reason).
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from collections import defaultdict
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from music_platform.defs.ingestion.kaggle import KAGGLE_KEY, kaggle_drop_folder_sensor, kaggle_tracks
+from music_platform.resources import ArtifactStoreResource, KaggleResource, WarehouseResource
+from music_platform.sources.kaggle.loader import EXPECTED_COLUMNS
+from music_platform.warehouse.duckdb_warehouse import DuckDBWarehouse
+from music_platform_tests.conftest import require_shared_data
+
+SAMPLE = "spotify-tracks-sample/spotify_tracks_sample.csv"
+HEADER = ["", *EXPECTED_COLUMNS]
+
+
+def _row(index: int, **values: str) -> list[str]:
+    base = {
+        "track_id": f"broken{index:016d}",
+        "artists": "Broken Band",
+        "album_name": "Broken Album",
+        "track_name": f"Broken Song {index}",
+        "popularity": "40",
+        "duration_ms": "180000",
+        "explicit": "False",
+        "danceability": "0.5",
+        "energy": "0.5",
+        "key": "1",
+        "loudness": "-8.0",
+        "mode": "1",
+        "speechiness": "0.05",
+        "acousticness": "0.3",
+        "instrumentalness": "0.0",
+        "liveness": "0.1",
+        "valence": "0.5",
+        "tempo": "100.0",
+        "time_signature": "4",
+        "track_genre": "rock",
+    }
+    base.update(values)
+    return [str(index), *(base[c] for c in EXPECTED_COLUMNS)]
+
+
+# data-row number in broken.csv -> (row, the words its rejection reason must hold)
+BROKEN_ROWS = {
+    1: (_row(1, danceability="1.5"), "danceability not in [0, 1]"),
+    2: (_row(2, track_name=""), "track_name is empty"),
+    3: (_row(3, popularity="very"), "popularity is not a number"),
+    4: (_row(4, tempo="-3"), "tempo not >= 0"),
+    5: (_row(5)[:12], "expected 21 fields, found 12"),
+    6: (_row(6, track_id="", artists=";"), "track_id is empty"),
+    7: (_row(7, energy="nan", mode="2"), "energy is not a number"),
+}
+
+
+def _write(path: Path, rows: list[list[str]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        writer.writerows(rows)
+    return path
+
+
+# -- the sensor ----------------------------------------------------------------------------------
+
+
+def _evaluate(drop_dir: Path, cursor: str | None):
+    context = dg.build_sensor_context(cursor=cursor, resources={"kaggle": KaggleResource(drop_dir=str(drop_dir))})
+    return kaggle_drop_folder_sensor(context)
+
+
+def test_sensor_requests_a_run_for_new_and_changed_files_only(tmp_path):
+    drop = tmp_path / "kaggle"
+    drop.mkdir()
+    assert isinstance(_evaluate(drop, None), dg.SkipReason)  # nothing dropped yet
+
+    _write(drop / "dataset.csv", [_row(1)])
+    (drop / ".dataset.csv.partial").write_text("a copy still in progress")  # hidden files are ignored
+    first = _evaluate(drop, None)
+    assert isinstance(first, dg.SensorResult)
+    [request] = first.run_requests
+    assert request.run_key.startswith("kaggle:dataset.csv@")
+    assert request.tags["kaggle/files"] == "dataset.csv"
+
+    again = _evaluate(drop, first.cursor)
+    assert isinstance(again, dg.SkipReason)
+    assert "no new or changed CSV" in again.skip_message
+
+    _write(drop / "dataset.csv", [_row(1), _row(2)])  # same name, new content
+    changed = _evaluate(drop, first.cursor)
+    [changed_request] = changed.run_requests
+    assert changed_request.run_key != request.run_key
+    assert changed_request.tags["kaggle/files"] == "dataset.csv"
+
+    _write(drop / "more.csv", [_row(3)])
+    added = _evaluate(drop, changed.cursor)
+    [added_request] = added.run_requests
+    assert added_request.tags["kaggle/files"] == "more.csv"  # the unchanged file is not named again
+    assert isinstance(_evaluate(drop, added.cursor), dg.SkipReason)
+
+
+def test_sensor_targets_the_kaggle_asset():
+    assert kaggle_drop_folder_sensor.job.selection.resolve([kaggle_tracks]) == {KAGGLE_KEY}
+
+
+# -- the asset, from the real sample plus broken rows --------------------------------------------
+
+
+def _sample_expectations(sample: Path) -> tuple[int, dict[str, set[str]]]:
+    """Input rows of the sample and the genres of each track id, read with the csv module alone."""
+    genres: dict[str, set[str]] = defaultdict(set)
+    rows = 0
+    with sample.open(encoding="utf-8", newline="") as handle:
+        for record in csv.DictReader(handle):
+            rows += 1
+            genres[record["track_id"]].add(record["track_genre"])
+    return rows, genres
+
+
+@pytest.fixture(scope="module")
+def materialised(tmp_path_factory):
+    sample = require_shared_data(SAMPLE)
+    root = tmp_path_factory.mktemp("kaggle_asset")
+    drop = root / "data" / "external" / "kaggle"
+    drop.mkdir(parents=True)
+    shutil.copy(sample, drop / "spotify_tracks_sample.csv")
+    _write(drop / "broken.csv", [row for row, _ in BROKEN_ROWS.values()])
+    result = dg.materialize(
+        [kaggle_tracks],
+        resources={
+            "warehouse": WarehouseResource(target="duckdb", duckdb_path=str(root / "warehouse.duckdb")),
+            "kaggle": KaggleResource(drop_dir=str(drop), synthetic_allowed=False),
+            "artifacts": ArtifactStoreResource(data_dir=str(root / "data")),
+        },
+    )
+    return result, DuckDBWarehouse(root / "warehouse.duckdb"), _sample_expectations(sample)
+
+
+def test_every_input_row_is_accounted_for_in_the_metadata(materialised):
+    result, _, (sample_rows, genres) = materialised
+    assert result.success
+    [event] = result.get_asset_materialization_events()
+    metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+    assert metadata["rows_input_rows"] == sample_rows + len(BROKEN_ROWS)
+    assert metadata["rows_rejected"] == len(BROKEN_ROWS)
+    assert metadata["rows_loaded"] == len(genres)
+    assert metadata["rows_merged"] == sample_rows - len(genres)
+    assert metadata["rows_loaded"] + metadata["rows_merged"] + metadata["rows_rejected"] == metadata["rows_input_rows"]
+    assert metadata["data_source"] == "kaggle"
+    assert set(metadata["files"]) == {"spotify_tracks_sample.csv", "broken.csv"}
+
+
+def test_one_row_per_distinct_valid_track_with_all_its_genres(materialised):
+    _, warehouse, (_, genres) = materialised
+    tracks = warehouse.read_table("raw", "kaggle_tracks")
+    assert tracks["track_id"].is_unique
+    assert set(tracks["track_id"]) == set(genres)
+    merged = {track_id: names for track_id, names in genres.items() if len(names) > 1}
+    assert merged, "the real sample lists some tracks under several genres"
+    stored = dict(zip(tracks["track_id"], tracks["genres"], strict=True))
+    for track_id, names in merged.items():
+        assert set(stored[track_id].split(";")) == names
+    assert set(tracks["source"]) == {"kaggle"}
+
+
+def test_every_broken_row_is_quarantined_with_its_reason(materialised):
+    _, warehouse, _ = materialised
+    rejected = warehouse.read_table("raw", "kaggle_tracks_rejected")
+    assert (rejected["source_file"] == "broken.csv").all()
+    by_row = dict(zip(rejected["row_number"], rejected["reason"], strict=True))
+    assert set(by_row) == set(BROKEN_ROWS)
+    for row_number, (_, reason) in BROKEN_ROWS.items():
+        assert reason in by_row[row_number], (row_number, by_row[row_number])
+    assert "mode not 0 or 1" in by_row[7]  # every failing rule is listed, not only the first
+
+
+def test_the_asset_checks_pass(materialised):
+    result, _, _ = materialised
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert {"completeness", "key_unique", "rows_accounted_for"} <= set(checks)
+    assert all(check.passed for check in checks.values()), {n: c.description for n, c in checks.items()}
+    assert checks["completeness"].metadata["completeness"].value == 1.0

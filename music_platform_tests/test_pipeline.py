@@ -1,0 +1,125 @@
+"""The whole graph, end to end, on a small synthetic world in a temporary DuckDB warehouse."""
+
+import os
+
+import pytest
+
+from music_platform.config import Settings
+from music_platform.demo import run_demo
+from music_platform.warehouse import connect_warehouse
+
+pytestmark = pytest.mark.slow
+
+DEMO_ENV = ("MUSIC_PLATFORM_SOURCE", "MUSIC_PLATFORM_SYNTHETIC_USERS", "MUSIC_PLATFORM_SEED", "MUSIC_PLATFORM_PARTITIONS_START")
+
+
+@pytest.fixture(scope="module")
+def built_warehouse(tmp_path_factory):
+    """Run the demo once for the module (it sets a few env vars: restore them afterwards)."""
+    saved = {name: os.environ.get(name) for name in (*DEMO_ENV, "MUSIC_PLATFORM_DATA_DIR", "DAGSTER_HOME", "MUSIC_PLATFORM_TARGET")}
+    os.environ["MUSIC_PLATFORM_DATA_DIR"] = str(tmp_path_factory.mktemp("demo") / "data")
+    os.environ.pop("DAGSTER_HOME", None)
+    os.environ.pop("MUSIC_PLATFORM_TARGET", None)
+    try:
+        exit_code = run_demo(users=150, days=4, seed=11)
+        yield exit_code, connect_warehouse(Settings.from_env())
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def test_demo_exits_zero(built_warehouse):
+    exit_code, _ = built_warehouse
+    assert exit_code == 0
+
+
+def test_every_user_gets_ten_unheard_recommendations(built_warehouse):
+    _, wh = built_warehouse
+    users = wh.query_df("select count(*) as n from marts.dim_users")["n"].iloc[0]
+    full = wh.query_df(
+        "select count(*) as n from (select user_id from ml.user_recommendations "
+        "where model_version = (select max(model_version) from ml.model_registry where status = 'published') "
+        "group by user_id having count(*) = 10) as full_lists"
+    )["n"].iloc[0]
+    assert users > 0 and full / users >= 0.95
+    heard = wh.query_df(
+        "select count(*) as n from ml.user_recommendations r join marts.user_track_interactions i "
+        "on r.user_id = i.user_id and r.track_id = i.track_id"
+    )["n"].iloc[0]
+    assert heard == 0
+
+
+def test_model_beats_popularity_on_precision_at_10(built_warehouse):
+    _, wh = built_warehouse
+    row = wh.query_df("select value, baseline_value from ml.model_evaluation where metric = 'precision' and k = 10")
+    assert len(row) >= 1
+    assert (row["value"] > row["baseline_value"]).all()
+
+
+def test_raw_rows_record_their_source_and_audit_trail_exists(built_warehouse):
+    _, wh = built_warehouse
+    sources = set(wh.query_df("select distinct source from raw.lastfm_scrobbles")["source"])
+    assert sources == {"synthetic"}
+    external = Settings.from_env().external_dir
+    assert any(external.rglob("*.jsonl.gz"))
+
+
+def test_marts_cover_genres_and_artists(built_warehouse):
+    _, wh = built_warehouse
+    assert wh.row_count("marts", "genre_summary") >= 6
+    assert wh.row_count("marts", "dim_artists") >= 1000
+
+
+def _ml_run(model_kind: str):
+    import dagster as dg
+
+    from music_platform.definitions import defs as load_defs
+
+    definitions = load_defs()
+    graph = definitions.resolve_asset_graph()
+    ml_keys = [k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable and graph.get(k).group_name == "ml"]
+    config = {"model_kind": model_kind}
+    return definitions.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        asset_selection=ml_keys,
+        run_config={"ops": {"ml__lightfm_model": {"config": config}, "ml__model_evaluation": {"config": config}}},
+        raise_on_error=False,
+    )
+
+
+def _published(wh):
+    return wh.query_df(
+        "select model_version from ml.model_registry where status = 'published' order by published_at desc limit 1"
+    )["model_version"].iloc[0]
+
+
+def test_gate_keeps_a_worse_candidate_out_and_rollback_restores_the_previous_version(built_warehouse):
+    from music_platform.recommender.publication import rollback
+    from music_platform.recommender.registry import ModelRegistry
+
+    _, wh = built_warehouse
+    live = _published(wh)
+    before = wh.query_df(f"select * from ml.user_recommendations where model_version = '{live}' order by user_id, rank")
+
+    # A popularity "model" cannot beat the popularity baseline: the gate must stop it.
+    result = _ml_run("popularity")
+    gate = [e for e in result.get_asset_check_evaluations() if e.check_name == "beats_popularity_baseline"]
+    assert gate and not gate[0].passed
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "ml/user_recommendations" not in materialized and "ml/model_registry" not in materialized
+    assert _published(wh) == live
+    after = wh.query_df(f"select * from ml.user_recommendations where model_version = '{live}' order by user_id, rank")
+    assert before.equals(after)
+    registry = ModelRegistry(Settings.from_env().models_dir)
+    assert registry.list_versions()[-1].status == "rejected"
+
+    # A good candidate is published; rolling back returns to the version before it.
+    assert _ml_run("lightfm").success
+    newer = _published(wh)
+    assert newer != live
+    retired, restored = rollback(wh, registry)
+    assert (retired.version, restored.version) == (newer, live)
+    assert _published(wh) == live
