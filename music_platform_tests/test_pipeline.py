@@ -21,7 +21,7 @@ def built_warehouse(tmp_path_factory):
     os.environ.pop("DAGSTER_HOME", None)
     os.environ.pop("MUSIC_PLATFORM_TARGET", None)
     try:
-        exit_code = run_demo(users=150, days=4, seed=11)
+        exit_code = run_demo(users=400, days=7, seed=11)
         yield exit_code, connect_warehouse(Settings.from_env())
     finally:
         for name, value in saved.items():

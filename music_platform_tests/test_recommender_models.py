@@ -3,7 +3,9 @@ cold start, evaluation table and the publish gate."""
 
 from __future__ import annotations
 
+import json
 import pickle
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
@@ -11,12 +13,14 @@ import pytest
 
 from music_platform.recommender import (
     ALSParams,
+    BlendParams,
     EaseParams,
     LightFMParams,
     blend_models,
     build_dataset,
     evaluate_models,
     metrics_dict,
+    params_from_dict,
     popularity_recommendations,
     recommend_cold_start,
     recommend_top_k,
@@ -211,6 +215,21 @@ def test_evaluation_table_and_gate(models, dataset):
     assert should_publish(lightfm, popularity, slightly_better_published, tolerance=0.05, metric="precision@5").publish
     with pytest.raises(KeyError, match="precision@10"):
         should_publish({"auc": 0.9}, popularity)
+
+
+@pytest.mark.parametrize("kind", ["lightfm", "ease", "als", "blend", "popularity"])
+def test_params_round_trip_through_the_registry_form(kind):
+    params = {
+        "lightfm": LightFMParams(no_components=8, max_sampled=12),
+        "ease": EaseParams(l2=7.0),
+        "als": ALSParams(factors=5),
+        "blend": BlendParams(weights={"lightfm": 0.6, "als": 0.4}, als=ALSParams(factors=5)),
+        "popularity": None,
+    }[kind]
+    stored = json.loads(json.dumps({"kind": kind, **(asdict(params) if params else {})}))
+    assert params_from_dict(kind, stored) == params
+    with pytest.raises(ValueError, match="unknown model kind"):
+        params_from_dict("svd", {})
 
 
 def test_models_survive_pickling(models, dataset):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -215,12 +216,13 @@ def test_schedules_next_ticks_as_the_ui_shows_them(dagster_ui):
     assert all((t.weekday(), t.hour, t.minute) == (6, 4, 0) for t in ticks), ticks
 
 
-def test_browser_shows_the_asset_graph_and_the_checks_without_errors(dagster_ui, materialized, tmp_path):
+def test_browser_shows_the_asset_graph_and_the_checks_without_errors(dagster_ui, materialized, tmp_path, capsys):
     chromium = require_chromium()
     from playwright.sync_api import expect, sync_playwright
 
     dagster_ui.dismiss_welcome_dialog()
     folder = tmp_path / "screenshots"
+    saved: list[Path] = []
     page_errors: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -241,7 +243,7 @@ def test_browser_shows_the_asset_graph_and_the_checks_without_errors(dagster_ui,
                 expect(page.get_by_text(name).first).to_be_visible()
             page.wait_for_load_state("networkidle")
             _assert_no_error_banner(page)
-            save_screenshot(page, folder, "dagster-asset-graph.png")
+            saved += save_screenshot(page, folder, "dagster-asset-graph.png")
 
             # The checks of the model gate and of the scrobbles, with their latest results.
             pages = (("ml/model_evaluation", "beats_popularity_baseline"), ("raw/lastfm_scrobbles", "completeness"))
@@ -250,9 +252,11 @@ def test_browser_shows_the_asset_graph_and_the_checks_without_errors(dagster_ui,
                 expect(page.get_by_text(check).first).to_be_visible()
                 expect(page.get_by_text("Passed").first).to_be_visible()
                 _assert_no_error_banner(page)
-                save_screenshot(page, folder, f"dagster-checks-{asset.replace('/', '-')}.png")
+                saved += save_screenshot(page, folder, f"dagster-checks-{asset.replace('/', '-')}.png")
         finally:
             browser.close()
+    with capsys.disabled():  # shown in the CI log even when the test passes
+        print("\n" + "\n".join(f"screenshot: {path}" for path in saved))
     assert not page_errors, page_errors
 
 

@@ -126,14 +126,17 @@ class DagsterStack:
             "-w", str(WORKSPACE_YAML), "-h", "127.0.0.1", "-p", str(self.port),
         ]
         log = self.log_path.open("wb")
+        # Started in its own folder, not the project's: `dagster dev` loads a `.env` from its working
+        # directory over the environment, and a developer's .env (API keys) must not reach the test.
+        # workspace.yaml resolves the code location's working directory relative to itself.
         self.process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         log.close()
         try:
             wait_for(self._answers_graphql, timeout=timeout, interval=1.0, what=f"the Dagster webserver on {self.url}")
             wait_for(self._location_loaded, timeout=timeout, interval=2.0, what="the code location to load")
-        except TimeoutError as exc:
+        except (TimeoutError, StackError) as exc:
             self.stop()
             raise StackError(f"{exc}\n--- {self.log_path} (tail) ---\n{self.log_tail()}") from exc
         return self
@@ -327,7 +330,6 @@ def save_screenshot(page, folder: Path, name: str) -> list[Path]:
     SCREENSHOTS_DIR.mkdir(exist_ok=True)
     copy = SCREENSHOTS_DIR / name
     shutil.copyfile(target, copy)
-    print(f"screenshot: {target}\nscreenshot: {copy}")
     return [target, copy]
 
 

@@ -37,7 +37,7 @@ from music_platform.recommender.models import (
 from music_platform.recommender.registry import ModelRegistry, ModelVersion, RegistryError
 from music_platform.recommender.scoring import popularity_recommendations, recommend_top_k, similar_items
 from music_platform.recommender.splits import split_holdout, split_users
-from music_platform.recommender.training import BlendParams, blend_models, train_blend, train_model
+from music_platform.recommender.training import BlendParams, blend_models, params_from_dict, train_blend, train_model
 
 __all__ = [
     "MODEL_KINDS",
@@ -61,6 +61,7 @@ __all__ = [
     "evaluate_model",
     "evaluate_models",
     "metrics_dict",
+    "params_from_dict",
     "popularity_recommendations",
     "recommend_cold_start",
     "recommend_top_k",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -114,4 +114,36 @@ def train_model(kind: str, train: RecDataset, params: Any = None) -> TrainedMode
         return train_lightfm(train, params or LightFMParams())
     if kind == "blend":
         return train_blend(train, params or BlendParams())
+    raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}")
+
+
+def _from_dict(cls: type, values: Mapping[str, Any] | None) -> Any:
+    names = {f.name for f in fields(cls)}
+    return cls(**{key: value for key, value in (values or {}).items() if key in names})
+
+
+def params_from_dict(kind: str, params: Mapping[str, Any] | None) -> Any:
+    """Rebuild the params dataclass of ``kind`` from ``TrainedModel.params`` / a registry's params.json.
+
+    Used to compare against the published model *on the same split*: retrain its configuration
+    on the candidate's training data (the published artefact itself has seen today's test
+    interactions, so scoring it on them would flatter it).
+    """
+    params = params or {}
+    if kind == "popularity":
+        return None
+    if kind == "lightfm":
+        return _from_dict(LightFMParams, params)
+    if kind == "ease":
+        return _from_dict(EaseParams, params)
+    if kind == "als":
+        return _from_dict(ALSParams, params)
+    if kind == "blend":
+        defaults = BlendParams()
+        return BlendParams(
+            weights=dict(params.get("weights") or defaults.weights),
+            lightfm=_from_dict(LightFMParams, params.get("lightfm")),
+            ease=_from_dict(EaseParams, params.get("ease")),
+            als=_from_dict(ALSParams, params.get("als")),
+        )
     raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}")
