@@ -19,6 +19,7 @@ executes in-process in stages). docs/operations.md shows both ways from the UI a
 from __future__ import annotations
 
 import itertools
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -228,6 +229,7 @@ def test_browser_shows_the_asset_graph_and_the_checks_without_errors(dagster_ui,
         browser = playwright.chromium.launch(
             executable_path=str(chromium), args=["--headless", "--no-sandbox", "--disable-gpu"]
         )
+        page = None
         try:
             page = browser.new_page(viewport={"width": 2000, "height": 1250})
             page.set_default_timeout(120_000)
@@ -236,9 +238,9 @@ def test_browser_shows_the_asset_graph_and_the_checks_without_errors(dagster_ui,
             # The global asset graph, every group expanded (the graph's settings menu).
             page.goto(dagster_ui.url + "/asset-groups", wait_until="networkidle")
             expect(page.get_by_text("Global asset lineage")).to_be_visible()
-            page.locator('button:has(div[aria-label="settings"])').last.click()
-            page.get_by_role("menuitem", name="Expand all groups").click()
-            page.keyboard.press("Escape")
+            for group in ("ingestion", "transform", "ml"):
+                expect(page.get_by_text(group, exact=True).first).to_be_visible()
+            _expand_all_groups(page)
             for name in ("lastfm_scrobbles", "fct_listens", "model_evaluation", "user_rec"):
                 expect(page.get_by_text(name).first).to_be_visible()
             page.wait_for_load_state("networkidle")
@@ -253,11 +255,41 @@ def test_browser_shows_the_asset_graph_and_the_checks_without_errors(dagster_ui,
                 expect(page.get_by_text("Passed").first).to_be_visible()
                 _assert_no_error_banner(page)
                 saved += save_screenshot(page, folder, f"dagster-checks-{asset.replace('/', '-')}.png")
+        except Exception:
+            if page is not None:
+                saved += save_screenshot(page, folder, "dagster-failure.png")  # what the browser showed
+            raise
         finally:
             browser.close()
-    with capsys.disabled():  # shown in the CI log even when the test passes
-        print("\n" + "\n".join(f"screenshot: {path}" for path in saved))
+    listing = "\n".join(f"screenshot: {path}" for path in saved)
+    with capsys.disabled():  # shown in the terminal even when the test passes...
+        print("\n" + listing)
+    # ...and in pytest's warnings summary, which xdist forwards from its workers (a plain
+    # UserWarning: xdist re-imports a custom warning class in the controller, which can fail)
+    warnings.warn(UserWarning("Dagster UI screenshots saved:\n" + listing), stacklevel=1)
     assert not page_errors, page_errors
+
+
+def _expand_all_groups(page, attempts: int = 5) -> None:
+    """Open the graph's settings menu and choose "Expand all groups" (retried: on a loaded machine
+    the first click can land before the toolbar is wired up)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    menu_button = page.locator('button:has(div[aria-label="settings"])').last
+    expand = page.get_by_role("menuitem", name="Expand all groups")
+    collapse = page.get_by_role("menuitem", name="Collapse all groups")
+    for _ in range(attempts):
+        menu_button.click()
+        try:
+            expand.or_(collapse).first.wait_for(timeout=10_000)
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+            continue
+        if expand.count():
+            expand.click()
+        page.keyboard.press("Escape")
+        return
+    raise AssertionError("the asset graph's settings menu did not open")
 
 
 def _assert_no_error_banner(page) -> None:
