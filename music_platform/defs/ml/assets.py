@@ -27,7 +27,7 @@ from music_platform.recommender.gate import should_publish
 from music_platform.recommender.models import train_popularity
 from music_platform.recommender.publication import sync_registry_table
 from music_platform.recommender.registry import ModelRegistry
-from music_platform.recommender.scoring import recommend_top_k, similar_items
+from music_platform.recommender.scoring import popularity_recommendations, recommend_top_k, similar_items
 from music_platform.recommender.stable_split import stable_holdout
 from music_platform.recommender.lightfm_model import LightFMParams
 from music_platform.recommender.training import BlendParams, train_model
@@ -286,13 +286,21 @@ def user_recommendations(
     version = _servable_version(registry, lightfm_model)
     model = registry.load(version)
     recs = recommend_top_k(model, training_data, k=TOP_K)
+    # Users with a profile but no listens yet get the popularity list (flagged by its reason).
+    wh = warehouse.get_warehouse()
+    known = set(map(str, training_data.user_ids))
+    listeners = [u for u in wh.read_table(MARTS, "dim_users", ["user_id"])["user_id"].astype(str) if u not in known]
+    if listeners:
+        popular = popularity_recommendations(model, k=TOP_K)
+        fallback = pd.concat([popular.assign(user_id=u) for u in listeners], ignore_index=True)
+        recs = pd.concat([recs, fallback[recs.columns]], ignore_index=True)
     recs["model_version"] = version
     recs["generated_at"] = pd.Timestamp(utc_now())
-    wh = warehouse.get_warehouse()
     wh.replace_partition(ML, "user_recommendations", recs, "model_version", [version])
     where = f"model_version = '{version}'"
     per_user = recs.groupby("user_id").size()
-    full_share = float((per_user == TOP_K).sum()) / max(training_data.n_users, 1)
+    all_users = training_data.n_users + len(listeners)
+    full_share = float((per_user == TOP_K).sum()) / max(all_users, 1)
     heard = set(zip(training_data.user_ids[training_data.user_idx], training_data.item_ids[training_data.item_idx]))
     heard_hits = int(sum((u, t) in heard for u, t in zip(recs["user_id"], recs["track_id"])))
     completeness = measure_completeness(
@@ -315,7 +323,7 @@ def user_recommendations(
     yield dg.AssetCheckResult(
         check_name="full_lists", passed=full_share >= 0.95,
         metadata={"full_list_share": dg.MetadataValue.float(full_share)},
-        description=f"{full_share:.2%} of {training_data.n_users} users have {TOP_K} recommendations",
+        description=f"{full_share:.2%} of {all_users} users have {TOP_K} recommendations",
     )
     yield dg.AssetCheckResult(
         check_name="no_heard_tracks", passed=heard_hits == 0,
