@@ -19,8 +19,14 @@ RUN pip install --no-cache-dir "uv==0.13.9" \
 WORKDIR $APP_DIR
 
 # Third-party packages first: this layer is reused until pyproject.toml or uv.lock change.
+# rectools-lightfm and implicit publish no wheel for every platform, so they compile here; the
+# compiler is removed again in the same layer to keep the image small.
 COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --frozen --no-dev --no-install-project
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential \
+ && uv sync --frozen --no-dev --no-install-project \
+ && apt-get purge -y --auto-remove build-essential \
+ && rm -rf /var/lib/apt/lists/*
 
 COPY music_platform ./music_platform
 COPY dbt ./dbt

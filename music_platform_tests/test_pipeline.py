@@ -117,7 +117,9 @@ def test_gate_keeps_a_worse_candidate_out_and_rollback_restores_the_previous_ver
     assert registry.list_versions()[-1].status == "rejected"
 
     # A good candidate is published; rolling back returns to the version before it.
-    assert _ml_run("lightfm").success
+    result = _ml_run("lightfm")
+    failed = [(e.check_name, e.description) for e in result.get_asset_check_evaluations() if not e.passed]
+    assert result.success, f"the lightfm candidate's run failed; failed checks: {failed}"
     newer = _published(wh)
     assert newer != live
     retired, restored = rollback(wh, registry)

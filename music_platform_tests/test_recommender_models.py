@@ -216,6 +216,23 @@ def test_evaluation_table_and_gate(models, dataset):
     with pytest.raises(KeyError, match="precision@10"):
         should_publish({"auc": 0.9}, popularity)
 
+    # Standard errors come with every ranking metric; the gate widens its margin to the noise.
+    stderr = metrics_dict(table, "lightfm", "stderr")
+    assert 0 < stderr["precision@5"] < lightfm["precision@5"]
+    per_user_bound = np.sqrt(lightfm["precision@5"] * (1 - lightfm["precision@5"]) / (table["users"].max() - 1))
+    assert stderr["precision@5"] <= per_user_bound + 1e-12  # a mean of values in [0, 1]
+    noisy_published = {"precision@5": lightfm["precision@5"] * 1.10}
+    ok, reason = should_publish(
+        lightfm, popularity, noisy_published, tolerance=0.05, metric="precision@5",
+        candidate_stderr=lightfm["precision@5"] * 0.05, published_stderr=lightfm["precision@5"] * 0.05,
+    )
+    assert ok and "standard errors" in reason  # a 10% gap within 2 x 7.1% noise is not evidence
+    ok, reason = should_publish(
+        lightfm, popularity, {"precision@5": lightfm["precision@5"] * 1.30}, tolerance=0.05, metric="precision@5",
+        candidate_stderr=lightfm["precision@5"] * 0.05, published_stderr=lightfm["precision@5"] * 0.05,
+    )
+    assert not ok and "regresses the published model" in reason and "standard errors" in reason
+
 
 @pytest.mark.parametrize("kind", ["lightfm", "ease", "als", "blend", "popularity"])
 def test_params_round_trip_through_the_registry_form(kind):

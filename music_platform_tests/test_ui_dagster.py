@@ -173,10 +173,28 @@ def test_check_results_are_visible_and_failed_checks_are_explained(dagster_ui, m
     checks = nodes["ml/model_evaluation"]["assetChecksOrError"]["checks"]
     gate = next(c for c in checks if c["name"] == "beats_popularity_baseline")
     assert gate["executionForLatestMaterialization"]["evaluation"]["success"] is True
-    # rich metadata on the materialisations (issue 8, item 4)
-    labels = {m["label"] for m in nodes["raw/lastfm_scrobbles"]["assetMaterializations"][0]["metadataEntries"]}
-    expected = {"dagster/row_count", "dagster/column_schema", "preview", "data_source", "column_completeness"}
-    assert expected <= labels, labels
+    # Rich metadata on every materialisation (issue 8, item 4): each table says how many rows, which
+    # columns, a preview, where it came from and how complete it is; the model artifact says where
+    # it came from; ml tables carry their model's metrics beside the baseline.
+    lacking = {}
+    for path, node in sorted(nodes.items()):
+        if not node["isMaterializable"]:
+            continue
+        labels = {m["label"] for m in node["assetMaterializations"][0]["metadataEntries"]}
+        expected = {"data_source"}
+        if path != "ml/lightfm_model":  # a model artifact, not a table
+            expected |= {"dagster/row_count", "dagster/column_schema", "preview"}
+        if path.startswith(("raw/", "staging/", "intermediate/", "marts/")) or path in (
+            "ml/user_recommendations", "ml/similar_tracks"
+        ):
+            expected.add("column_completeness" if path.startswith(("raw/", "marts/", "ml/")) else "column_non_null_share")
+        if path == "ml/user_recommendations":
+            expected.add("model_metrics")
+        if path == "ml/model_evaluation":
+            expected |= {"candidate_precision@10", "baseline_precision@10"}
+        if expected - labels:
+            lacking[path] = sorted(expected - labels)
+    assert not lacking, f"materialisations without the expected metadata: {lacking}"
 
 
 def test_freshness_states_are_visible(dagster_ui, materialized):

@@ -10,8 +10,9 @@ column (``completeness``, ``column_completeness``).
 import dagster as dg
 import pandas as pd
 
-from music_platform.quality.completeness import CompletenessResult
+from music_platform.quality.completeness import CompletenessResult, measure_completeness
 from music_platform.sources.schemas import RawTable
+from music_platform.warehouse.base import check_identifier
 
 PREVIEW_ROWS = 5
 
@@ -86,3 +87,41 @@ def warehouse_table_metadata(warehouse, schema: str, table: str, rows: int = PRE
         "preview": dg.MetadataValue.md(preview_markdown(sample, rows)),
         "dagster/table_name": dg.MetadataValue.text(f"{schema}.{table}"),
     }
+
+
+def column_non_null_shares(warehouse, schema: str, table: str, columns: list[str]) -> dict[str, float]:
+    """Share of non-null values per column, in one scan (for tables without a completeness contract)."""
+    if not columns:
+        return {}
+    # Unquoted names (folded alike on every target) and positional aliases.
+    counts = ", ".join(f"count({check_identifier(c)}) as nn_{i}" for i, c in enumerate(columns))
+    frame = warehouse.query_df(f"select count(*) as total_rows, {counts} from {warehouse.qualified(schema, table)}")
+    frame.columns = [str(c).lower() for c in frame.columns]
+    row = frame.fillna(0).iloc[0]
+    total = int(row["total_rows"])
+    return {c: round(int(row[f"nn_{i}"]) / total, 6) if total else 0.0 for i, c in enumerate(columns)}
+
+
+def transformed_table_metadata(
+    warehouse,
+    schema: str,
+    table: str,
+    *,
+    upstream: list[str],
+    rules: dict[str, str] | None = None,
+) -> dict[str, object]:
+    """Metadata of a table a transformation (dbt) wrote, read back once the transformation is done.
+
+    Row count, column schema, preview, the upstream tables it was built from (``data_source``) and
+    completeness: against the table's contract where it has one (``completeness``,
+    ``column_completeness``), otherwise the share of non-null values per column
+    (``column_non_null_share``).
+    """
+    metadata = warehouse_table_metadata(warehouse, schema, table)
+    metadata["data_source"] = dg.MetadataValue.text(", ".join(upstream) if upstream else "(none)")
+    if rules:
+        metadata.update(completeness_metadata(measure_completeness(warehouse, schema, table, rules)))
+    else:
+        columns = [c.name for c in metadata["dagster/column_schema"].columns]
+        metadata["column_non_null_share"] = dg.MetadataValue.json(column_non_null_shares(warehouse, schema, table, columns))
+    return metadata

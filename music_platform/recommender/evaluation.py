@@ -11,6 +11,9 @@ user's held-out items (binary relevance). Metrics are means over those users:
 - ``auc`` = probability a held-out item outranks a random unheard item (ties count one half)
 - ``coverage@k`` = share of the catalogue appearing in at least one user's top k
 - ``full_list_share@k`` = share of evaluated users who get k recommendations
+
+Each ranking metric also comes with its standard error over users (``precision@k:stderr``, …):
+the gate uses it to tell a regression from the noise of a small test set.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from music_platform.recommender.models import TrainedModel
 from music_platform.recommender.scoring import history_in_model_space, model_user_positions, score_users, top_k
 
 RANKING_METRICS = ("precision", "recall", "ndcg", "map")
+STDERR_SUFFIX = ":stderr"
 METRICS = (*RANKING_METRICS, "auc", "coverage", "full_list_share")
 
 
@@ -113,6 +117,7 @@ def evaluate_model(
     positions = model_user_positions(model, train)
     users = np.flatnonzero(np.diff(relevant.indptr) > 0)
     sums = dict.fromkeys((*RANKING_METRICS, "auc"), 0.0)
+    squares = dict.fromkeys(RANKING_METRICS, 0.0)
     auc_users = 0
     full_lists = 0
     recommended = np.zeros(model.n_items, dtype=bool)
@@ -128,10 +133,15 @@ def evaluate_model(
         items, _ = top_k(scores, k, exclude=batch_history, num_threads=num_threads)
         for name, values in ranking_metrics(items, batch_relevant, k).items():
             sums[name] += float(np.nansum(values))
+            squares[name] += float(np.nansum(values * values))
         full_lists += int((items >= 0).all(axis=1).sum())
         recommended[items[items >= 0]] = True
     n_users = max(len(users), 1)
     result = {metric_key(name, k): sums[name] / n_users for name in RANKING_METRICS}
+    for name in RANKING_METRICS:
+        mean = sums[name] / n_users
+        variance = max(squares[name] / n_users - mean * mean, 0.0) * n_users / max(n_users - 1, 1)
+        result[metric_key(name, k) + STDERR_SUFFIX] = float(np.sqrt(variance / n_users))
     if compute_auc:
         result["auc"] = sums["auc"] / max(auc_users, 1)
     result[metric_key("coverage", k)] = float(recommended.mean()) if model.n_items else 0.0
@@ -147,7 +157,7 @@ def evaluate_models(
     k: int = 10,
     compute_auc: bool = True,
 ) -> pd.DataFrame:
-    """Long table of every model's metrics on one split: columns model, metric, k, value, users.
+    """Long table of every model's metrics on one split: columns model, metric, k, value, stderr, users.
 
     ``k`` is null for AUC (not a cut-off metric). Pass the popularity model among ``models`` and use
     :func:`with_baseline` to get the ``ml.model_evaluation`` shape.
@@ -157,11 +167,20 @@ def evaluate_models(
         metrics = evaluate_model(model, train, test, k=k, compute_auc=compute_auc)
         users = int(metrics.pop("users"))
         for key, value in metrics.items():
+            if key.endswith(STDERR_SUFFIX):
+                continue
             metric, _, cut = key.partition("@")
             rows.append(
-                {"model": name, "metric": metric, "k": int(cut) if cut else None, "value": value, "users": users}
+                {
+                    "model": name,
+                    "metric": metric,
+                    "k": int(cut) if cut else None,
+                    "value": value,
+                    "stderr": metrics.get(key + STDERR_SUFFIX, np.nan),
+                    "users": users,
+                }
             )
-    frame = pd.DataFrame(rows, columns=["model", "metric", "k", "value", "users"])
+    frame = pd.DataFrame(rows, columns=["model", "metric", "k", "value", "stderr", "users"])
     frame["k"] = frame["k"].astype("Int64")
     return frame
 
@@ -175,10 +194,11 @@ def with_baseline(evaluation: pd.DataFrame, model: str, baseline: str = "popular
     return mine.merge(base, on=["metric", "k"], how="left").reset_index(drop=True)
 
 
-def metrics_dict(evaluation: pd.DataFrame, model: str) -> dict[str, float]:
-    """``{"precision@10": …, "auc": …}`` for one model of an :func:`evaluate_models` table (the gate's input)."""
+def metrics_dict(evaluation: pd.DataFrame, model: str, column: str = "value") -> dict[str, float]:
+    """``{"precision@10": …, "auc": …}`` for one model of an :func:`evaluate_models` table (the gate's
+    input); ``column="stderr"`` gives the metrics' standard errors instead."""
     rows = evaluation[evaluation["model"] == model]
     return {
         metric_key(metric, int(k) if pd.notna(k) else 0): float(value)
-        for metric, k, value in zip(rows["metric"], rows["k"], rows["value"], strict=True)
+        for metric, k, value in zip(rows["metric"], rows["k"], rows[column], strict=True)
     }

@@ -87,22 +87,27 @@ def _not_configured(warehouse: WarehouseResource, table: RawTable):
         wh.replace_table(RAW, table.name, empty_frame(table))
     rows = wh.row_count(RAW, table.name)
     note = NOT_CONFIGURED + (f" {rows} rows from earlier loads kept." if rows else "")
+    completeness = _completeness(wh, table)
     yield dg.MaterializeResult(
         asset_key=_key(table),
         metadata={
-            **table_metadata(empty_frame(table), table),
+            **table_metadata(empty_frame(table), table, completeness),
             "dagster/row_count": dg.MetadataValue.int(rows),
+            "data_source": dg.MetadataValue.text("none: Spotify not configured" + (" (earlier loads kept)" if rows else "")),
             "spotify_configured": dg.MetadataValue.bool(False),
             "note": dg.MetadataValue.text(note),
         },
     )
-    yield from _table_checks(wh, table)
+    yield from _table_checks(wh, table, completeness)
     for check_name in (CAPABILITIES_CHECK, COMPLETE_CHECK):
         yield dg.AssetCheckResult(asset_key=_key(table), check_name=check_name, passed=True, description=NOT_CONFIGURED)
 
 
-def _table_checks(wh, table: RawTable):
-    completeness = measure_completeness(wh, RAW, table.name, raw_required_fields(table.name))
+def _completeness(wh, table: RawTable):
+    return measure_completeness(wh, RAW, table.name, raw_required_fields(table.name))
+
+
+def _table_checks(wh, table: RawTable, completeness):
     yield completeness_result(completeness, asset_key=_key(table), allow_empty=True)
     yield key_unique_result(wh, RAW, table.name, table.key, asset_key=_key(table))
 
@@ -135,10 +140,11 @@ def _land(context: dg.AssetExecutionContext, warehouse: WarehouseResource, load:
     reasons = unanswered_reasons(report)
     for reason in reasons:
         context.log.warning(f"Spotify {table.name}: {reason}")
+    completeness = _completeness(wh, table)
     yield dg.MaterializeResult(
         asset_key=_key(table),
         metadata={
-            **table_metadata(frame, table),
+            **table_metadata(frame, table, completeness),
             "dagster/row_count": dg.MetadataValue.int(wh.row_count(RAW, table.name)),
             "rows_written": dg.MetadataValue.int(len(frame)),
             "rows_quarantined": dg.MetadataValue.int(quarantined),
@@ -151,7 +157,7 @@ def _land(context: dg.AssetExecutionContext, warehouse: WarehouseResource, load:
             **extra,
         },
     )
-    yield from _table_checks(wh, table)
+    yield from _table_checks(wh, table, completeness)
     unavailable = report["unavailable_capabilities"]
     yield dg.AssetCheckResult(
         asset_key=_key(table),

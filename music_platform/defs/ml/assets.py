@@ -155,6 +155,7 @@ def lightfm_model(context: dg.AssetExecutionContext, config: ModelConfig, traini
             "params": dg.MetadataValue.json(json.loads(json.dumps(model.params, default=str))),
             "fit_seconds": dg.MetadataValue.float(round(model.fit_seconds, 3)),
             "data_snapshot_id": dg.MetadataValue.text(training_data.snapshot_id()),
+            "data_source": dg.MetadataValue.text(f"ml/training_data snapshot {training_data.snapshot_id()} (training split)"),
             "training_interactions": dg.MetadataValue.int(train.n_interactions),
             "artifact": dg.MetadataValue.path(str(artifacts.models_dir / version.version)),
         },
@@ -221,6 +222,8 @@ def model_evaluation(
         metrics_dict(evaluation, "published") if "published" in models else None,
         tolerance=config.regression_tolerance,
         metric=GATE_METRIC,
+        candidate_stderr=metrics_dict(evaluation, "candidate", "stderr").get(GATE_METRIC, 0.0),
+        published_stderr=metrics_dict(evaluation, "published", "stderr").get(GATE_METRIC, 0.0),
     )
     registry.set_status(lightfm_model, "candidate" if decision.publish else "rejected")
     yield dg.MaterializeResult(
@@ -228,6 +231,12 @@ def model_evaluation(
             "dagster/row_count": dg.MetadataValue.int(len(rows)),
             "dagster/column_schema": column_schema(rows),
             "metrics": dg.MetadataValue.md(preview_markdown(rows[["metric", "k", "value", "baseline_value"]], rows=20)),
+            "preview": dg.MetadataValue.md(preview_markdown(rows)),
+            "data_source": dg.MetadataValue.text(
+                f"model {lightfm_model}, the popularity baseline"
+                + (f" and the published model {published.version}" if "published" in models else "")
+                + f", on the stable {config.test_fraction:.0%} hold-out of ml/training_data"
+            ),
             **{f"candidate_{k}": dg.MetadataValue.float(round(v, 5)) for k, v in candidate_metrics.items()},
             # every metric beside the popularity baseline's (plotted side by side in the UI)
             **{
@@ -452,6 +461,9 @@ def model_registry(context: dg.AssetExecutionContext, lightfm_model: str, wareho
         metadata={
             "published_version": dg.MetadataValue.text(version),
             "dagster/row_count": dg.MetadataValue.int(len(table)),
+            "dagster/column_schema": column_schema(table),
+            "preview": dg.MetadataValue.md(preview_markdown(table.sort_values("created_at", ascending=False))),
+            "data_source": dg.MetadataValue.text(f"model registry {artifacts.models_dir}"),
             "versions": dg.MetadataValue.md(preview_markdown(table[["model_version", "status", "created_at", "published_at"]], rows=10)),
         }
     )

@@ -12,8 +12,9 @@ Two ``@dbt_assets`` share the one dbt project:
   drops the tests of excluded models: the relationships of ``fct_listens`` to the dimensions
   are judged here, once the dimensions are rebuilt.
 
-dbt runs in its own process and opens the warehouse itself; row counts are read after it has
-finished (never while dbt holds the DuckDB file) and attached to each model's materialisation.
+dbt runs in its own process and opens the warehouse itself; each model's table is read back
+after dbt has finished (never while dbt holds the DuckDB file) and its row count, column schema,
+preview, upstream tables and completeness are attached to the model's materialisation.
 """
 
 import json
@@ -23,7 +24,9 @@ import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from music_platform.config import Settings
+from music_platform.lib.metadata import transformed_table_metadata
 from music_platform.partitions import daily_partitions
+from music_platform.quality.contracts import MART_REQUIRED_FIELDS
 from music_platform.resources import WarehouseResource
 from music_platform.transformation.project import get_dbt_project
 from music_platform.transformation.translator import MusicPlatformDbtTranslator
@@ -97,12 +100,12 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
 
 def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource, args: list[str]):
     invocation = dbt.cli(args, context=context, raise_on_error=False)
-    # Buffer the events so row counts can be added once dbt has released the warehouse.
+    # Buffer the events so table metadata can be added once dbt has released the warehouse.
     events = list(invocation.stream())
-    counts = _row_counts(warehouse, events)
+    tables = _table_metadata(context, warehouse, events)
     for event in events:
-        if isinstance(event, dg.Output) and event.output_name in counts:
-            yield event.with_metadata({**event.metadata, "dagster/row_count": dg.MetadataValue.int(counts[event.output_name])})
+        if isinstance(event, dg.Output) and event.output_name in tables:
+            yield event.with_metadata({**event.metadata, **tables[event.output_name]})
         else:
             yield event
     if not invocation.is_successful():
@@ -113,18 +116,23 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Wa
         )
 
 
-def _row_counts(warehouse: WarehouseResource, events: list) -> dict[str, int]:
+def _table_metadata(context: dg.AssetExecutionContext, warehouse: WarehouseResource, events: list) -> dict[str, dict]:
+    """Per dbt output: the metadata of the table it wrote (see ``transformed_table_metadata``)."""
     outputs = [e for e in events if isinstance(e, dg.Output)]
     if not outputs:
         return {}
     wh = warehouse.get_warehouse()
-    counts: dict[str, int] = {}
+    metadata: dict[str, dict] = {}
     for event in outputs:
         relation = event.metadata.get("dagster_dbt/relation_name") or event.metadata.get("relation_name")
         schema_table = _schema_and_table(relation.value if relation is not None else None, event.output_name)
-        if schema_table and wh.table_exists(*schema_table):
-            counts[event.output_name] = wh.row_count(*schema_table)
-    return counts
+        if not (schema_table and wh.table_exists(*schema_table)):
+            continue
+        key = context.assets_def.keys_by_output_name[event.output_name]
+        upstream = sorted(dep.to_user_string() for dep in context.assets_def.asset_deps.get(key, ()))
+        rules = MART_REQUIRED_FIELDS.get(schema_table[1]) if schema_table[0] == "marts" else None
+        metadata[event.output_name] = transformed_table_metadata(wh, *schema_table, upstream=upstream, rules=rules)
+    return metadata
 
 
 def _schema_and_table(relation: str | None, output_name: str) -> tuple[str, str] | None:
