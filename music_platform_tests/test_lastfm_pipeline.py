@@ -34,7 +34,7 @@ from music_platform.defs.ingestion.kaggle import DROP_FOLDER_CHECK, kaggle_track
 from music_platform.defs.ingestion.lastfm import lastfm_scrobbles
 from music_platform.resources import ArtifactStoreResource, KaggleResource, LastfmResource, WarehouseResource
 from music_platform.sources.http import RateLimiter, RetryPolicy, Timeouts
-from music_platform.sources.lastfm.client import LastfmClient, StartSpacing
+from music_platform.sources.lastfm.client import LastfmClient
 from music_platform.sources.schemas import KAGGLE_TRACKS
 from music_platform_tests.fakes.lastfm_server import FakeLastfmServer, Fault
 
@@ -300,11 +300,10 @@ def _late_waking_clock(late_on_call: int, late_by: float):
     return state, (lambda: state["now"]), sleep
 
 
-def test_start_spacing_keeps_actual_starts_apart_when_a_wait_overruns():
+def test_rate_limiter_keeps_actual_starts_apart_when_a_wait_overruns():
     def starts(spaced: bool) -> list[float]:
         state, clock, sleep = _late_waking_clock(late_on_call=1, late_by=0.15)
-        limiter = RateLimiter(5, margin_s=0.02, clock=clock, sleep=sleep)
-        gate = StartSpacing(limiter, clock=clock, sleep=sleep) if spaced else limiter
+        gate = RateLimiter(5, margin_s=0.02, space_actual_starts=spaced, clock=clock, sleep=sleep)
         out = []
         for _ in range(8):
             gate.acquire()

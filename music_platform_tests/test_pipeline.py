@@ -10,13 +10,21 @@ from music_platform.warehouse import connect_warehouse
 
 pytestmark = pytest.mark.slow
 
-DEMO_ENV = ("MUSIC_PLATFORM_SOURCE", "MUSIC_PLATFORM_SYNTHETIC_USERS", "MUSIC_PLATFORM_SEED", "MUSIC_PLATFORM_PARTITIONS_START")
+DEMO_ENV = (
+    "MUSIC_PLATFORM_SOURCE",
+    "MUSIC_PLATFORM_SYNTHETIC_USERS",
+    "MUSIC_PLATFORM_SEED",
+    "MUSIC_PLATFORM_PARTITIONS_START",
+)
 
 
 @pytest.fixture(scope="module")
 def built_warehouse(tmp_path_factory):
     """Run the demo once for the module (it sets a few env vars: restore them afterwards)."""
-    saved = {name: os.environ.get(name) for name in (*DEMO_ENV, "MUSIC_PLATFORM_DATA_DIR", "DAGSTER_HOME", "MUSIC_PLATFORM_TARGET")}
+    saved = {
+        name: os.environ.get(name)
+        for name in (*DEMO_ENV, "MUSIC_PLATFORM_DATA_DIR", "DAGSTER_HOME", "MUSIC_PLATFORM_TARGET")
+    }
     os.environ["MUSIC_PLATFORM_DATA_DIR"] = str(tmp_path_factory.mktemp("demo") / "data")
     os.environ.pop("DAGSTER_HOME", None)
     os.environ.pop("MUSIC_PLATFORM_TARGET", None)
@@ -80,7 +88,9 @@ def _ml_run(model_kind: str):
 
     definitions = load_defs()
     graph = definitions.resolve_asset_graph()
-    ml_keys = [k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable and graph.get(k).group_name == "ml"]
+    ml_keys = [
+        k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable and graph.get(k).group_name == "ml"
+    ]
     config = {"model_kind": model_kind}
     return definitions.resolve_implicit_global_asset_job_def().execute_in_process(
         instance=dg.DagsterInstance.ephemeral(),

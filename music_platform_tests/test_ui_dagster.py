@@ -129,7 +129,9 @@ def test_asset_graph_holds_every_product_asset_with_group_owners_kinds_freshness
     scrobbles = nodes_by_path["raw/lastfm_scrobbles"]
     assert scrobbles["isPartitioned"] and scrobbles["groupName"] == "ingestion"
     assert scrobbles["internalFreshnessPolicy"] == {
-        "__typename": "TimeWindowFreshnessPolicy", "failWindowSeconds": 26 * 3600, "warnWindowSeconds": 6 * 3600,
+        "__typename": "TimeWindowFreshnessPolicy",
+        "failWindowSeconds": 26 * 3600,
+        "warnWindowSeconds": 6 * 3600,
     }
     assert {"team": "data-engineering"} in [{k: v for k, v in o.items() if k == "team"} for o in scrobbles["owners"]]
     gate = {c["name"]: c for c in nodes_by_path["ml/model_evaluation"]["assetChecksOrError"]["checks"]}
@@ -185,9 +187,12 @@ def test_check_results_are_visible_and_failed_checks_are_explained(dagster_ui, m
         if path != "ml/lightfm_model":  # a model artifact, not a table
             expected |= {"dagster/row_count", "dagster/column_schema", "preview"}
         if path.startswith(("raw/", "staging/", "intermediate/", "marts/")) or path in (
-            "ml/user_recommendations", "ml/similar_tracks"
+            "ml/user_recommendations",
+            "ml/similar_tracks",
         ):
-            expected.add("column_completeness" if path.startswith(("raw/", "marts/", "ml/")) else "column_non_null_share")
+            expected.add(
+                "column_completeness" if path.startswith(("raw/", "marts/", "ml/")) else "column_non_null_share"
+            )
         if path == "ml/user_recommendations":
             expected.add("model_metrics")
         if path == "ml/model_evaluation":

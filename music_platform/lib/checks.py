@@ -4,7 +4,6 @@ The verdicts come from ``music_platform.quality``; this module only turns them i
 ``AssetCheckResult``s with metadata an operator can act on (which column, which partition).
 """
 
-
 from collections.abc import Mapping, Sequence
 
 import dagster as dg
@@ -47,9 +46,7 @@ def completeness_result(
         "summary": dg.MetadataValue.text(result.describe()),
     }
     if result.failing_columns:
-        metadata["failing_columns"] = dg.MetadataValue.json(
-            {c: round(s, 6) for c, s in result.failing_columns.items()}
-        )
+        metadata["failing_columns"] = dg.MetadataValue.json({c: round(s, 6) for c, s in result.failing_columns.items()})
     if result.failing_partitions:
         metadata["failing_partitions"] = dg.MetadataValue.json(
             {p: round(s, 6) for p, s in result.failing_partitions.items()}
@@ -64,7 +61,9 @@ def completeness_result(
     )
 
 
-def duplicate_key_count(warehouse: Warehouse, schema: str, table: str, key: Sequence[str], where: str | None = None) -> int:
+def duplicate_key_count(
+    warehouse: Warehouse, schema: str, table: str, key: Sequence[str], where: str | None = None
+) -> int:
     cols = ", ".join(key)
     filter_sql = f" where {where}" if where else ""
     sql = (

@@ -6,7 +6,6 @@ Every materialisation records its row count (``dagster/row_count``), its column 
 column (``completeness``, ``column_completeness``).
 """
 
-
 import dagster as dg
 import pandas as pd
 
@@ -123,5 +122,7 @@ def transformed_table_metadata(
         metadata.update(completeness_metadata(measure_completeness(warehouse, schema, table, rules)))
     else:
         columns = [c.name for c in metadata["dagster/column_schema"].columns]
-        metadata["column_non_null_share"] = dg.MetadataValue.json(column_non_null_shares(warehouse, schema, table, columns))
+        metadata["column_non_null_share"] = dg.MetadataValue.json(
+            column_non_null_shares(warehouse, schema, table, columns)
+        )
     return metadata

@@ -17,7 +17,9 @@ MART_REQUIRED_FIELDS: dict[str, dict[str, str]] = {
     "dim_users": _rules({"user_id": NOT_BLANK, "listen_count": "{col} is not null and {col} >= 0"}),
     "dim_artists": _rules({"artist_id": NOT_BLANK, "artist_name": NOT_BLANK}),
     "artist_tags": _rules({"artist_id": NOT_BLANK, "tag_name": NOT_BLANK, "tag_weight": UNIT_INTERVAL}),
-    "dim_tracks": _rules({"track_id": NOT_BLANK, "track_name": NOT_BLANK, "artist_id": NOT_BLANK, "artist_name": NOT_BLANK}),
+    "dim_tracks": _rules(
+        {"track_id": NOT_BLANK, "track_name": NOT_BLANK, "artist_id": NOT_BLANK, "artist_name": NOT_BLANK}
+    ),
     "fct_listens": _rules(
         {"listen_id": NOT_BLANK, "user_id": NOT_BLANK, "track_id": NOT_BLANK, "played_at": NOT_IN_FUTURE}
     ),
@@ -30,7 +32,7 @@ MART_REQUIRED_FIELDS: dict[str, dict[str, str]] = {
 # Audio features must lie in their real ranges wherever they are present.
 DIM_TRACKS_RANGES: dict[str, str] = {
     **{
-        col: "{col} is null or ({col} >= 0 and {col} <= 1)".format(col=col)
+        col: f"{col} is null or ({col} >= 0 and {col} <= 1)"
         for col in ("danceability", "energy", "speechiness", "acousticness", "instrumentalness", "liveness", "valence")
     },
     "tempo": "tempo is null or tempo > 0",
@@ -39,12 +41,23 @@ DIM_TRACKS_RANGES: dict[str, str] = {
 
 ML_REQUIRED_FIELDS: dict[str, dict[str, str]] = {
     "user_recommendations": _rules(
-        {"user_id": NOT_BLANK, "track_id": NOT_BLANK, "rank": "{col} is not null and {col} >= 1",
-         "score": NOT_NULL, "reason": NOT_BLANK, "model_version": NOT_BLANK}
+        {
+            "user_id": NOT_BLANK,
+            "track_id": NOT_BLANK,
+            "rank": "{col} is not null and {col} >= 1",
+            "score": NOT_NULL,
+            "reason": NOT_BLANK,
+            "model_version": NOT_BLANK,
+        }
     ),
     "similar_tracks": _rules(
-        {"track_id": NOT_BLANK, "similar_track_id": NOT_BLANK, "rank": "{col} is not null and {col} >= 1",
-         "score": NOT_NULL, "model_version": NOT_BLANK}
+        {
+            "track_id": NOT_BLANK,
+            "similar_track_id": NOT_BLANK,
+            "rank": "{col} is not null and {col} >= 1",
+            "score": NOT_NULL,
+            "model_version": NOT_BLANK,
+        }
     ),
 }
 

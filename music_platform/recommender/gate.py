@@ -56,7 +56,9 @@ def should_publish(
         noise = noise_sigmas * math.sqrt(candidate_stderr**2 + published_stderr**2)
         margin = max(published * tolerance, noise if math.isfinite(noise) else 0.0)
         floor = published - margin
-        allowance = f"the {tolerance:.0%} tolerance" if margin == published * tolerance else f"{noise_sigmas:g} standard errors"
+        allowance = (
+            f"the {tolerance:.0%} tolerance" if margin == published * tolerance else f"{noise_sigmas:g} standard errors"
+        )
         if candidate < floor:
             return GateDecision(
                 False,

@@ -139,6 +139,12 @@ class RateLimiter:
     machine): without it six evenly spaced requests can land 0.998 s apart at the server.
     Each caller reserves its slot under the lock and sleeps outside it, so threads are served
     in arrival order without polling.
+
+    With ``burst=1`` the limiter also keeps the *actual* starts apart (``space_actual_starts``):
+    the plan puts slots ``interval_s`` apart, but a thread that wakes late from its wait (a busy
+    machine) starts late while its successor's slot is still on the plan, so two starts could
+    come closer than ``interval_s`` and six fall within one second. Each start is recorded and
+    the next one held until ``interval_s`` has passed since it.
     """
 
     def __init__(
@@ -147,6 +153,7 @@ class RateLimiter:
         burst: int = 1,
         *,
         margin_s: float = 0.0,
+        space_actual_starts: bool | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -163,6 +170,8 @@ class RateLimiter:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._theoretical_arrival = float("-inf")
+        self.space_actual_starts = burst == 1 if space_actual_starts is None else space_actual_starts
+        self._last_start = float("-inf")
 
     def acquire(self) -> float:
         """Block until a request may start; returns the seconds waited."""
@@ -174,7 +183,17 @@ class RateLimiter:
             self._theoretical_arrival = arrival + self.interval_s
         if wait > 0:
             self._sleep(wait)
-        return wait
+        if not self.space_actual_starts:
+            return wait
+        while True:
+            with self._lock:
+                now = self._clock()
+                late = self._last_start + self.interval_s - now
+                if late <= 0:
+                    self._last_start = now
+                    return wait
+            self._sleep(late)
+            wait += late
 
 
 _SHARED_LIMITERS: dict[tuple[str, float, int, float], RateLimiter] = {}

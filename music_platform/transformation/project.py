@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -53,7 +53,7 @@ def _newest_source_mtime(project_dir: Path) -> float:
     return newest
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_dbt_project(target: str):
     """The DbtProject for a target, with a manifest no older than the project's files."""
     from dagster_dbt import DbtProject

@@ -6,7 +6,6 @@
   ``AutomationCondition``s, evaluated by the automation sensor.
 """
 
-
 import dagster as dg
 
 from music_platform.partitions import daily_partitions
@@ -48,5 +47,6 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=60,
-    description="Evaluates every asset's AutomationCondition: rebuilds marts and recommendations when upstream data changes.",
+    description="Evaluates every asset's AutomationCondition: rebuilds marts and recommendations when upstream "
+    "data changes.",
 )

@@ -5,7 +5,6 @@ several genres becomes one row carrying all of them, and rows that fail validati
 ``raw.kaggle_tracks_rejected`` with their content and the reason.
 """
 
-
 import json
 import shutil
 from pathlib import Path
@@ -99,7 +98,9 @@ def kaggle_tracks(
     trail.mkdir(parents=True, exist_ok=True)
     for path in files:
         shutil.copy2(path, trail / path.name)
-    (trail / "load.json").write_text(json.dumps({"counts": result.counts(), "fingerprints": result.fingerprints}, indent=2))
+    (trail / "load.json").write_text(
+        json.dumps({"counts": result.counts(), "fingerprints": result.fingerprints}, indent=2)
+    )
 
     wh = warehouse.get_warehouse()
     wh.replace_table(RAW, KAGGLE_TRACKS.name, result.tracks)
@@ -109,7 +110,10 @@ def kaggle_tracks(
     yield dg.MaterializeResult(
         metadata={
             **table_metadata(result.tracks, KAGGLE_TRACKS, completeness),
-            **{f"rows_{name}": dg.MetadataValue.int(int(counts[name])) for name in ("input_rows", "loaded", "merged", "rejected")},
+            **{
+                f"rows_{name}": dg.MetadataValue.int(int(counts[name]))
+                for name in ("input_rows", "loaded", "merged", "rejected")
+            },
             "files": dg.MetadataValue.json(result.fingerprints),
             "rejected_reasons": dg.MetadataValue.json(
                 result.rejected["reason"].value_counts().head(20).to_dict() if len(result.rejected) else {}

@@ -93,7 +93,9 @@ def _not_configured(warehouse: WarehouseResource, table: RawTable):
         metadata={
             **table_metadata(empty_frame(table), table, completeness),
             "dagster/row_count": dg.MetadataValue.int(rows),
-            "data_source": dg.MetadataValue.text("none: Spotify not configured" + (" (earlier loads kept)" if rows else "")),
+            "data_source": dg.MetadataValue.text(
+                "none: Spotify not configured" + (" (earlier loads kept)" if rows else "")
+            ),
             "spotify_configured": dg.MetadataValue.bool(False),
             "note": dg.MetadataValue.text(note),
         },

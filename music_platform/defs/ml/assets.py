@@ -11,7 +11,6 @@ recommendations are written.
 """
 
 import json
-from datetime import timedelta
 
 import dagster as dg
 import pandas as pd
@@ -24,12 +23,12 @@ from music_platform.quality.contracts import ML_REQUIRED_FIELDS
 from music_platform.recommender.dataset import RecDataset, build_dataset, dataset_stats
 from music_platform.recommender.evaluation import evaluate_models, metrics_dict, with_baseline
 from music_platform.recommender.gate import should_publish
+from music_platform.recommender.lightfm_model import LightFMParams
 from music_platform.recommender.models import train_popularity
 from music_platform.recommender.publication import sync_registry_table
 from music_platform.recommender.registry import ModelRegistry
 from music_platform.recommender.scoring import popularity_recommendations, recommend_top_k, similar_items
 from music_platform.recommender.stable_split import stable_holdout
-from music_platform.recommender.lightfm_model import LightFMParams
 from music_platform.recommender.training import BlendParams, train_model
 from music_platform.resources import ArtifactStoreResource, WarehouseResource
 from music_platform.sources.landing import utc_now
@@ -107,7 +106,10 @@ def training_data(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     yield dg.Output(
         dataset,
         metadata={
-            **{k: dg.MetadataValue.float(float(v)) if isinstance(v, float) else dg.MetadataValue.int(int(v)) for k, v in stats.items()},
+            **{
+                k: dg.MetadataValue.float(float(v)) if isinstance(v, float) else dg.MetadataValue.int(int(v))
+                for k, v in stats.items()
+            },
             "data_snapshot_id": dg.MetadataValue.text(dataset.snapshot_id()),
             "rows_quarantined": dg.MetadataValue.int(rejected),
             # the interaction rows it was built from
@@ -140,7 +142,9 @@ def training_data(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     ],
     **_common,
 )
-def lightfm_model(context: dg.AssetExecutionContext, config: ModelConfig, training_data: RecDataset, artifacts: ArtifactStoreResource):
+def lightfm_model(
+    context: dg.AssetExecutionContext, config: ModelConfig, training_data: RecDataset, artifacts: ArtifactStoreResource
+):
     train, _ = stable_holdout(training_data, config.test_fraction)
     model = train_model(config.model_kind, train, config.training_params())
     registry = _registry(artifacts)
@@ -155,7 +159,9 @@ def lightfm_model(context: dg.AssetExecutionContext, config: ModelConfig, traini
             "params": dg.MetadataValue.json(json.loads(json.dumps(model.params, default=str))),
             "fit_seconds": dg.MetadataValue.float(round(model.fit_seconds, 3)),
             "data_snapshot_id": dg.MetadataValue.text(training_data.snapshot_id()),
-            "data_source": dg.MetadataValue.text(f"ml/training_data snapshot {training_data.snapshot_id()} (training split)"),
+            "data_source": dg.MetadataValue.text(
+                f"ml/training_data snapshot {training_data.snapshot_id()} (training split)"
+            ),
             "training_interactions": dg.MetadataValue.int(train.n_interactions),
             "artifact": dg.MetadataValue.path(str(artifacts.models_dir / version.version)),
         },
@@ -251,7 +257,10 @@ def model_evaluation(
         passed=decision.publish,
         severity=dg.AssetCheckSeverity.ERROR,
         description=decision.reason,
-        metadata={"model_version": dg.MetadataValue.text(lightfm_model), "reason": dg.MetadataValue.text(decision.reason)},
+        metadata={
+            "model_version": dg.MetadataValue.text(lightfm_model),
+            "reason": dg.MetadataValue.text(decision.reason),
+        },
     )
 
 
@@ -275,12 +284,24 @@ def _servable_version(registry: ModelRegistry, evaluated_version: str) -> str:
     freshness_policy=RECOMMENDATIONS_FRESHNESS,
     automation_condition=dg.AutomationCondition.eager(),
     check_specs=[
-        dg.AssetCheckSpec("completeness", asset=RECOMMENDATIONS, blocking=True,
-                          description="At least 95% of rows have every required field present and valid."),
-        dg.AssetCheckSpec("full_lists", asset=RECOMMENDATIONS, blocking=True,
-                          description=f"At least 95% of users get exactly {TOP_K} recommendations."),
-        dg.AssetCheckSpec("no_heard_tracks", asset=RECOMMENDATIONS, blocking=True,
-                          description="No recommended track is one the user already played."),
+        dg.AssetCheckSpec(
+            "completeness",
+            asset=RECOMMENDATIONS,
+            blocking=True,
+            description="At least 95% of rows have every required field present and valid.",
+        ),
+        dg.AssetCheckSpec(
+            "full_lists",
+            asset=RECOMMENDATIONS,
+            blocking=True,
+            description=f"At least 95% of users get exactly {TOP_K} recommendations.",
+        ),
+        dg.AssetCheckSpec(
+            "no_heard_tracks",
+            asset=RECOMMENDATIONS,
+            blocking=True,
+            description="No recommended track is one the user already played.",
+        ),
     ],
     **_common,
 )
@@ -310,8 +331,10 @@ def user_recommendations(
     per_user = recs.groupby("user_id").size()
     all_users = training_data.n_users + len(listeners)
     full_share = float((per_user == TOP_K).sum()) / max(all_users, 1)
-    heard = set(zip(training_data.user_ids[training_data.user_idx], training_data.item_ids[training_data.item_idx]))
-    heard_hits = int(sum((u, t) in heard for u, t in zip(recs["user_id"], recs["track_id"])))
+    heard = set(
+        zip(training_data.user_ids[training_data.user_idx], training_data.item_ids[training_data.item_idx], strict=True)
+    )
+    heard_hits = int(sum((u, t) in heard for u, t in zip(recs["user_id"], recs["track_id"], strict=True)))
     completeness = measure_completeness(
         wh, ML, "user_recommendations", ML_REQUIRED_FIELDS["user_recommendations"], where=where
     )
@@ -330,12 +353,14 @@ def user_recommendations(
     )
     yield completeness_result(completeness)
     yield dg.AssetCheckResult(
-        check_name="full_lists", passed=full_share >= 0.95,
+        check_name="full_lists",
+        passed=full_share >= 0.95,
         metadata={"full_list_share": dg.MetadataValue.float(full_share)},
         description=f"{full_share:.2%} of {all_users} users have {TOP_K} recommendations",
     )
     yield dg.AssetCheckResult(
-        check_name="no_heard_tracks", passed=heard_hits == 0,
+        check_name="no_heard_tracks",
+        passed=heard_hits == 0,
         metadata={"heard_tracks_recommended": dg.MetadataValue.int(heard_hits)},
         description=f"{heard_hits} recommendations are tracks the user already played",
     )
@@ -343,21 +368,34 @@ def user_recommendations(
 
 @dg.asset(
     key=SIMILAR,
-    description=f"Top {TOP_K} similar tracks per track (cosine over the model's item embeddings). Table ml.similar_tracks.",
+    description=f"Top {TOP_K} similar tracks per track (cosine over the model's item embeddings). "
+    "Table ml.similar_tracks.",
     deps=[EVALUATION],
     ins={"lightfm_model": dg.AssetIn(MODEL)},
     kinds={"python", "lightfm"},
     freshness_policy=MODEL_FRESHNESS,
     automation_condition=dg.AutomationCondition.eager(),
     check_specs=[
-        dg.AssetCheckSpec("completeness", asset=SIMILAR, blocking=True,
-                          description="At least 95% of rows have every required field present and valid."),
-        dg.AssetCheckSpec("neighbours_share_genre_or_tag", asset=SIMILAR,
-                          description="Most neighbours share a genre or an artist tag with their seed track."),
+        dg.AssetCheckSpec(
+            "completeness",
+            asset=SIMILAR,
+            blocking=True,
+            description="At least 95% of rows have every required field present and valid.",
+        ),
+        dg.AssetCheckSpec(
+            "neighbours_share_genre_or_tag",
+            asset=SIMILAR,
+            description="Most neighbours share a genre or an artist tag with their seed track.",
+        ),
     ],
     **_common,
 )
-def similar_tracks(context: dg.AssetExecutionContext, lightfm_model: str, warehouse: WarehouseResource, artifacts: ArtifactStoreResource):
+def similar_tracks(
+    context: dg.AssetExecutionContext,
+    lightfm_model: str,
+    warehouse: WarehouseResource,
+    artifacts: ArtifactStoreResource,
+):
     registry = _registry(artifacts)
     version = _servable_version(registry, lightfm_model)
     model = registry.load(version)
@@ -407,15 +445,15 @@ def _shared_genre_or_tag_share(wh, version: str) -> float:
         with pairs as (
             select s.track_id, s.similar_track_id, a.genre as genre_a, b.genre as genre_b,
                    a.artist_id as artist_a, b.artist_id as artist_b
-            from {wh.qualified(ML, 'similar_tracks')} s
-            join {wh.qualified(MARTS, 'dim_tracks')} a on s.track_id = a.track_id
-            join {wh.qualified(MARTS, 'dim_tracks')} b on s.similar_track_id = b.track_id
+            from {wh.qualified(ML, "similar_tracks")} s
+            join {wh.qualified(MARTS, "dim_tracks")} a on s.track_id = a.track_id
+            join {wh.qualified(MARTS, "dim_tracks")} b on s.similar_track_id = b.track_id
             where s.model_version = '{version}'
         ),
         tagged as (
             select p.*, case when exists (
-                select 1 from {wh.qualified(MARTS, 'artist_tags')} ta
-                join {wh.qualified(MARTS, 'artist_tags')} tb on ta.tag_name = tb.tag_name
+                select 1 from {wh.qualified(MARTS, "artist_tags")} ta
+                join {wh.qualified(MARTS, "artist_tags")} tb on ta.tag_name = tb.tag_name
                 where ta.artist_id = p.artist_a and tb.artist_id = p.artist_b
             ) then 1 else 0 end as shares_tag
             from pairs p
@@ -441,12 +479,21 @@ def _shared_genre_or_tag_share(wh, version: str) -> float:
     freshness_policy=RECOMMENDATIONS_FRESHNESS,
     automation_condition=dg.AutomationCondition.eager(),
     check_specs=[
-        dg.AssetCheckSpec("published_version_servable", asset=REGISTRY, blocking=True,
-                          description="The published version has recommendations and similar tracks in the warehouse."),
+        dg.AssetCheckSpec(
+            "published_version_servable",
+            asset=REGISTRY,
+            blocking=True,
+            description="The published version has recommendations and similar tracks in the warehouse.",
+        ),
     ],
     **_common,
 )
-def model_registry(context: dg.AssetExecutionContext, lightfm_model: str, warehouse: WarehouseResource, artifacts: ArtifactStoreResource):
+def model_registry(
+    context: dg.AssetExecutionContext,
+    lightfm_model: str,
+    warehouse: WarehouseResource,
+    artifacts: ArtifactStoreResource,
+):
     registry = _registry(artifacts)
     version = _servable_version(registry, lightfm_model)
     if registry.get(version).status != "published":
@@ -454,7 +501,11 @@ def model_registry(context: dg.AssetExecutionContext, lightfm_model: str, wareho
     wh = warehouse.get_warehouse()
     table = sync_registry_table(wh, registry)
     counts = {
-        name: int(wh.query_df(f"select count(*) as n from {wh.qualified(ML, name)} where model_version = '{version}'").iloc[0, 0])
+        name: int(
+            wh.query_df(f"select count(*) as n from {wh.qualified(ML, name)} where model_version = '{version}'").iloc[
+                0, 0
+            ]
+        )
         for name in ("user_recommendations", "similar_tracks")
     }
     yield dg.MaterializeResult(
@@ -464,7 +515,9 @@ def model_registry(context: dg.AssetExecutionContext, lightfm_model: str, wareho
             "dagster/column_schema": column_schema(table),
             "preview": dg.MetadataValue.md(preview_markdown(table.sort_values("created_at", ascending=False))),
             "data_source": dg.MetadataValue.text(f"model registry {artifacts.models_dir}"),
-            "versions": dg.MetadataValue.md(preview_markdown(table[["model_version", "status", "created_at", "published_at"]], rows=10)),
+            "versions": dg.MetadataValue.md(
+                preview_markdown(table[["model_version", "status", "created_at", "published_at"]], rows=10)
+            ),
         }
     )
     yield dg.AssetCheckResult(

@@ -1,6 +1,5 @@
 """Checks on the marts beyond dbt's own tests: completeness (blocking), ranges and coverage."""
 
-
 import dagster as dg
 
 from music_platform.lib.checks import build_table_completeness_check
@@ -25,7 +24,9 @@ mart_completeness_checks = [
 )
 def audio_features_in_range(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     wh = warehouse.get_warehouse()
-    clauses = ", ".join(f"sum(case when not ({rule}) then 1 else 0 end) as {col}" for col, rule in DIM_TRACKS_RANGES.items())
+    clauses = ", ".join(
+        f"sum(case when not ({rule}) then 1 else 0 end) as {col}" for col, rule in DIM_TRACKS_RANGES.items()
+    )
     frame = wh.query_df(f"select count(*) as total_rows, {clauses} from {wh.qualified(MARTS, 'dim_tracks')}")
     frame.columns = [c.lower() for c in frame.columns]
     row = frame.fillna(0).iloc[0]

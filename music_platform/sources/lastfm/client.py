@@ -25,7 +25,6 @@ mid-walk changes the reported ``total``; the walk notices and raises
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -69,57 +68,6 @@ DEFAULT_LASTFM_RETRY = RetryPolicy(
     rate_limited_backoff_s=20.0,
     retry_after_cap_s=60.0,
 )
-
-
-class StartSpacing:
-    """A rate limiter's slots, plus a floor on the time between *actual* request starts.
-
-    ``RateLimiter`` (GCRA) plans slots ``interval_s`` apart, but a thread that wakes late from
-    its wait (a busy machine) sends late while its successor's slot is still on the plan, so
-    two starts can come closer than ``interval_s`` and six can fall within one second. This
-    wrapper records each real start and holds the next one until ``interval_s`` has passed.
-    Thread-safe; shared process-wide per limiter (:func:`shared_start_spacing`).
-    """
-
-    def __init__(
-        self,
-        limiter: RateLimiter,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.limiter = limiter
-        self.interval_s = limiter.interval_s
-        self._clock = clock
-        self._sleep = sleep
-        self._lock = threading.Lock()
-        self._last_start = float("-inf")
-
-    def acquire(self) -> float:
-        """Block until a request may start; returns the seconds waited."""
-        waited = self.limiter.acquire()
-        while True:
-            with self._lock:
-                now = self._clock()
-                wait = self._last_start + self.interval_s - now
-                if wait <= 0:
-                    self._last_start = now
-                    return waited
-            self._sleep(wait)
-            waited += wait
-
-
-_SHARED_SPACINGS: dict[int, StartSpacing] = {}
-_SHARED_SPACINGS_LOCK = threading.Lock()
-
-
-def shared_start_spacing(limiter: RateLimiter) -> StartSpacing:
-    """The one :class:`StartSpacing` of this process for ``limiter`` (a shared limiter)."""
-    with _SHARED_SPACINGS_LOCK:
-        spacing = _SHARED_SPACINGS.get(id(limiter))
-        if spacing is None or spacing.limiter is not limiter:
-            spacing = _SHARED_SPACINGS[id(limiter)] = StartSpacing(limiter)
-        return spacing
 
 
 def classify_lastfm(info: ResponseInfo) -> SourceError | None:
@@ -209,8 +157,8 @@ class LastfmClient:
             raise ValueError("LASTFM_API_KEY is empty: the Last.fm client needs an API key")
         self.api_root = api_root
         self._clock = clock
-        limiter = rate_limiter or shared_start_spacing(
-            shared_rate_limiter(f"lastfm:{urlsplit(api_root).netloc}", rate_limit_per_s, margin_s=LASTFM_RATE_MARGIN_S)
+        limiter = rate_limiter or shared_rate_limiter(
+            f"lastfm:{urlsplit(api_root).netloc}", rate_limit_per_s, margin_s=LASTFM_RATE_MARGIN_S
         )
         self.http = HttpClient(
             source="lastfm",
