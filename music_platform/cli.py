@@ -89,7 +89,9 @@ def collect_lastfm(
 
 @collect_app.command("spotify")
 def collect_spotify(
-    track_ids: Annotated[Optional[str], typer.Option(help="Comma-separated Spotify track ids (default: tracks in the warehouse).")] = None,
+    track_ids: Annotated[
+        Optional[str], typer.Option(help="Comma-separated Spotify track ids (default: tracks in the warehouse).")
+    ] = None,
 ) -> None:
     """Collect Spotify track/artist metadata and audio features into data/external/spotify/."""
     from music_platform.config import get_settings
@@ -105,7 +107,9 @@ def benchmark(
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds of the random splits.")] = "1,2,3",
     models: Annotated[Optional[str], typer.Option(help="Comma-separated models (default: all).")] = None,
     k: Annotated[int, typer.Option(help="Cut-off of the ranking metrics.")] = 10,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the results to this JSON file.")] = None,
+    json_path: Annotated[
+        Optional[Path], typer.Option("--json", help="Also write the results to this JSON file.")
+    ] = None,
 ) -> None:
     """Evaluate the recommender against baselines on a dataset and print the table."""
     from music_platform.recommender.benchmark import run_benchmark
@@ -141,7 +145,8 @@ def model_rollback() -> None:
     try:
         retired, live = rollback(connect_warehouse(settings), ModelRegistry(settings.models_dir))
     except RegistryError as exc:
-        typer.echo(f"cannot roll back: {exc}", err=True)
+        message = str(exc)  # the registry's messages already say "cannot / nothing to roll back"
+        typer.echo(message if "roll back" in message else f"cannot roll back: {message}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"retired {retired.version}; {live.version} is live again (the service switches on its next poll)")
 
