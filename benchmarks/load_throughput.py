@@ -4,7 +4,9 @@
         [--targets duckdb,postgres,snowflake] [--mode partition|append]
 
 Generates ``--rows`` rows with the columns of ``raw.lastfm_scrobbles`` (numpy, one batch at a
-time, so memory never holds more than one batch) and loads them into each available target:
+time, so memory never holds more than one batch) in exactly the dtypes the raw Last.fm asset
+hands to the warehouse (``to_raw_frame``: object strings, nullable ``Int64``, naive UTC
+``datetime64``, ``datetime.date`` objects; checked at start), and loads them into each available target:
 a fresh temporary DuckDB file, a fresh PostgreSQL database (created, then dropped), and a local
 fakesnow server if it starts. Each batch is one day, loaded with ``replace_partition`` (or
 ``append``), which is how the scrobble assets write. Prints rows/s of the load calls alone and
@@ -31,7 +33,8 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from music_platform.sources.schemas import RAW_TABLES
+from music_platform.sources.lastfm.parsing import to_raw_frame
+from music_platform.sources.schemas import LASTFM_SCROBBLES, RAW_TABLES
 from music_platform.warehouse.base import Warehouse
 
 SCHEMA, TABLE = "raw", "lastfm_scrobbles"
@@ -68,11 +71,12 @@ class ScrobbleBatches:
         track = rng.choice(len(self.tracks), size=rows, p=self.track_p)
         artist = self.track_artist[track]
         uts = np.sort(day_start + rng.integers(0, 86_400, size=rows))
+        # The dtypes of to_raw_frame (what lastfm_scrobbles writes): see check_frame_matches_asset.
         return pd.DataFrame(
             {
                 "user_name": self.users[rng.integers(0, len(self.users), size=rows)],
-                "played_at_uts": uts.astype("int64"),
-                "played_at": pd.to_datetime(uts, unit="s", utc=True),
+                "played_at_uts": pd.array(uts, dtype="Int64"),
+                "played_at": pd.to_datetime(uts, unit="s"),
                 "scrobble_date": np.full(rows, day, dtype=object),
                 "track_name": self.tracks[track],
                 "track_mbid": self.track_mbids[track],
@@ -82,10 +86,26 @@ class ScrobbleBatches:
                 "album_mbid": np.full(rows, None, dtype=object),
                 "track_url": self.urls[track],
                 "source": np.full(rows, "synthetic", dtype=object),
-                "ingested_at": pd.Timestamp.now(tz="UTC").floor("s"),
+                "ingested_at": pd.Timestamp(dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)),
             },
             columns=COLUMNS,
         )
+
+
+def check_frame_matches_asset(generator: ScrobbleBatches) -> None:
+    """Fail unless the synthetic frame has the dtypes the raw asset's parser produces.
+
+    The load cost depends on the dtypes (object strings cost far more than Arrow strings), so
+    a benchmark on other dtypes would not measure the real path.
+    """
+    sample = generator.batch(0, 50)
+    records = sample.drop(columns=["source", "ingested_at"]).to_dict("records")
+    reference = to_raw_frame(records, LASTFM_SCROBBLES, source="synthetic")
+    if sample.dtypes.to_dict() != reference.dtypes.to_dict():
+        raise SystemExit(f"synthetic dtypes {sample.dtypes.to_dict()} != the asset's {reference.dtypes.to_dict()}")
+    for column in ("scrobble_date", "played_at_uts"):
+        if type(sample[column].iloc[0]) is not type(reference[column].iloc[0]):
+            raise SystemExit(f"synthetic {column} values are not of the asset's type")
 
 
 def _mbid(rng: np.random.Generator) -> str:
@@ -208,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(TARGETS)}")
 
+    check_frame_matches_asset(ScrobbleBatches(args.seed))
     # The load average says how much of the machine the figures had (others may share it).
     print(
         f"load benchmark: {args.rows:,} scrobbles in batches of {args.batch_rows:,} ({args.mode}), "
