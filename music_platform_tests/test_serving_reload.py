@@ -24,6 +24,7 @@ import uvicorn
 
 from music_platform.config import Settings
 from music_platform.serving.app import create_app
+from music_platform.serving.protocol import fast_protocol
 from music_platform.serving.sample_data import publish_version, write_sample_warehouse
 from music_platform.serving.service import ServingConfig
 from music_platform.serving.snapshot import load_snapshot, open_reader
@@ -40,12 +41,13 @@ def free_port() -> int:
 
 
 class ThreadedServer:
-    """uvicorn in a background thread of this process, on a free port."""
+    """uvicorn in a background thread of this process, on a free port, with the HTTP protocol
+    the workers run (hot routes answered in the parser callback)."""
 
     def __init__(self, app) -> None:
         self.port = free_port()
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, loop="uvloop", http="httptools", log_level="warning", lifespan="on"
+            app, host="127.0.0.1", port=self.port, http=fast_protocol(app), log_level="warning", lifespan="on"
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -199,6 +201,69 @@ def test_real_server_answers_every_route(world):
         assert http.get("/users/user_0000005/recommendations?k=1000").status_code == 422
         assert "music_platform_http_request_duration_seconds_bucket" in http.get("/metrics").text
         assert http.get("/docs").status_code == 200
+
+
+def raw_exchange(port: int, payload: bytes) -> list[tuple[int, dict[bytes, bytes], bytes]]:
+    """Send raw bytes on one connection, read until the server closes it, split the answers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(payload)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    answers = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        status_line, *header_lines = head.split(b"\r\n")
+        headers = dict(line.lower().split(b": ", 1) for line in header_lines)
+        length = int(headers[b"content-length"])
+        answers.append((int(status_line.split()[1]), headers, rest[:length]))
+        data = rest[length:]
+    return answers
+
+
+def test_parser_fast_path_keeps_http_semantics(world):
+    """Hot routes answered in the parser callback and the ASGI routes behind them share one
+    connection: pipelined answers come back in order, HTTP/1.0 and ``Connection: close`` close,
+    percent-escaped paths give the same answer, and the fast path is counted in /metrics."""
+    settings, _ = world
+    app = create_app(settings, ServingConfig(reload_seconds=0))
+    user = "/users/user_0000007/recommendations?k=3"
+    body = orjson.dumps({"artists": ["Radiohead"]})
+    with ThreadedServer(app) as server:
+        expected_user = httpx.get(server.url + user).content
+        answers = raw_exchange(
+            server.port,
+            b"GET /ping HTTP/1.1\r\nHost: t\r\n\r\n"
+            + b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % user.encode()
+            + b"GET /users?limit=1 HTTP/1.1\r\nHost: t\r\n\r\n"  # ASGI route ...
+            + b"GET /ping HTTP/1.1\r\nHost: t\r\n\r\n"  # ... then a hot one queued behind it
+            + b"POST /recommendations?k=2 HTTP/1.1\r\nHost: t\r\ncontent-type: application/json\r\n"
+            + b"content-length: %d\r\n\r\n%s" % (len(body), body)
+            + b"GET /users/user%5F0000007/recommendations?k=3 HTTP/1.1\r\nHost: t\r\n\r\n"
+            + b"GET /users/user_0000007/recommendations?k=0 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        assert [status for status, _, _ in answers] == [200, 200, 200, 200, 200, 200, 422]
+        assert answers[0][2] == b'{"status":"ok"}' and answers[3][2] == b'{"status":"ok"}'
+        assert answers[1][2] == expected_user and answers[5][2] == expected_user
+        assert orjson.loads(answers[2][2])["users"] == ["user_0000001"]
+        assert len(orjson.loads(answers[4][2])["recommendations"]) == 2
+        assert "k must be an integer" in orjson.loads(answers[6][2])["message"]
+        assert answers[6][1][b"connection"] == b"close"
+        assert all(b"date" in headers and headers[b"content-type"] == b"application/json" for _, headers, _ in answers)
+
+        # HTTP/1.0 without keep-alive: one answer, then the server closes the connection.
+        [(status, headers, _)] = raw_exchange(server.port, b"GET /ping HTTP/1.0\r\n\r\n")
+        assert status == 200 and headers[b"connection"] == b"close"
+
+        metrics = httpx.get(server.url + "/metrics").text
+        counts = {
+            line.split("{", 1)[1].rsplit("}", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("music_platform_http_requests_total{")
+        }
+        assert counts['method="GET",route="/ping",status="200"'] == 3
+        assert counts['method="GET",route="/users/{user_id}/recommendations",status="200"'] == 3
+        assert counts['method="GET",route="/users/{user_id}/recommendations",status="422"'] == 1
 
 
 @pytest.mark.slow

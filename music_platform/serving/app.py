@@ -380,28 +380,30 @@ class FastPathApp:
         self.service = service
         self.metrics = metrics
 
+    def hot_get(self, path: str, query_string: bytes) -> tuple[str, int, bytes] | None:
+        """(route, status, body) of a hot GET route, or None for any other path.
+
+        Called by the ASGI entry point below and, in served workers, straight from the HTTP
+        parser (``serving/protocol.py``)."""
+        if path.startswith("/users/") and path.endswith("/recommendations"):
+            return (USER_ROUTE, *self.service.user_recommendations(path[7:-16], query_string))
+        if path.startswith("/tracks/") and path.endswith("/similar"):
+            return (SIMILAR_ROUTE, *self.service.similar_tracks(path[8:-8], query_string))
+        if path == "/ping":
+            return "/ping", 200, PING_BODY
+        if path == "/health":
+            return ("/health", *self.service.health())
+        return None
+
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.api(scope, receive, send)
             return
         started = perf_counter()
         if scope["method"] == "GET":
-            path: str = scope["path"]
-            answer = None
-            if path.startswith("/users/") and path.endswith("/recommendations"):
-                route = USER_ROUTE
-                answer = self.service.user_recommendations(path[7:-16], scope["query_string"])
-            elif path.startswith("/tracks/") and path.endswith("/similar"):
-                route = SIMILAR_ROUTE
-                answer = self.service.similar_tracks(path[8:-8], scope["query_string"])
-            elif path == "/ping":
-                route = "/ping"
-                answer = (200, PING_BODY)
-            elif path == "/health":
-                route = "/health"
-                answer = self.service.health()
-            if answer is not None:
-                status, body = answer
+            hot = self.hot_get(scope["path"], scope["query_string"])
+            if hot is not None:
+                route, status, body = hot
                 await send(
                     {
                         "type": "http.response.start",

@@ -12,11 +12,13 @@ What zero timeouts at 1000 connections on two cores took (measured with
   about 40 new connections per second per worker, leaving hundreds of clients in the accept
   queue until their first request timed out; asyncio's accept loop drains the whole queue at
   once. httptools still parses HTTP.
+- **Hot routes answered in the HTTP parser callback** (``serving/protocol.py``), without the
+  ASGI round of scope, task and send coroutines; everything else goes through uvicorn as usual.
 - A listen backlog as deep as the kernel allows, keep-alive longer than any client pause,
   no access log (a log line costs more than the lookup) and no ``server`` header.
 
-A small supervisor starts the workers, restarts one that dies and stops them all on
-SIGINT/SIGTERM.
+A small supervisor forks the workers (after importing the app, so they start warm), restarts
+one that dies and stops them all on SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -30,18 +32,22 @@ import socket
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from music_platform.config import Settings
+from music_platform.serving.protocol import fast_protocol
 from music_platform.serving.service import ServingConfig
+
+if TYPE_CHECKING:
+    from music_platform.serving.app import FastPathApp
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BACKLOG = 8192
 KEEP_ALIVE_SECONDS = 30
 EVENT_LOOP = "asyncio"
-HTTP_PARSER = "httptools"
 RESTART_DELAY_SECONDS = 1.0
 QUICK_DEATH_SECONDS = 30.0
 MAX_QUICK_DEATHS = 5
@@ -98,11 +104,11 @@ def event_loop() -> str:
     return chosen
 
 
-def uvicorn_config(app: object, backlog: int) -> uvicorn.Config:
+def uvicorn_config(app: FastPathApp, backlog: int) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         loop=event_loop(),
-        http=HTTP_PARSER,
+        http=fast_protocol(app),
         lifespan="on",
         backlog=backlog,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
@@ -116,6 +122,10 @@ def serve_worker(host: str, port: int, backlog: int) -> None:
     """One worker process: its own app, snapshot and listening socket."""
     from music_platform.serving.app import create_app
 
+    # A forked worker inherits the supervisor's handlers: take the defaults back until uvicorn
+    # installs its own, so a stop during start-up is not swallowed.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sock = worker_socket(host, port)
     uvicorn.Server(uvicorn_config(create_app(), backlog)).run(sockets=[sock])
@@ -126,7 +136,10 @@ class Supervisor:
 
     def __init__(self, host: str, port: int, workers: int, backlog: int):
         self.host, self.port, self.workers, self.backlog = host, port, workers, backlog
-        self.context = multiprocessing.get_context("spawn")
+        # fork, after run_server imported the app's modules: a worker starts with pandas,
+        # pyarrow and FastAPI already imported (3 s of CPU each on this machine). The parent
+        # holds no connection, socket or event loop a child could inherit.
+        self.context = multiprocessing.get_context("fork")
         self.processes: list[multiprocessing.process.BaseProcess] = []
         self.stopping = False
 
@@ -212,6 +225,10 @@ def run_server(host: str, port: int, workers: int) -> None:
         # Workers share their metric values through files here so /metrics sums them all.
         metrics_dir = tempfile.mkdtemp(prefix="music-platform-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    # Imported once here, inherited by every forked worker. Only now: prometheus_client picks
+    # its multi-process value files at import, from PROMETHEUS_MULTIPROC_DIR.
+    import music_platform.serving.app  # noqa: F401
+
     try:
         exit_code = Supervisor(host, port, workers, backlog).run()
     finally:

@@ -642,8 +642,9 @@ def _load_recommendations(
 ) -> tuple[list[str], list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(user ids, reasons, user code, track code, score, reason code) ordered by user and rank.
 
-    Rows stream in Arrow batches: user ids are dictionary-encoded per batch and the
-    dictionaries unified at the end, so ten million rows never become Python objects."""
+    Rows stream in Arrow batches: user ids are dictionary-encoded per batch (a batch is freed
+    whole, so no column of it may be kept) and the dictionaries unified at the end, so ten
+    million rows never become Python objects."""
     where = (
         f"from ml.user_recommendations where cast(model_version as varchar) = {version} "
         "and user_id is not null and track_id is not null"
