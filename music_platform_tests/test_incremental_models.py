@@ -1,13 +1,14 @@
 """Incremental by day, end to end: the scrobble load and the dbt models.
 
 The scrobble load writes one batch of whole days at a time (bounded memory) and keeps its
-audit trail streaming. 
+audit trail streaming.
 ``fct_listens`` and ``user_track_interactions`` are incremental by listening day (Dagster's daily
 partitions pass ``--vars {min_date, max_date}``). Two warehouses receive the same raw scrobbles:
 one is built day by day with the partition vars, the other by ``dbt build --full-refresh``; both
 marts must be identical. Then days are restated the way a re-run partition changes them: a
 (user, track) pair that vanishes, a listen fewer, a track never heard before, a day emptied. The
-project's own dbt SQL runs on DuckDB (and on PostgreSQL when the server is up).
+project's own dbt SQL runs on DuckDB, on PostgreSQL when the server is up and on Snowflake's
+dialect through fakesnow.
 """
 
 from __future__ import annotations
@@ -16,16 +17,19 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from contextlib import ExitStack
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from music_platform.config import Settings
 from music_platform.defs.transform.dbt import daily_build_args
 from music_platform.sources.landing import (
+    SYNTHETIC_DAYS_PER_BATCH,
     AuditTrailWriter,
     collect_scrobbles,
     day_bounds,
@@ -63,16 +67,39 @@ def test_the_audit_trail_round_trips_many_chunks(tmp_path):
     assert lines[7]["context"] == {"user": "user7", "day": "2025-03-03"}  # dates written as ISO text
 
 
-def test_the_synthetic_load_comes_one_day_per_batch_and_adds_up():
+def test_the_synthetic_load_comes_in_batches_of_consecutive_days_and_adds_up():
     source = SyntheticLastfmSource(n_users=40, seed=3)
-    batches = list(iter_scrobble_batches(source, source.users, DAYS, per_day_fast_path=True))
-    assert [b.days for b in batches] == [[day] for day in DAYS]
+    week_and_two = [FIRST_DAY + timedelta(days=i) for i in range(SYNTHETIC_DAYS_PER_BATCH + 2)]
+    days = [*week_and_two, FIRST_DAY + timedelta(days=30)]
+    batches = list(iter_scrobble_batches(source, source.users, days, per_day_fast_path=True))
+    # a week at most per batch, never across a gap
+    assert [b.days for b in batches] == [days[:SYNTHETIC_DAYS_PER_BATCH], days[SYNTHETIC_DAYS_PER_BATCH:-1], days[-1:]]
     for batch in batches:
         frame = batch.frame(source="synthetic")
-        assert set(frame["scrobble_date"]) <= set(batch.days)
-        assert len(frame) == source.expected_scrobbles(batch.days[0])
-    merged = collect_scrobbles(source, source.users, DAYS, per_day_fast_path=True)
+        assert set(frame["scrobble_date"]) == set(batch.days)
+        assert len(frame) == sum(source.expected_scrobbles(day) for day in batch.days)
+    merged = collect_scrobbles(source, source.users, days, per_day_fast_path=True)
     assert len(merged.frame(source="synthetic")) == sum(len(b.frame(source="synthetic")) for b in batches)
+
+
+def test_rendered_synthetic_pages_equal_the_item_by_item_payload():
+    """The bulk path renders pages from per-track JSON; it must be the same payload, key order too."""
+    import orjson
+
+    from music_platform.sources.synthetic.payloads import recent_track_item, recent_tracks_page, track_strings
+
+    world = SyntheticLastfmSource(n_users=40, seed=3).world
+    strings = track_strings(world)
+    tracks = np.arange(0, world.catalogue.n_tracks, 97)[:250]
+    uts = np.arange(1_760_000_000, 1_760_000_000 - 61 * len(tracks), -61)
+    for page, now_playing in ((1, 5), (2, 5), (1, None)):
+        built = recent_tracks_page(world, "listener", uts, tracks, page, 200, now_playing)
+        lo, hi = (page - 1) * 200, min(page * 200, len(tracks))
+        expected = [recent_track_item(strings, int(t), int(u)) for t, u in zip(tracks[lo:hi], uts[lo:hi], strict=True)]
+        if now_playing is not None and page == 1:
+            expected.insert(0, recent_track_item(strings, now_playing, None))
+        assert orjson.dumps(built["recenttracks"]["track"]) == orjson.dumps(expected)
+        assert built["recenttracks"]["@attr"]["total"] == str(len(tracks))
 
 
 class WalkingClient:
@@ -148,7 +175,7 @@ def test_every_dbt_model_belongs_to_exactly_one_dbt_asset():
 
 
 def run_dbt(args: list[str], settings: Settings, work_dir: Path) -> None:
-    env = {**os.environ, **dbt_environment(settings)}
+    env = {**os.environ, **dbt_environment(settings), **SNOWFLAKE_ENV.get(id(settings), {})}
     command = [
         DBT, *args,
         "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR), "--target", settings.target,
@@ -223,11 +250,11 @@ def restated_day(days: dict[date, pd.DataFrame], day: date) -> pd.DataFrame:
     return pd.concat([changed, new_listen], ignore_index=True)
 
 
-def _duckdb(work_dir: Path, name: str, stack: ExitStack) -> Settings:
+def _duckdb(work_dir: Path, name: str, stack: ExitStack, request) -> Settings:
     return Settings.from_env({"MUSIC_PLATFORM_DATA_DIR": str(work_dir / name)})
 
 
-def _postgres(work_dir: Path, name: str, stack: ExitStack) -> Settings:
+def _postgres(work_dir: Path, name: str, stack: ExitStack, request) -> Settings:
     from music_platform_tests.pg_utils import fresh_database, require_postgres
 
     url = stack.enter_context(fresh_database(f"mp_incr_{name}", require_postgres()))
@@ -237,15 +264,40 @@ def _postgres(work_dir: Path, name: str, stack: ExitStack) -> Settings:
     )  # fmt: skip
 
 
+# dbt reads the Snowflake connection from the environment (profiles.yml): per Settings object.
+SNOWFLAKE_ENV: dict[int, dict[str, str]] = {}
+
+
+def _snowflake(work_dir: Path, name: str, stack: ExitStack, request) -> Settings:
+    import snowflake.connector
+
+    server = request.getfixturevalue("fakesnow_server")
+    # fakesnow keeps databases for the session and cannot drop them: a fresh name per test
+    database = f"MP_INCR_{name.upper()}_{uuid.uuid4().hex[:8].upper()}"
+    env = {**server.env(), "SNOWFLAKE_DATABASE": database}
+    with snowflake.connector.connect(
+        account=env["SNOWFLAKE_ACCOUNT"], user=env["SNOWFLAKE_USER"], password=env["SNOWFLAKE_PASSWORD"],
+        host=server.host, port=server.port, protocol="http",
+    ) as conn:  # fmt: skip
+        conn.cursor().execute(f"create database {database}")
+        conn.cursor().execute(f"create schema if not exists {database}.public")
+    settings = Settings.from_env({**env, "MUSIC_PLATFORM_DATA_DIR": str(work_dir / name)})
+    SNOWFLAKE_ENV[id(settings)] = env
+    stack.callback(SNOWFLAKE_ENV.pop, id(settings), None)
+    return settings
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "make_settings", [_duckdb, pytest.param(_postgres, marks=pytest.mark.postgres)], ids=["duckdb", "postgres"]
+    "make_settings",
+    [_duckdb, pytest.param(_postgres, marks=pytest.mark.postgres), _snowflake],
+    ids=["duckdb", "postgres", "snowflake"],
 )
-def test_day_by_day_builds_and_restatements_equal_a_full_refresh(tmp_path, make_settings):
+def test_day_by_day_builds_and_restatements_equal_a_full_refresh(tmp_path, make_settings, request):
     days = synthetic_days()
     with ExitStack() as stack:
-        inc_settings = make_settings(tmp_path, "incremental", stack)
-        full_settings = make_settings(tmp_path, "full", stack)
+        inc_settings = make_settings(tmp_path, "incremental", stack, request)
+        full_settings = make_settings(tmp_path, "full", stack, request)
         incremental, full = connect_warehouse(inc_settings), connect_warehouse(full_settings)
         inc_dir, full_dir = tmp_path / "inc_dbt", tmp_path / "full_dbt"
 

@@ -200,6 +200,7 @@ class SyntheticWorld:
     day_cache_size: int = 40
     # The Last.fm strings of every track (payloads.TrackStrings), built on first use.
     track_strings_cache: object | None = field(default=None, repr=False)
+    recent_item_json_cache: object | None = field(default=None, repr=False)
 
     @property
     def n_users(self) -> int:
