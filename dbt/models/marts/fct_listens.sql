@@ -10,16 +10,7 @@
 -- Match keys are computed here, once per distinct (artist, track) spelling of the days being
 -- built, with the same normalize_name macro as int_lastfm__name_keys: a daily run then needs
 -- nothing but the day's listens, and full history builds normalise each spelling once.
-{%- set min_date = var('min_date', none) -%}
-{%- set max_date = var('max_date', none) -%}
-{%- if (min_date is none) != (max_date is none) -%}
-    {{ exceptions.raise_compiler_error("fct_listens: pass both min_date and max_date, or neither") }}
-{%- endif -%}
-{%- if min_date is not none -%}
-    {#- fromisoformat rejects anything that is not a date, so the values are safe to inline. -#}
-    {%- set min_date = modules.datetime.date.fromisoformat(min_date | string).isoformat() -%}
-    {%- set max_date = modules.datetime.date.fromisoformat(max_date | string).isoformat() -%}
-{%- endif -%}
+{%- set min_date, max_date = partition_date_range() -%}
 {%- set restate_range = is_incremental() and min_date is not none -%}
 
 {{ config(

@@ -10,16 +10,7 @@
 -- them). Without the vars an incremental run restates every pair; the first run and
 -- --full-refresh build from scratch. music_platform_tests/test_incremental_models.py proves
 -- day-by-day builds and restatements equal a full refresh.
-{%- set min_date = var('min_date', none) -%}
-{%- set max_date = var('max_date', none) -%}
-{%- if (min_date is none) != (max_date is none) -%}
-    {{ exceptions.raise_compiler_error("user_track_interactions: pass both min_date and max_date, or neither") }}
-{%- endif -%}
-{%- if min_date is not none -%}
-    {#- fromisoformat rejects anything that is not a date, so the values are safe to inline. -#}
-    {%- set min_date = modules.datetime.date.fromisoformat(min_date | string).isoformat() -%}
-    {%- set max_date = modules.datetime.date.fromisoformat(max_date | string).isoformat() -%}
-{%- endif -%}
+{%- set min_date, max_date = partition_date_range() -%}
 {%- set restate_range = is_incremental() and min_date is not none -%}
 
 {{ config(
