@@ -5,8 +5,8 @@
 
 Generates ``--rows`` rows with the columns of ``raw.lastfm_scrobbles`` (numpy, one batch at a
 time, so memory never holds more than one batch) in exactly the dtypes the raw Last.fm asset
-hands to the warehouse (``to_raw_frame``: object strings, nullable ``Int64``, naive UTC
-``datetime64``, ``datetime.date`` objects; checked at start), and loads them into each available target:
+hands to the warehouse (``to_raw_frame``: Arrow-backed ``string``, ``int64``, naive UTC
+``timestamp[us]`` and ``date32`` columns; checked at start), and loads them into each available target:
 a fresh temporary DuckDB file, a fresh PostgreSQL database (created, then dropped), and a local
 fakesnow server if it starts. Each batch is one day, loaded with ``replace_partition`` (or
 ``append``), which is how the scrobble assets write. Prints rows/s of the load calls alone and
@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import psutil
+import pyarrow as pa
 
 from music_platform.sources.lastfm.parsing import to_raw_frame
 from music_platform.sources.schemas import LASTFM_SCROBBLES, RAW_TABLES
@@ -63,6 +64,7 @@ class ScrobbleBatches:
         # Zipf-like popularity: a few tracks get most plays.
         weights = 1.0 / np.arange(1, tracks + 1) ** 0.9
         self.track_p = weights / weights.sum()
+        self.ingested_at = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 
     def batch(self, day_index: int, rows: int) -> pd.DataFrame:
         rng = self.rng
@@ -72,24 +74,22 @@ class ScrobbleBatches:
         artist = self.track_artist[track]
         uts = np.sort(day_start + rng.integers(0, 86_400, size=rows))
         # The dtypes of to_raw_frame (what lastfm_scrobbles writes): see check_frame_matches_asset.
-        return pd.DataFrame(
-            {
-                "user_name": self.users[rng.integers(0, len(self.users), size=rows)],
-                "played_at_uts": pd.array(uts, dtype="Int64"),
-                "played_at": pd.to_datetime(uts, unit="s"),
-                "scrobble_date": np.full(rows, day, dtype=object),
-                "track_name": self.tracks[track],
-                "track_mbid": self.track_mbids[track],
-                "artist_name": self.artists[artist],
-                "artist_mbid": self.artist_mbids[artist],
-                "album_name": self.albums[track],
-                "album_mbid": np.full(rows, None, dtype=object),
-                "track_url": self.urls[track],
-                "source": np.full(rows, "synthetic", dtype=object),
-                "ingested_at": pd.Timestamp(dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)),
-            },
-            columns=COLUMNS,
-        )
+        columns = {
+            "user_name": pa.array(self.users[rng.integers(0, len(self.users), size=rows)], pa.string()),
+            "played_at_uts": pa.array(uts, pa.int64()),
+            "played_at": pa.array(uts * 1_000_000, pa.timestamp("us")),
+            "scrobble_date": pa.repeat(pa.scalar(day, pa.date32()), rows),
+            "track_name": pa.array(self.tracks[track], pa.string()),
+            "track_mbid": pa.array(self.track_mbids[track], pa.string()),
+            "artist_name": pa.array(self.artists[artist], pa.string()),
+            "artist_mbid": pa.array(self.artist_mbids[artist], pa.string()),
+            "album_name": pa.array(self.albums[track], pa.string()),
+            "album_mbid": pa.nulls(rows, pa.string()),
+            "track_url": pa.array(self.urls[track], pa.string()),
+            "source": pa.repeat(pa.scalar("synthetic", pa.string()), rows),
+            "ingested_at": pa.repeat(pa.scalar(self.ingested_at, pa.timestamp("us")), rows),
+        }
+        return pa.table({name: columns[name] for name in COLUMNS}).to_pandas(types_mapper=pd.ArrowDtype)
 
 
 def check_frame_matches_asset(generator: ScrobbleBatches) -> None:

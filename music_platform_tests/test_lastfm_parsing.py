@@ -6,6 +6,7 @@ import json
 from datetime import UTC, date, datetime
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from music_platform.sources.errors import (
@@ -115,10 +116,12 @@ def test_recorded_page_frame_has_contract_columns_and_types():
     result = parse_recent_tracks(_load(RECORDED), "IvanMalison")
     frame = result.frame(source="lastfm", ingested_at=datetime(2026, 4, 13, tzinfo=UTC))
     assert list(frame.columns) == LASTFM_SCROBBLES.column_names
-    assert str(frame["played_at_uts"].dtype) == "Int64"
-    assert pd.api.types.is_datetime64_any_dtype(frame["played_at"])
-    assert frame["played_at"].dt.tz is None
-    assert isinstance(frame["scrobble_date"].iloc[0], date)
+    # Arrow-backed columns of the contract's SQL types (the loaders hand the buffers on as they are).
+    types = {name: dtype.pyarrow_dtype for name, dtype in frame.dtypes.items()}
+    assert types["played_at_uts"] == pa.int64() and types["user_name"] == pa.string()
+    assert types["played_at"] == pa.timestamp("us")  # naive UTC
+    assert types["scrobble_date"] == pa.date32() and isinstance(frame["scrobble_date"].iloc[0], date)
+    assert frame["track_mbid"].isna().sum() == len([r for r in result.rows if r["track_mbid"] is None])
     assert (frame["source"] == "lastfm").all()
     assert frame["ingested_at"].iloc[0] == pd.Timestamp("2026-04-13")
     assert frame.duplicated(list(LASTFM_SCROBBLES.key)).sum() == 0
@@ -276,7 +279,14 @@ def test_user_info_normalisation():
     assert row["registered_at"] == datetime(2019, 6, 22, 4, 19, 53)
     frame = to_raw_frame([row], LASTFM_USERS, source="lastfm")
     assert list(frame.columns) == LASTFM_USERS.column_names
-    assert str(frame["subscriber"].dtype) == "boolean"
+    assert frame["subscriber"].dtype == pd.ArrowDtype(pa.bool_()) and not frame["subscriber"].iloc[0]
+    assert frame["age"].isna().iloc[0] and frame["playcount"].iloc[0] == 138223
+
+
+def test_raw_frame_names_the_column_of_a_value_of_the_wrong_type():
+    row = {name: None for name in data_columns(LASTFM_USERS)} | {"user_name": "u", "playcount": "many"}
+    with pytest.raises(ValueError, match=r"raw.lastfm_users.playcount \(bigint\)"):
+        to_raw_frame([row], LASTFM_USERS, source="lastfm")
 
 
 def test_user_info_without_name_is_a_reject_when_no_fallback():

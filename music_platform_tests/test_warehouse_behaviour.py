@@ -13,10 +13,13 @@ import uuid
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
+from music_platform.sources.lastfm.parsing import to_raw_frame
+from music_platform.sources.schemas import LASTFM_SCROBBLES
 from music_platform.warehouse.base import Warehouse, WarehouseError
-from music_platform.warehouse.duckdb_warehouse import DuckDBWarehouse
+from music_platform.warehouse.duckdb_warehouse import ROW_GROUP_ROWS, DuckDBWarehouse
 from music_platform.warehouse.postgres_warehouse import PostgresWarehouse
 from music_platform.warehouse.snowflake_warehouse import SnowflakeWarehouse
 
@@ -244,3 +247,92 @@ def test_large_frames_load_in_batches(warehouse, schema):
     stats = warehouse.query_df(f"select count(*) as n, sum(played_at_uts) as total from {schema}.scrobbles")
     assert int(stats["n"].iloc[0]) == rows
     assert int(stats["total"].iloc[0]) == int(frame["played_at_uts"].sum())
+
+
+def raw_scrobble_frame(day: dt.date, rows: int, *, start: int = 0) -> pd.DataFrame:
+    """A ``raw.lastfm_scrobbles`` frame exactly as the raw asset builds it (Arrow-backed)."""
+    base = dt.datetime.combine(day, dt.time())
+    records = [
+        {
+            "user_name": f"user_{i % 7}",
+            "played_at_uts": int(base.replace(tzinfo=dt.UTC).timestamp()) + i,
+            "played_at": base + dt.timedelta(seconds=i),
+            "scrobble_date": day,
+            "track_name": f"Track {start + i}",
+            "track_mbid": None if i % 3 else f"mbid-{i}",
+            "artist_name": f"Artist {i % 11}",
+            "artist_mbid": None,
+            "album_name": None if i % 2 else "Album",
+            "album_mbid": None,
+            "track_url": None,
+        }
+        for i in range(rows)
+    ]
+    return to_raw_frame(records, LASTFM_SCROBBLES, source="lastfm", ingested_at=dt.datetime(2025, 2, 1))
+
+
+def test_arrow_backed_raw_frames_round_trip_with_nulls(warehouse, schema):
+    frame = raw_scrobble_frame(DAY1, 10)
+    assert all(isinstance(t, pd.ArrowDtype) for t in frame.dtypes)
+
+    warehouse.replace_partition(schema, "scrobbles", frame, "scrobble_date", [DAY1])
+    warehouse.replace_partition(schema, "scrobbles", frame, "scrobble_date", [DAY1])
+
+    back = warehouse.query_df(
+        f"select played_at_uts, played_at, scrobble_date, track_mbid, album_name, source, ingested_at "
+        f"from {schema}.scrobbles order by played_at_uts"
+    )
+    assert len(back) == 10
+    assert back["track_mbid"].isna().sum() == frame["track_mbid"].isna().sum() == 6
+    assert back["album_name"].isna().sum() == 5
+    assert pd.Timestamp(back["played_at"].iloc[3]) == pd.Timestamp(dt.datetime.combine(DAY1, dt.time(0, 0, 3)))
+    assert pd.Timestamp(back["scrobble_date"].iloc[0]).date() == DAY1
+    assert set(back["source"]) == {"lastfm"}
+    assert pd.Timestamp(back["ingested_at"].iloc[0]) == pd.Timestamp("2025-02-01")
+
+
+def test_duckdb_stores_large_arrow_loads_in_small_row_groups_in_order(tmp_path):
+    wh = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+    rows = 3 * ROW_GROUP_ROWS + 1_000
+    frame = raw_scrobble_frame(DAY1, rows)
+
+    wh.replace_partition("raw", "scrobbles", frame, "scrobble_date", [DAY1])
+
+    groups = wh.query_df("select count(distinct row_group_id) as n from pragma_storage_info('raw.scrobbles')")
+    assert int(groups["n"].iloc[0]) == 4  # full row groups of ROW_GROUP_ROWS, written in parallel
+    order = wh.query_df("select played_at_uts from raw.scrobbles order by rowid")["played_at_uts"]
+    assert order.is_monotonic_increasing and len(order) == rows  # insertion order kept
+    columns = dict(
+        wh.query_df(
+            "select column_name, data_type from information_schema.columns where table_name = 'scrobbles'"
+        ).itertuples(index=False)
+    )
+    assert columns["played_at"] == "TIMESTAMP" and columns["scrobble_date"] == "DATE"
+
+
+def test_duckdb_writes_while_this_process_has_the_file_open(tmp_path):
+    wh = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+    wh.replace_table("raw", "chart", pd.DataFrame({"chart_rank": [1]}))
+    held = duckdb.connect(str(wh.path))  # e.g. a notebook or a test reading the file
+    try:
+        wh.append("raw", "chart", pd.DataFrame({"chart_rank": [2]}))
+        assert held.execute("select count(*) from raw.chart").fetchone()[0] == 2
+    finally:
+        held.close()
+    assert wh.row_count("raw", "chart") == 2
+
+
+def test_duckdb_loads_a_frame_arrow_cannot_convert_through_the_pandas_reader(tmp_path):
+    wh = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+    mixed = pd.DataFrame(
+        {
+            "name": pd.array(["a", "b"], dtype=pd.ArrowDtype(pa.string())),
+            "value": pd.Series([1, "two"], dtype=object),  # Arrow refuses mixed int/str objects
+        }
+    )
+    with pytest.raises((pa.ArrowInvalid, pa.ArrowTypeError)):
+        pa.Table.from_pandas(mixed)
+
+    wh.replace_table("raw", "mixed", mixed)
+
+    assert wh.query_df("select cast(value as varchar) as v from raw.mixed order by name")["v"].tolist() == ["1", "two"]

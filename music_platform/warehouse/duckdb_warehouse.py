@@ -10,11 +10,19 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from music_platform.warehouse.base import Warehouse, WarehouseError, check_identifier, lower_case_columns
 
 # dbt and a Python step may briefly contend for the single-writer lock on the file.
 _LOCK_RETRY_SECONDS = 60.0
+
+# Row-group size of what our writes store: half DuckDB's default (122,880). An insert writes
+# and compresses whole row groups in parallel, one per thread; at the default a day's batch
+# (~100-200k rows) fills one or two, so the insert ran on one core. Fed Arrow record batches
+# of exactly this size, a 200k-row batch runs on both cores (benchmarks/load_throughput.py).
+ROW_GROUP_ROWS = 61_440
+_ALIAS = "warehouse"
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
@@ -22,6 +30,27 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     columns that later non-null values cannot be inserted into."""
     empty_objects = [c for c in df.columns if df[c].dtype == object and df[c].isna().all()]
     return df.astype({c: "string" for c in empty_objects}) if empty_objects else df
+
+
+def scan_source(df: pd.DataFrame) -> pd.DataFrame | pa.Table:
+    """What DuckDB reads an incoming frame from.
+
+    Arrow-backed frames (the raw loaders build them) become an Arrow table of row-group-sized
+    record batches, without copying the buffers, so the insert fills row groups on every core.
+    Other frames are scanned by DuckDB's pandas reader, which copes with mixed Python objects
+    that Arrow refuses.
+    """
+    df = _typed(df)
+    arrow_columns = [name for name, dtype in df.dtypes.items() if isinstance(dtype, pd.ArrowDtype)]
+    if not arrow_columns:
+        return df
+    try:
+        table = pa.Table.from_pandas(df, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        # An object column of mixed values beside Arrow columns: DuckDB would try the same
+        # conversion for the whole frame, so give it plain Python values to read instead.
+        return df.astype({name: object for name in arrow_columns})
+    return pa.Table.from_batches(table.to_batches(max_chunksize=ROW_GROUP_ROWS), schema=table.schema)
 
 
 class DuckDBWarehouse(Warehouse):
@@ -44,10 +73,13 @@ class DuckDBWarehouse(Warehouse):
         delay = 0.05
         while True:
             try:
-                conn = duckdb.connect(str(self.path), read_only=read_only)
+                conn = self._open(read_only)
                 break
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+            except (duckdb.IOException, duckdb.ResourceInUseException) as exc:
+                # IOException: another process holds the lock; ResourceInUse: another write
+                # connection of this process has the file attached. Both pass; wait and retry.
+                busy = isinstance(exc, duckdb.ResourceInUseException) or "lock" in str(exc).lower()
+                if not busy or time.monotonic() > deadline:
                     raise WarehouseError(f"cannot open {self.path}: {exc}") from exc
                 time.sleep(delay + random.uniform(0, delay))
                 delay = min(delay * 2, 1.0)
@@ -55,6 +87,26 @@ class DuckDBWarehouse(Warehouse):
             yield conn
         finally:
             conn.close()
+
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        if read_only:
+            return duckdb.connect(str(self.path), read_only=True)
+        # Writes attach the file with our row-group size (a per-attachment setting; readers and
+        # dbt open the same file as usual). USE makes unqualified schema.table names resolve to it.
+        conn = duckdb.connect()
+        try:
+            literal = str(self.path).replace("'", "''")
+            conn.execute(f"attach '{literal}' as {_ALIAS} (row_group_size {ROW_GROUP_ROWS})")
+            conn.execute(f"use {_ALIAS}")
+        except duckdb.ResourceInUseException:
+            # This process already has the file open (DuckDB shares one instance per file and
+            # process): join that instance rather than attaching the file a second time.
+            conn.close()
+            return duckdb.connect(str(self.path))
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def execute(self, sql: str) -> None:
         with self.connect() as conn:
@@ -79,14 +131,14 @@ class DuckDBWarehouse(Warehouse):
     @staticmethod
     def _ensure_table(conn: duckdb.DuckDBPyConnection, qualified: str, schema: str, df: pd.DataFrame) -> None:
         conn.execute(f"create schema if not exists {schema}")
-        conn.register("_incoming", _typed(df))
+        conn.register("_incoming", scan_source(df))
         conn.execute(f"create table if not exists {qualified} as select * from _incoming limit 0")
 
     def replace_table(self, schema: str, table: str, df: pd.DataFrame) -> int:
         qualified = self.qualified(schema, table)
         with self.connect() as conn:
             conn.execute(f"create schema if not exists {check_identifier(schema)}")
-            conn.register("_incoming", _typed(df))
+            conn.register("_incoming", scan_source(df))
             # CREATE OR REPLACE is one atomic statement: readers see old or new table.
             conn.execute(f"create or replace table {qualified} as select * from _incoming")
             conn.unregister("_incoming")
