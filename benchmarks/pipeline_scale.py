@@ -13,7 +13,10 @@ is given as many days as it takes to hold N scrobbles, then the same Dagster def
   parser, the audit trail, a week of days per write), then profiles, tags, charts and the
   catalogue;
 - dbt: staging, intermediate and marts, the incremental models over the whole range;
-- train: training data (from marts.user_track_interactions), the LightFM model, its evaluation;
+- train: training data (from marts.user_track_interactions), the LightFM model, its evaluation
+  (the pipeline's ModelConfig unless ``--max-epochs``/``--no-components`` override it; printed:
+  epochs trained, epochs kept and what ended the search -- early stopping, the epoch limit or
+  the training time budget);
 - score: recommendations for every user, similar tracks, the registry;
 - daily: one more day, the way the schedule runs it: the new scrobble partition, then the
   partitioned dbt models (fct_listens, user_track_interactions) for that day only.
@@ -23,7 +26,7 @@ and its dbt subprocesses: a figure the machine's other load does not inflate muc
 of the process tree (sampled every 50 ms). Then the totals, the ratio of the largest size's
 time to the smallest's, and the 1-minute load average before and after each size (the machine
 may be shared). ``--json`` writes, per size, ``{"scrobbles", "total_seconds", "peak_rss_bytes",
-"stages": {name: seconds}, "daily_incremental_seconds", ...}``.
+"stages": {name: seconds}, "training", "daily_incremental_seconds", ...}``.
 
 Targets on 2 cores: 10M scrobbles end to end <= 15 min, peak RSS <= 4 GiB, time(10M)/time(1M)
 <= 12, the daily incremental run after the 10M backfill <= 1 min.
@@ -149,6 +152,7 @@ class SizeFigures:
             "stages": {name: round(s.seconds, 2) for name, s in self.stages.items()},
             "stages_cpu_seconds": {name: round(s.cpu_seconds, 2) for name, s in self.stages.items()},
             "stages_peak_rss_bytes": {name: s.peak_rss_bytes for name, s in self.stages.items()},
+            "training": self.stages["train"].detail if "train" in self.stages else None,
             "daily_incremental_seconds": round(self.daily.seconds, 2),
             "daily_incremental_cpu_seconds": round(self.daily.cpu_seconds, 2),
             "daily_incremental_detail": self.daily.detail,
@@ -259,8 +263,8 @@ def run_one_size(scrobbles: int, users: int, seed: int, data_dir: Path, run_conf
             materialise([k for k, g in group_of.items() if g == "ingestion" and k != scrobbles_key])
         with stage("dbt", stages):
             materialise([k for k, g in group_of.items() if g == "transform"], backfill)
-        with stage("train", stages):
-            materialise(ml_train, config=run_config)
+        with stage("train", stages) as train:
+            train.detail = training_detail(materialise(ml_train, config=run_config))
         with stage("score", stages):
             materialise(ml_score)
 
@@ -308,6 +312,17 @@ def run_one_size(scrobbles: int, users: int, seed: int, data_dir: Path, run_conf
         rows=rows,
         failed_checks=failed_checks,
     )
+
+
+def training_detail(result) -> dict:
+    """How LightFM's epoch search ended, from the ``ml/lightfm_model`` materialisation's metadata."""
+    for event in result.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        if materialization.asset_key.path == ["ml", "lightfm_model"]:
+            metadata = materialization.metadata
+            keys = ("epochs", "epochs_trained", "stopped_by", "fit_seconds")
+            return {key: metadata[key].value for key in keys if key in metadata}
+    return {}
 
 
 def child_main(args: argparse.Namespace) -> int:

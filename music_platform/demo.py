@@ -79,10 +79,8 @@ def _run_stage(name, job, instance, selection, tags=None) -> StageOutcome:
     error = None
     if not result.success:
         failures = [e for e in result.all_events if e.is_step_failure]
-        error = "; ".join(
-            f"{e.step_key}: {(e.step_failure_data.error.message if e.step_failure_data.error else '').strip()[:300]}"
-            for e in failures
-        ) or "run failed"
+        messages = [(e.step_failure_data.error.message if e.step_failure_data.error else "").strip() for e in failures]
+        error = "; ".join(f"{e.step_key}: {m[:300]}" for e, m in zip(failures, messages, strict=True)) or "run failed"
     return StageOutcome(name, time.perf_counter() - started, result.success, checks, error)
 
 
@@ -106,7 +104,9 @@ def run_demo(users: int = 2000, days: int = 30, seed: int = 42) -> int:
     job = definitions.resolve_implicit_global_asset_job_def()
     instance = _instance()
     graph = definitions.resolve_asset_graph()
-    group_of = {key: graph.get(key).group_name for key in graph.get_all_asset_keys() if graph.get(key).is_materializable}
+    group_of = {
+        key: graph.get(key).group_name for key in graph.get_all_asset_keys() if graph.get(key).is_materializable
+    }
     scrobbles = dg.AssetKey(["raw", "lastfm_scrobbles"])
     # The day-partitioned assets (scrobbles, then the incremental dbt models) run over the range ingested.
     ingested_range = {
@@ -115,21 +115,38 @@ def run_demo(users: int = 2000, days: int = 30, seed: int = 42) -> int:
     }
     stages = [
         ("ingest: scrobbles", [scrobbles], ingested_range),
-        ("ingest: profiles, tags, charts, catalogue", [k for k, g in group_of.items() if g == "ingestion" and k != scrobbles], {}),
-        ("transform: dbt staging, intermediate, marts", [k for k, g in group_of.items() if g == "transform"], ingested_range),
+        (
+            "ingest: profiles, tags, charts, catalogue",
+            [k for k, g in group_of.items() if g == "ingestion" and k != scrobbles],
+            {},
+        ),
+        (
+            "transform: dbt staging, intermediate, marts",
+            [k for k, g in group_of.items() if g == "transform"],
+            ingested_range,
+        ),
         ("ml: train, evaluate, gate, publish", [k for k, g in group_of.items() if g == "ml"], {}),
     ]
     outcomes: list[StageOutcome] = []
     started = time.perf_counter()
     with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=False
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     ) as progress:
         overall = progress.add_task("pipeline", total=len(stages))
         for name, selection, tags in stages:
             task = progress.add_task(name, total=1)
             outcome = _run_stage(name, job, instance, selection, tags)
             outcomes.append(outcome)
-            progress.update(task, completed=1, description=f"{name} [{'ok' if outcome.success else 'FAILED'}] {outcome.seconds:.1f}s")
+            progress.update(
+                task,
+                completed=1,
+                description=f"{name} [{'ok' if outcome.success else 'FAILED'}] {outcome.seconds:.1f}s",
+            )
             progress.advance(overall)
             if not outcome.success:
                 break
@@ -139,7 +156,11 @@ def run_demo(users: int = 2000, days: int = 30, seed: int = 42) -> int:
     ok = all(o.success for o in outcomes) and len(outcomes) == len(stages) and not failed_checks
     console.print(
         f"\n[bold {'green' if ok else 'red'}]{'demo succeeded' if ok else 'demo FAILED'}[/] in {total:.1f}s"
-        + ("" if ok else f": {len(failed_checks)} failed check(s), " + ", ".join(o.name for o in outcomes if not o.success))
+        + (
+            ""
+            if ok
+            else f": {len(failed_checks)} failed check(s), " + ", ".join(o.name for o in outcomes if not o.success)
+        )
     )
     return 0 if ok else 1
 
@@ -180,7 +201,9 @@ def _print_summary(console: Console, settings, outcomes: list[StageOutcome], tot
         for col in ("metric", "k", "model", "popularity baseline"):
             table.add_column(col)
         for r in evaluation.itertuples(index=False):
-            baseline = "" if r.baseline_value is None or r.baseline_value != r.baseline_value else f"{r.baseline_value:.4f}"
+            baseline = (
+                "" if r.baseline_value is None or r.baseline_value != r.baseline_value else f"{r.baseline_value:.4f}"
+            )
             table.add_row(str(r.metric), str(r.k), f"{r.value:.4f}", baseline)
         console.print(table)
 
@@ -200,12 +223,28 @@ def _print_summary(console: Console, settings, outcomes: list[StageOutcome], tot
             for r in recs.itertuples(index=False):
                 table.add_row(str(r.rank), str(r.track_name), str(r.artist_name), str(r.reason))
             console.print(table)
-    console.print(f"stages: " + ", ".join(f"{o.name} {o.seconds:.1f}s" for o in outcomes) + f"; total {total:.1f}s")
+    console.print("stages: " + ", ".join(f"{o.name} {o.seconds:.1f}s" for o in outcomes) + f"; total {total:.1f}s")
 
 
 SUMMARY_TABLES = {
-    "raw": ["lastfm_scrobbles", "lastfm_users", "lastfm_artist_tags", "lastfm_tag_top_tracks", "lastfm_chart_top_tracks",
-            "kaggle_tracks", "kaggle_tracks_rejected", "ingestion_rejects"],
-    "marts": ["dim_users", "dim_artists", "dim_tracks", "artist_tags", "fct_listens", "user_track_interactions", "genre_summary"],
+    "raw": [
+        "lastfm_scrobbles",
+        "lastfm_users",
+        "lastfm_artist_tags",
+        "lastfm_tag_top_tracks",
+        "lastfm_chart_top_tracks",
+        "kaggle_tracks",
+        "kaggle_tracks_rejected",
+        "ingestion_rejects",
+    ],
+    "marts": [
+        "dim_users",
+        "dim_artists",
+        "dim_tracks",
+        "artist_tags",
+        "fct_listens",
+        "user_track_interactions",
+        "genre_summary",
+    ],
     "ml": ["model_registry", "model_evaluation", "user_recommendations", "similar_tracks"],
 }

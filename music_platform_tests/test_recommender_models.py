@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,7 @@ from music_platform.recommender import (
     with_baseline,
 )
 from music_platform.recommender.cold_start import cold_start_split, evaluate_cold_start
+from music_platform.recommender.lightfm_model import refit_params
 from music_platform.recommender.scoring import best_heard_items
 from music_platform.recommender.synthetic import taste_clusters
 
@@ -255,3 +256,41 @@ def test_models_survive_pickling(models, dataset):
         a = recommend_top_k(models[kind], dataset, k=5, users=["u9"])
         b = recommend_top_k(clone, dataset, k=5, users=["u9"])
         pd.testing.assert_frame_equal(a, b)
+
+
+def test_lightfm_time_budget_stops_the_epoch_search_and_keeps_the_best_epoch_seen(dataset):
+    unbounded = train_lightfm(dataset, replace(FAST_LIGHTFM, refit_on_full=False))
+    assert unbounded.training_info["stopped_by"] in ("early_stopping", "max_epochs")
+    assert unbounded.training_info["epochs_trained"] >= unbounded.training_info["epochs"] > 1
+
+    # A budget that is over after the first epoch: that epoch is validated, then training stops.
+    budgeted = train_lightfm(dataset, replace(FAST_LIGHTFM, refit_on_full=False, time_budget_seconds=1e-9))
+    info = budgeted.training_info
+    assert info["stopped_by"] == "time_budget"
+    assert info["epochs"] == info["best_epoch"] == info["epochs_trained"] == 1
+    assert [epoch for epoch, _ in info["validation_curve"]] == [1]
+    assert budgeted.params["time_budget_seconds"] == 1e-9
+    scores = budgeted.scorer.score(np.arange(3), dataset.interactions[:3])
+    assert np.isfinite(scores).all()
+
+
+def test_lightfm_time_budget_without_early_stopping_trains_whole_epochs_until_it_is_spent(dataset):
+    params = replace(FAST_LIGHTFM, early_stopping=False, max_epochs=5, time_budget_seconds=1e-9)
+    model = train_lightfm(dataset, params)
+    assert model.training_info["stopped_by"] == "time_budget" and model.training_info["epochs"] == 1
+
+    complete = train_lightfm(dataset, replace(params, time_budget_seconds=None))
+    assert complete.training_info["stopped_by"] == "max_epochs" and complete.training_info["epochs"] == 5
+
+
+@pytest.mark.parametrize("budget", [0.0, -5.0])
+def test_lightfm_time_budget_must_be_positive(budget):
+    with pytest.raises(ValueError, match="time_budget_seconds"):
+        LightFMParams(time_budget_seconds=budget)
+
+
+def test_the_refit_on_all_data_is_not_cut_by_the_budget(dataset):
+    searched = train_lightfm(dataset, replace(FAST_LIGHTFM, refit_on_full=False, time_budget_seconds=60.0))
+    refit = refit_params(replace(FAST_LIGHTFM, time_budget_seconds=60.0), searched)
+    assert refit.time_budget_seconds is None and not refit.early_stopping
+    assert refit.max_epochs == searched.training_info["epochs"]

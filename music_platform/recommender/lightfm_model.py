@@ -4,7 +4,9 @@ Procedure (``train_lightfm``):
 
 1. hold out ``validation_fraction`` of each training user's interactions (random, seeded);
 2. train on the rest one epoch at a time, measuring precision@k on the validation part every
-   ``eval_every`` epochs; stop after ``patience`` evaluations without improvement;
+   ``eval_every`` epochs; stop after ``patience`` evaluations without improvement, or once
+   ``time_budget_seconds`` have passed (the epoch that crosses it is validated too, so the best
+   epoch seen so far is kept);
 3. refit a fresh model on the *whole* training data for the best number of epochs (so no
    interaction is wasted), or keep the best snapshot when ``refit_on_full`` is off.
 """
@@ -36,7 +38,9 @@ class LightFMParams:
     factor at a time: WARP with 64 components (32 and 128 were worse), learning rate 0.05 (0.1
     worse), no L2 (1e-6 worse), unweighted interactions (play-count weights worse) and
     ``max_sampled=60`` (10 → 30 → 60 each better). ``max_epochs`` only bounds training; early
-    stopping picks the count.
+    stopping picks the count. ``time_budget_seconds`` (None: no limit) bounds the epoch search in
+    wall time: training stops after the first epoch that ends past it. It makes the epoch count
+    depend on the machine's speed, so it is a ceiling for deployments, not a tuning knob.
     """
 
     no_components: int = 64
@@ -58,12 +62,15 @@ class LightFMParams:
     validation_k: int = 10
     num_threads: int = 2
     random_state: int = 42
+    time_budget_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.no_components < 1 or self.max_epochs < 1:
             raise ValueError("no_components and max_epochs must be >= 1")
+        if self.time_budget_seconds is not None and not self.time_budget_seconds > 0:
+            raise ValueError(f"time_budget_seconds must be positive or None, got {self.time_budget_seconds}")
 
 
 def _new_estimator(params: LightFMParams) -> Any:
@@ -138,7 +145,12 @@ def train_lightfm(train: RecDataset, params: LightFMParams | None = None) -> Tra
     """Fit LightFM on ``train`` (early stopping on an inner validation split unless disabled)."""
     params = params or LightFMParams()
     started = time.perf_counter()
-    info: dict[str, Any] = {}
+
+    def out_of_time() -> bool:
+        budget = params.time_budget_seconds
+        return budget is not None and time.perf_counter() - started >= budget
+
+    info: dict[str, Any] = {"stopped_by": "max_epochs"}
     epochs = params.max_epochs
     estimator = None
     if params.early_stopping:
@@ -149,6 +161,7 @@ def train_lightfm(train: RecDataset, params: LightFMParams | None = None) -> Tra
         inner_history, valid_matrix = inner.interactions, valid.interactions
         best, best_epoch, best_snapshot, stale, curve = -1.0, 0, None, 0, []
         for epoch in range(1, params.max_epochs + 1):
+            info["epochs_trained"] = epoch
             candidate.fit_partial(
                 interactions,
                 user_features=user_features,
@@ -157,7 +170,8 @@ def train_lightfm(train: RecDataset, params: LightFMParams | None = None) -> Tra
                 epochs=1,
                 num_threads=params.num_threads,
             )
-            if epoch % params.eval_every and epoch != params.max_epochs:
+            timed_out = out_of_time()
+            if epoch % params.eval_every and epoch != params.max_epochs and not timed_out:
                 continue
             value = validation_precision(
                 lightfm_scorer(candidate, inner, params), inner_history, valid_matrix, params.validation_k
@@ -170,14 +184,30 @@ def train_lightfm(train: RecDataset, params: LightFMParams | None = None) -> Tra
             else:
                 stale += 1
                 if stale >= params.patience:
+                    info["stopped_by"] = "early_stopping"
                     break
+            if timed_out:
+                info["stopped_by"] = "time_budget"
+                break
         info.update(best_epoch=best_epoch, validation_precision=best, validation_curve=curve)
         epochs = best_epoch
         estimator = best_snapshot
     if estimator is None:
         estimator = _new_estimator(params)
-        _fit_epochs(estimator, train, params, epochs)
-    info["epochs"] = epochs
+        if params.early_stopping or params.time_budget_seconds is None:
+            _fit_epochs(estimator, train, params, epochs)  # the refit: the epoch count is decided
+        else:
+            trained = 0
+            while trained < epochs:
+                _fit_epochs(estimator, train, params, 1)
+                trained += 1
+                if out_of_time() and trained < epochs:
+                    info["stopped_by"] = "time_budget"
+                    break
+            epochs = trained
+    info.setdefault("epochs_trained", epochs)
+    info["epochs"] = epochs  # the epochs the returned model has
+    info["training_seconds"] = round(time.perf_counter() - started, 3)
     scorer = lightfm_scorer(estimator, train, params)
     return TrainedModel(
         kind="lightfm",
@@ -196,7 +226,10 @@ def train_lightfm(train: RecDataset, params: LightFMParams | None = None) -> Tra
 def refit_params(params: LightFMParams, trained: TrainedModel) -> LightFMParams:
     """Params to refit on all data for the epoch count early stopping found (no second search)."""
     return replace(
-        params, early_stopping=False, max_epochs=max(1, int(trained.training_info.get("epochs", params.max_epochs)))
+        params,
+        early_stopping=False,
+        max_epochs=max(1, int(trained.training_info.get("epochs", params.max_epochs))),
+        time_budget_seconds=None,  # the count is decided; a budget would cut the refit short
     )
 
 

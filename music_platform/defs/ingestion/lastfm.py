@@ -6,7 +6,6 @@ its ``source``. Each load keeps its payloads under data/external/ (the audit tra
 quarantines rows that cannot be parsed in ``raw.ingestion_rejects`` with the reason.
 """
 
-
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -183,7 +182,12 @@ def lastfm_scrobbles(
     # The checks judge the whole range, whatever the batches were.
     where = _days_where(days)
     completeness = measure_completeness(
-        wh, RAW, LASTFM_SCROBBLES.name, raw_required_fields(LASTFM_SCROBBLES.name), where=where, group_by="scrobble_date"
+        wh,
+        RAW,
+        LASTFM_SCROBBLES.name,
+        raw_required_fields(LASTFM_SCROBBLES.name),
+        where=where,
+        group_by="scrobble_date",
     )
     yield dg.MaterializeResult(
         metadata={
@@ -229,7 +233,6 @@ def lastfm_scrobbles(
         yield dg.AssetCheckResult(check_name="tracked_users_loaded", passed=True)
 
 
-
 def _write_reference_table(warehouse, table: RawTable, result: ParseResult, source: str, load_id: str):
     frame = result.frame(source=source, ingested_at=utc_now())
     wh = warehouse.get_warehouse()
@@ -264,7 +267,12 @@ def _reference_outputs(frame, table, quarantined, completeness, wh, extra: dict)
     automation_condition=dg.AutomationCondition.on_cron("0 2 * * *"),
 )
 @fail_fast_on_permanent_source_errors
-def lastfm_users(context: dg.AssetExecutionContext, warehouse: WarehouseResource, lastfm: LastfmResource, artifacts: ArtifactStoreResource):
+def lastfm_users(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    lastfm: LastfmResource,
+    artifacts: ArtifactStoreResource,
+):
     client = lastfm.get_client()
     users = lastfm.tracked_users(client)
     results, skipped = [], {}
@@ -284,7 +292,11 @@ def lastfm_users(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         warehouse, LASTFM_USERS, merged, lastfm.source_label, "all"
     )
     yield from _reference_outputs(
-        frame, LASTFM_USERS, quarantined, completeness, wh,
+        frame,
+        LASTFM_USERS,
+        quarantined,
+        completeness,
+        wh,
         {"users_skipped": dg.MetadataValue.json(skipped), "audit_trail": dg.MetadataValue.path(str(audit.path))},
     )
 
@@ -302,7 +314,12 @@ def lastfm_users(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     automation_condition=dg.AutomationCondition.on_cron("0 3 * * 1"),
 )
 @fail_fast_on_permanent_source_errors
-def lastfm_tag_top_tracks(context: dg.AssetExecutionContext, warehouse: WarehouseResource, lastfm: LastfmResource, artifacts: ArtifactStoreResource):
+def lastfm_tag_top_tracks(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    lastfm: LastfmResource,
+    artifacts: ArtifactStoreResource,
+):
     client = lastfm.get_client()
     tags = lastfm.genre_tags(client)
     with AuditTrailWriter(artifacts.external_dir, lastfm.source_label, "tag_top_tracks") as audit:
@@ -316,7 +333,11 @@ def lastfm_tag_top_tracks(context: dg.AssetExecutionContext, warehouse: Warehous
         warehouse, LASTFM_TAG_TOP_TRACKS, merged, lastfm.source_label, "all"
     )
     yield from _reference_outputs(
-        frame, LASTFM_TAG_TOP_TRACKS, quarantined, completeness, wh,
+        frame,
+        LASTFM_TAG_TOP_TRACKS,
+        quarantined,
+        completeness,
+        wh,
         {"tags": dg.MetadataValue.json(list(tags)), "audit_trail": dg.MetadataValue.path(str(audit.path))},
     )
 
@@ -334,7 +355,12 @@ def lastfm_tag_top_tracks(context: dg.AssetExecutionContext, warehouse: Warehous
     automation_condition=dg.AutomationCondition.on_cron("0 3 * * *"),
 )
 @fail_fast_on_permanent_source_errors
-def lastfm_chart_top_tracks(context: dg.AssetExecutionContext, warehouse: WarehouseResource, lastfm: LastfmResource, artifacts: ArtifactStoreResource):
+def lastfm_chart_top_tracks(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    lastfm: LastfmResource,
+    artifacts: ArtifactStoreResource,
+):
     client = lastfm.get_client()
     with AuditTrailWriter(artifacts.external_dir, lastfm.source_label, "chart_top_tracks") as audit:
         payload = client.get_chart_top_tracks(limit=100)
@@ -344,7 +370,11 @@ def lastfm_chart_top_tracks(context: dg.AssetExecutionContext, warehouse: Wareho
         warehouse, LASTFM_CHART_TOP_TRACKS, result, lastfm.source_label, "all"
     )
     yield from _reference_outputs(
-        frame, LASTFM_CHART_TOP_TRACKS, quarantined, completeness, wh,
+        frame,
+        LASTFM_CHART_TOP_TRACKS,
+        quarantined,
+        completeness,
+        wh,
         {"audit_trail": dg.MetadataValue.path(str(audit.path))},
     )
 
@@ -364,7 +394,12 @@ def lastfm_chart_top_tracks(context: dg.AssetExecutionContext, warehouse: Wareho
     automation_condition=dg.AutomationCondition.eager(),
 )
 @fail_fast_on_permanent_source_errors
-def lastfm_artist_tags(context: dg.AssetExecutionContext, warehouse: WarehouseResource, lastfm: LastfmResource, artifacts: ArtifactStoreResource):
+def lastfm_artist_tags(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    lastfm: LastfmResource,
+    artifacts: ArtifactStoreResource,
+):
     client = lastfm.get_client()
     wh = warehouse.get_warehouse()
     wanted = _artists_heard(wh)
@@ -397,7 +432,11 @@ def lastfm_artist_tags(context: dg.AssetExecutionContext, warehouse: WarehouseRe
     quarantined = quarantine(wh, LASTFM_ARTIST_TAGS.name, utc_now().date().isoformat(), merged)
     completeness = measure_completeness(wh, RAW, LASTFM_ARTIST_TAGS.name, raw_required_fields(LASTFM_ARTIST_TAGS.name))
     yield from _reference_outputs(
-        frame, LASTFM_ARTIST_TAGS, quarantined, completeness, wh,
+        frame,
+        LASTFM_ARTIST_TAGS,
+        quarantined,
+        completeness,
+        wh,
         {
             "artists_heard": dg.MetadataValue.int(len(wanted)),
             "artists_fetched": dg.MetadataValue.int(len(to_fetch)),
@@ -412,5 +451,7 @@ def _artists_heard(wh) -> list[str]:
     names: set[str] = set()
     for table in (LASTFM_SCROBBLES.name, LASTFM_TAG_TOP_TRACKS.name):
         if wh.table_exists(RAW, table):
-            names |= set(wh.query_df(f"select distinct artist_name from {wh.qualified(RAW, table)}")["artist_name"].dropna())
+            names |= set(
+                wh.query_df(f"select distinct artist_name from {wh.qualified(RAW, table)}")["artist_name"].dropna()
+            )
     return sorted(names)
