@@ -64,7 +64,8 @@ class DuckDBWarehouse(Warehouse):
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open the file for one operation, retrying while another process holds the lock."""
+        """Open the file for one operation, retrying (up to a minute) while another process holds
+        its lock or another write of this process has it attached."""
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif not self.path.exists():
