@@ -31,8 +31,14 @@ def demo(
 ) -> None:
     """Materialise the whole asset graph on the embedded warehouse with synthetic data."""
     from music_platform.demo import run_demo
+    from music_platform.runs.guard import Interrupted, exit_now
 
-    raise typer.Exit(run_demo(users=users, days=days, seed=seed))
+    try:
+        code = run_demo(users=users, days=days, seed=seed)
+    except Interrupted as interrupted:
+        typer.echo(f"demo interrupted: {interrupted}", err=True)
+        exit_now(interrupted.exit_code)  # the abandoned run thread must not delay the exit
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -59,11 +59,16 @@ def _instance():
     return dg.DagsterInstance.ephemeral()
 
 
-def _run_stage(name, job, instance, selection, tags=None) -> StageOutcome:
+def _run_stage(name, job, instance, selection, tags=None, run_id=None) -> StageOutcome:
     started = time.perf_counter()
     try:
         result = job.execute_in_process(
-            instance=instance, asset_selection=selection, tags=tags or {}, run_config=QUIET_LOGS, raise_on_error=False
+            instance=instance,
+            asset_selection=selection,
+            tags=tags or {},
+            run_config=QUIET_LOGS,
+            raise_on_error=False,
+            run_id=run_id,
         )
     except Exception as exc:  # a definition or resource error: report it, do not hide it
         return StageOutcome(name, time.perf_counter() - started, False, error=f"{type(exc).__name__}: {exc}")
@@ -93,6 +98,8 @@ def run_demo(users: int = 2000, days: int = 30, seed: int = 42) -> int:
 
     from music_platform.config import Settings
     from music_platform.definitions import defs as load_defs
+    from music_platform.runs.guard import RunGuard
+    from music_platform.runs.recovery import report
     from music_platform.warehouse import connect_warehouse
 
     settings = Settings.from_env()
@@ -129,6 +136,10 @@ def run_demo(users: int = 2000, days: int = 30, seed: int = 42) -> int:
     ]
     outcomes: list[StageOutcome] = []
     started = time.perf_counter()
+    # Runs left behind by a killed demo are marked failed and their pool slots freed first;
+    # Ctrl-C or SIGTERM then stops the current run cleanly (music_platform.runs.guard).
+    guard = RunGuard(instance)
+    report(guard.recover(), console.print)
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -140,7 +151,11 @@ def run_demo(users: int = 2000, days: int = 30, seed: int = 42) -> int:
         overall = progress.add_task("pipeline", total=len(stages))
         for name, selection, tags in stages:
             task = progress.add_task(name, total=1)
-            outcome = _run_stage(name, job, instance, selection, tags)
+            outcome = guard.execute(
+                lambda run_id, name=name, selection=selection, tags=tags: _run_stage(
+                    name, job, instance, selection, tags, run_id
+                )
+            )
             outcomes.append(outcome)
             progress.update(
                 task,
@@ -166,6 +181,7 @@ def run_demo(users: int = 2000, days: int = 30, seed: int = 42) -> int:
 
 
 def _print_summary(console: Console, settings, outcomes: list[StageOutcome], total: float) -> None:
+    from music_platform.recommender.publication import live_publication, publication_row_counts, sql_text
     from music_platform.warehouse import connect_warehouse
 
     wh = connect_warehouse(settings)
@@ -180,6 +196,11 @@ def _print_summary(console: Console, settings, outcomes: list[StageOutcome], tot
         for table in tables:
             if wh.table_exists(schema, table):
                 rows.add_row(f"{schema}.{table}", f"{wh.row_count(schema, table):,}")
+    # What the service serves: the live publication's rows (earlier publications are kept for rollback).
+    live = live_publication(wh)
+    if live is not None:
+        for table, count in publication_row_counts(wh, live).items():
+            rows.add_row(f"ml.{table} (live)", f"{count:,}")
     console.print(rows)
 
     checks = Table(title="Asset checks")
@@ -207,14 +228,15 @@ def _print_summary(console: Console, settings, outcomes: list[StageOutcome], tot
             table.add_row(str(r.metric), str(r.k), f"{r.value:.4f}", baseline)
         console.print(table)
 
-    if wh.table_exists("ml", "user_recommendations") and wh.table_exists("marts", "dim_tracks"):
+    if live is not None:  # as the service shows them: the live publication and its display fields
+        pid = sql_text(live.publication_id)
         sample = wh.query_df(
-            "with published as (select max(model_version) as v from ml.user_recommendations), "
-            "users as (select distinct user_id from ml.user_recommendations order by user_id limit 3) "
+            f"with users as (select distinct user_id from ml.user_recommendations where publication_id = {pid} "
+            "order by user_id limit 3) "
             "select r.user_id, r.rank, t.track_name, t.artist_name, r.reason "
             "from ml.user_recommendations r join users u on r.user_id = u.user_id "
-            "join marts.dim_tracks t on r.track_id = t.track_id, published p "
-            "where r.model_version = p.v and r.rank <= 5 order by r.user_id, r.rank"
+            f"join ml.published_tracks t on r.track_id = t.track_id and t.publication_id = {pid} "
+            f"where r.publication_id = {pid} and r.rank <= 5 order by r.user_id, r.rank"
         )
         for user_id, recs in sample.groupby("user_id", sort=True):
             table = Table(title=f"Recommendations for {user_id}")

@@ -85,15 +85,16 @@ class LastfmResource(dg.ConfigurableResource):
 
 
 class KaggleResource(dg.ConfigurableResource):
-    """The Kaggle Spotify Tracks drop folder, or the synthetic catalogue's CSV.
+    """The Kaggle Spotify Tracks drop folder, plus the synthetic catalogue's CSV where the
+    listens are synthetic.
 
-    Files dropped into the folder win (unless MUSIC_PLATFORM_SOURCE=synthetic); the synthetic
-    catalogue is used only where no real source is configured and the folder is empty.
+    Files dropped into the folder are loaded whatever the source mode (labelled 'kaggle'). The
+    synthetic catalogue is added when the synthetic source is in use (its listeners play its
+    tracks; labelled 'synthetic'); a drop-folder row wins over a synthetic one with the same id.
     """
 
     drop_dir: str = "data/external/kaggle"
     synthetic_allowed: bool = True
-    synthetic_only: bool = False
     synthetic_dir: str = "data/external/synthetic/kaggle"
     synthetic_users: int = 2000
     seed: int = 42
@@ -101,19 +102,21 @@ class KaggleResource(dg.ConfigurableResource):
     def drop_files(self) -> list[Path]:
         from music_platform.sources.kaggle.loader import list_drop_files
 
-        return [] if self.synthetic_only else list_drop_files(self.drop_dir)
+        return list_drop_files(self.drop_dir)
 
-    def resolve(self) -> tuple[list[Path], str]:
-        """The files to load and their source label ('kaggle' or 'synthetic')."""
-        real = self.drop_files()
-        if real or not self.synthetic_allowed:
-            return real, "kaggle"
-        from music_platform.sources.synthetic.kaggle import synthetic_kaggle_csv
+    def resolve(self) -> tuple[list[Path], dict[str, str]]:
+        """The files to load, drop-folder files first, and the source label of each (by file name)."""
+        files = self.drop_files()
+        labels = {path.name: "kaggle" for path in files}
+        if self.synthetic_allowed:
+            from music_platform.sources.synthetic.kaggle import synthetic_kaggle_csv
 
-        target = Path(self.synthetic_dir) / f"spotify_tracks_seed{self.seed}_users{self.synthetic_users}.csv"
-        if not target.exists():
-            synthetic_kaggle_csv(target, n_users=self.synthetic_users, seed=self.seed)
-        return [target], "synthetic"
+            target = Path(self.synthetic_dir) / f"spotify_tracks_seed{self.seed}_users{self.synthetic_users}.csv"
+            if not target.exists():
+                synthetic_kaggle_csv(target, n_users=self.synthetic_users, seed=self.seed)
+            files.append(target)
+            labels[target.name] = "synthetic"
+        return files, labels
 
 
 class SpotifyResource(dg.ConfigurableResource):
@@ -182,7 +185,6 @@ def build_resources(settings: Settings) -> dict[str, object]:
         ),
         "kaggle": KaggleResource(
             synthetic_allowed=synthetic,
-            synthetic_only=settings.source_mode == "synthetic",
             drop_dir=str(settings.kaggle_drop_dir),
             synthetic_dir=str(settings.external_dir / "synthetic" / "kaggle"),
             synthetic_users=settings.synthetic_users,

@@ -194,3 +194,90 @@ def test_the_asset_checks_pass(materialised):
     assert {"completeness", "key_unique", "rows_accounted_for"} <= set(checks)
     assert all(check.passed for check in checks.values()), {n: c.description for n, c in checks.items()}
     assert checks["completeness"].metadata["completeness"].value == 1.0
+
+
+# -- the drop folder whatever the source mode; bad files and bad rows quarantined (issue 14) ------
+
+
+def _materialise(root: Path, drop: Path, **kaggle):
+    resources = {
+        "warehouse": WarehouseResource(target="duckdb", duckdb_path=str(root / "warehouse.duckdb")),
+        "kaggle": KaggleResource(drop_dir=str(drop), **kaggle),
+        "artifacts": ArtifactStoreResource(data_dir=str(root / "data")),
+    }
+    result = dg.materialize([kaggle_tracks], resources=resources, raise_on_error=False)
+    return result, DuckDBWarehouse(root / "warehouse.duckdb")
+
+
+def _checks(result) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def test_a_csv_dropped_with_the_synthetic_source_is_loaded_beside_the_synthetic_catalogue(tmp_path):
+    """MUSIC_PLATFORM_SOURCE=synthetic (what the demo sets) and no API key: the drop folder still counts."""
+    from music_platform.config import Settings
+    from music_platform.resources import build_resources
+
+    settings = Settings.from_env(
+        {
+            "MUSIC_PLATFORM_DATA_DIR": str(tmp_path / "data"),
+            "MUSIC_PLATFORM_SOURCE": "synthetic",
+            "MUSIC_PLATFORM_SYNTHETIC_USERS": "20",
+        }
+    )
+    _write(settings.kaggle_drop_dir / "dataset.csv", [_row(1, track_name="Дождь"), _row(2, track_name="비")])
+    kaggle = build_resources(settings)["kaggle"]
+    files, labels = kaggle.resolve()
+    assert [f.name for f in files][0] == "dataset.csv" and labels["dataset.csv"] == "kaggle"
+    assert sorted(set(labels.values())) == ["kaggle", "synthetic"]
+
+    result, warehouse = _materialise(
+        tmp_path,
+        settings.kaggle_drop_dir,
+        synthetic_allowed=True,
+        synthetic_users=20,
+        synthetic_dir=str(tmp_path / "synthetic"),
+    )
+    assert result.success
+    tracks = warehouse.read_table("raw", "kaggle_tracks")
+    dropped = tracks[tracks["source"] == "kaggle"]
+    assert set(dropped["track_id"]) == {"broken0000000000000001", "broken0000000000000002"}
+    assert set(dropped["track_name"]) == {"Дождь", "비"} and set(dropped["source_file"]) == {"dataset.csv"}
+    assert (tracks["source"] == "synthetic").sum() > 0
+    checks = _checks(result)
+    assert checks["files_accepted"].passed and checks["rows_kept"].passed
+
+
+def test_unreadable_files_are_quarantined_and_the_others_still_load(tmp_path):
+    drop = tmp_path / "kaggle"
+    _write(drop / "good.csv", [_row(i) for i in range(1, 21)])
+    (drop / "latin1.csv").write_bytes(",".join(HEADER).encode() + b"\n0,x,Caf\xe9,\n")
+    (drop / "renamed.csv").write_text("id,artist,title\n1,a,b\n", encoding="utf-8")
+    result, warehouse = _materialise(tmp_path, drop, synthetic_allowed=False)
+    assert result.success  # the readable file's rows flow on; the check reports the rest
+    assert warehouse.row_count("raw", "kaggle_tracks") == 20
+    quarantined = warehouse.read_table("raw", "kaggle_files_rejected").set_index("source_file")
+    assert set(quarantined.index) == {"latin1.csv", "renamed.csv"}
+    assert "not UTF-8" in quarantined.loc["latin1.csv", "reason"]
+    assert "missing column" in quarantined.loc["renamed.csv", "reason"]
+    assert quarantined["sha256"].str.len().eq(64).all()
+    files_check = _checks(result)["files_accepted"]
+    assert not files_check.passed and files_check.severity == dg.AssetCheckSeverity.ERROR
+    assert "latin1.csv" in files_check.description and "renamed.csv" in files_check.description
+    copies = {p.name for p in (tmp_path / "data" / "external").rglob("rejected/*.csv")}
+    assert copies == {"latin1.csv", "renamed.csv"}
+
+
+def test_too_many_bad_rows_fail_the_blocking_rows_kept_check(tmp_path):
+    drop = tmp_path / "kaggle"
+    good = [_row(i) for i in range(1, 11)]
+    bad = [_row(100 + i, danceability="2.0") for i in range(3)]
+    _write(drop / "dataset.csv", good + bad)
+    result, warehouse = _materialise(tmp_path, drop, synthetic_allowed=False)
+    rows_check = _checks(result)["rows_kept"]
+    assert not rows_check.passed and rows_check.severity == dg.AssetCheckSeverity.ERROR
+    assert "10 of 13 input rows kept" in rows_check.description
+    assert rows_check.metadata["quarantined"].value == 3
+    assert warehouse.row_count("raw", "kaggle_tracks_rejected") == 3
+    spec = next(s for s in kaggle_tracks.check_specs if s.name == "rows_kept")
+    assert spec.blocking

@@ -18,6 +18,9 @@ from music_platform.serving.service import ServingConfig
 from music_platform.serving.snapshot import latest_published_version, load_snapshot, open_reader
 from music_platform.warehouse.duckdb_warehouse import DuckDBWarehouse
 
+# The display snapshot of the sample publication (copied with the tables a test serves).
+PUBLISHED_DISPLAY = (("ml", "published_tracks"), ("ml", "published_artists"))
+
 with warnings.catch_warnings():  # starlette suggests httpx2, which is not a dependency here
     warnings.simplefilter("ignore", UserWarning)
     from starlette.testclient import TestClient
@@ -148,6 +151,7 @@ def test_track_without_neighbours_gets_popular_tracks_of_its_genre(world, tmp_pa
         ("marts", "dim_artists"),
         ("ml", "user_recommendations"),
         ("ml", "model_registry"),
+        *PUBLISHED_DISPLAY,
     ):
         own_warehouse.replace_table(schema, table, warehouse.read_table(schema, table))
     lonely = warehouse.query_df("select track_id, genre from marts.dim_tracks order by listen_count desc limit 1").iloc[
@@ -311,33 +315,42 @@ def test_preserialised_and_per_request_answers_are_identical(world):
     orjson.loads(preserialised.user_recommendations_json("user_0000150", 7))
 
 
-def test_without_registry_the_greatest_version_is_served(world, tmp_path):
+def test_without_registry_nothing_is_served(world, tmp_path):
+    """Recommendations that were written but never published are not served (issue 14)."""
     _, warehouse = world
     own = make_settings(tmp_path)
     own_warehouse = DuckDBWarehouse(own.resolved_duckdb_path)
     for schema, table in (("marts", "dim_tracks"), ("marts", "dim_artists"), ("ml", "user_recommendations")):
         own_warehouse.replace_table(schema, table, warehouse.read_table(schema, table))
-    recs = warehouse.read_table("ml", "user_recommendations")
-    own_warehouse.append("ml", "user_recommendations", recs.assign(model_version="v2", reason="from v2"))
-    assert latest_published_version(own_warehouse) == "v2"
+    assert latest_published_version(own_warehouse) is None
     with make_client(own) as own_client:
-        body = own_client.get("/users/user_0000001/recommendations").json()
-    assert body["model_version"] == "v2"
-    assert {i["reason"] for i in body["recommendations"]} == {"from v2"}
+        health = own_client.get("/health")
+        answer = own_client.get("/users/user_0000001/recommendations")
+    assert health.status_code == 503 and health.json()["status"] == "unavailable"
+    assert "no model version is published yet" in health.json()["reason"]
+    assert answer.status_code == 503
 
 
-def test_registry_without_a_published_version_serves_popularity_only(world, tmp_path):
+def test_registry_without_a_published_version_serves_nothing(world, tmp_path):
+    """A first build killed before publication: the candidate's rows exist, nothing is served."""
     _, warehouse = world
     own = make_settings(tmp_path)
     own_warehouse = DuckDBWarehouse(own.resolved_duckdb_path)
-    for schema, table in (("marts", "dim_tracks"), ("marts", "dim_artists"), ("ml", "user_recommendations")):
+    for schema, table in (
+        ("marts", "dim_tracks"),
+        ("marts", "dim_artists"),
+        ("ml", "user_recommendations"),
+        *PUBLISHED_DISPLAY,
+    ):
         own_warehouse.replace_table(schema, table, warehouse.read_table(schema, table))
     own_warehouse.replace_table("ml", "model_registry", registry_row("v1", status="candidate"))
     with make_client(own) as own_client:
         health = own_client.get("/health")
-        body = own_client.get("/users/user_0000001/recommendations").json()
-    assert health.status_code == 200 and health.json()["status"] == "degraded"
-    assert body["fallback"] is True and body["model_version"] is None
+        answer = own_client.get("/users/user_0000001/recommendations")
+        similar = own_client.get("/tracks/" + warehouse.read_table("marts", "dim_tracks")["track_id"][0] + "/similar")
+    assert health.status_code == 503 and health.json()["status"] == "unavailable"
+    assert health.json()["model_version"] is None and "no model version is published" in health.json()["reason"]
+    assert answer.status_code == 503 and similar.status_code == 404
 
 
 def test_latest_published_means_latest_published_at(world, tmp_path):
@@ -387,6 +400,7 @@ def test_a_published_version_without_rows_is_not_swapped_in(world, tmp_path):
         ("marts", "dim_artists"),
         ("ml", "user_recommendations"),
         ("ml", "model_registry"),
+        *PUBLISHED_DISPLAY,
     ):
         own_warehouse.replace_table(schema, table, warehouse.read_table(schema, table))
     with make_client(own) as own_client:
@@ -471,7 +485,12 @@ def test_a_known_id_is_served_even_with_unusual_characters(world, tmp_path):
     _, warehouse = world
     own = make_settings(tmp_path)
     own_warehouse = DuckDBWarehouse(own.resolved_duckdb_path)
-    for schema, table in (("marts", "dim_tracks"), ("marts", "dim_artists"), ("ml", "model_registry")):
+    for schema, table in (
+        ("marts", "dim_tracks"),
+        ("marts", "dim_artists"),
+        ("ml", "model_registry"),
+        *PUBLISHED_DISPLAY,
+    ):
         own_warehouse.replace_table(schema, table, warehouse.read_table(schema, table))
     recs = warehouse.read_table("ml", "user_recommendations")
     recs.loc[recs["user_id"] == "user_0000001", "user_id"] = "Jöhn Doe/1"

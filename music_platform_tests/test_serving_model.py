@@ -21,6 +21,7 @@ from music_platform.recommender import (
     similar_items,
     train_lightfm,
 )
+from music_platform.recommender.publication import Publication, sync_registry_table, write_display_snapshot
 from music_platform.recommender.synthetic import taste_clusters
 from music_platform.serving.app import create_app
 from music_platform.serving.service import ServingConfig
@@ -33,6 +34,7 @@ with warnings.catch_warnings():  # starlette suggests httpx2, which is not a dep
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`:UserWarning")
 
 VERSION = "20260101T000000Z-test01"
+PUBLICATION = "20260101T000000000000-test01"
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,8 @@ def trained(tmp_path_factory):
     world = taste_clusters(n_users=120, n_clusters=4, unplayed_tracks_per_cluster=2, seed=0)
     dataset = build_dataset(world.interactions, world.tracks, world.artist_tags)
     model = train_lightfm(dataset)
-    saved = ModelRegistry(settings.models_dir).save(model, status="published", version=VERSION)
+    registry = ModelRegistry(settings.models_dir)
+    saved = registry.save(model, status="published", version=VERSION)
 
     warehouse = DuckDBWarehouse(settings.resolved_duckdb_path)
     listens = world.interactions.groupby("track_id")["play_count"].sum()
@@ -56,10 +59,14 @@ def trained(tmp_path_factory):
     artists = pd.concat([artists.assign(top_tags=artists["genre"]), extra.assign(top_tags="jazz")], ignore_index=True)
     warehouse.replace_table("marts", "dim_artists", artists)
     generated = datetime.now(UTC)
-    recommendations = recommend_top_k(model, dataset, k=10).assign(model_version=VERSION, generated_at=generated)
+    recommendations = recommend_top_k(model, dataset, k=10).assign(
+        model_version=VERSION, generated_at=generated, publication_id=PUBLICATION
+    )
     warehouse.replace_table("ml", "user_recommendations", recommendations)
     warehouse.replace_table("ml", "similar_tracks", similar_items(model, k=10).assign(model_version=VERSION))
-    warehouse.replace_table("ml", "model_registry", pd.DataFrame([saved.registry_row()]))
+    # Published as the pipeline does: display fields copied beside the rows, then the pointer.
+    write_display_snapshot(warehouse, PUBLICATION)
+    sync_registry_table(warehouse, registry, live=Publication(saved.version, PUBLICATION))
     return settings, world, recommendations
 
 

@@ -22,6 +22,8 @@ TABLES = (
     ("ml", "user_recommendations"),
     ("ml", "similar_tracks"),
     ("ml", "model_registry"),
+    ("ml", "published_tracks"),
+    ("ml", "published_artists"),
 )
 USERS = ["user_0000001", "user_0000042", "user_0000080", "someone_unknown"]
 

@@ -3,7 +3,9 @@
 Writes ``marts.dim_artists``, ``marts.dim_tracks`` (pandas through ``Warehouse.replace_table``)
 and ``ml.user_recommendations``, ``ml.similar_tracks``, ``ml.model_registry`` (generated inside
 DuckDB with ``Warehouse.execute``: a million users are ten million rows, which never pass
-through Python). Deterministic for a given seed. DuckDB only (it uses DuckDB's SQL functions).
+through Python), plus the display snapshot a publication carries (``ml.published_tracks``,
+``ml.published_artists``). A sample version's publication id is its version name.
+Deterministic for a given seed. DuckDB only (it uses DuckDB's SQL functions).
 """
 
 from __future__ import annotations
@@ -224,7 +226,8 @@ def write_recommendations_sql(
                case when p.h % 3 = 0 then 'popular in ' || coalesce(c.genre, 'music') || ' among listeners like you'
                     else 'because you play ' || h2.track_name end as reason,
                '{version}' as model_version,
-               timestamp '2026-01-01 00:00:00' as generated_at
+               timestamp '2026-01-01 00:00:00' as generated_at,
+               '{version}' as publication_id
         from picks p
         join catalogue c on c.position = p.pick
         join catalogue h2 on h2.position = p.heard
@@ -265,10 +268,18 @@ def write_similar_sql(warehouse: Warehouse, per_track: int, model_version: str, 
         warehouse.execute(f"insert into ml.similar_tracks {select}")
 
 
-def registry_row(model_version: str, status: str = "published", published_at: datetime | None = None) -> pd.DataFrame:
-    """One ``ml.model_registry`` row (MARTS.md columns)."""
+def registry_row(
+    model_version: str,
+    status: str = "published",
+    published_at: datetime | None = None,
+    publication_id: str | None = None,
+) -> pd.DataFrame:
+    """One ``ml.model_registry`` row (MARTS.md columns). A published sample version's publication
+    id is its version name (the sample writers use it for its rows)."""
     now = datetime.now(UTC)
     published = (published_at or now) if status == "published" else None
+    if publication_id is None and status == "published":
+        publication_id = model_version
     return pd.DataFrame(
         {
             "model_version": [model_version],
@@ -279,6 +290,7 @@ def registry_row(model_version: str, status: str = "published", published_at: da
             "data_snapshot_id": ["sample"],
             "artifact_path": pd.Series([None], dtype=object),
             "metrics": ["{}"],
+            "publication_id": pd.Series([publication_id], dtype="string"),
         }
     )
 
@@ -301,6 +313,7 @@ def write_sample_warehouse(
     warehouse.replace_table("marts", "dim_tracks", track_frame)
     write_recommendations_sql(warehouse, users, per_user, model_version, seed, replace=True)
     write_similar_sql(warehouse, similar_per_track, model_version, seed, replace=True)
+    _publish_display_fields(warehouse, model_version)
     if with_registry:
         warehouse.replace_table("ml", "model_registry", registry_row(model_version))
     return SampleSummary(
@@ -318,4 +331,11 @@ def publish_version(warehouse: Warehouse, model_version: str, *, users: int, per
     as the pipeline does, so a poller never sees a published version without rows)."""
     write_recommendations_sql(warehouse, users, per_user, model_version, seed, replace=False)
     write_similar_sql(warehouse, 10, model_version, seed, replace=False)
+    _publish_display_fields(warehouse, model_version)
     warehouse.append("ml", "model_registry", registry_row(model_version))
+
+
+def _publish_display_fields(warehouse: Warehouse, publication_id: str) -> None:
+    from music_platform.recommender.publication import write_display_snapshot
+
+    write_display_snapshot(warehouse, publication_id)

@@ -31,7 +31,7 @@ from music_platform.serving.snapshot import (
     POPULAR_REASON,
     Snapshot,
     empty_snapshot,
-    latest_published_version,
+    live_publication,
     load_snapshot,
     open_reader,
 )
@@ -218,14 +218,17 @@ class RecommendationService:
         with self._reload_lock:
             current = self.state.snapshot
             previous_version, previous_empty = current.model_version, current.is_empty
+            previous_publication = current.publication_id
             del current  # the old snapshot must be free to go once the new one is in
             try:
                 with open_reader(self.warehouse) as reader:
-                    version = latest_published_version(reader)
+                    publication = live_publication(reader)
+                    version = publication.model_version if publication else None
                     self.last_check_at = datetime.now(UTC)
-                    unchanged = version == previous_version and not previous_empty and not force
+                    pid = publication.publication_id if publication else None
+                    unchanged = pid == previous_publication and not previous_empty and not force
                     snapshot = (
-                        None if unchanged else load_snapshot(reader, version, self.config.preserialise_mb * 2**20)
+                        None if unchanged else load_snapshot(reader, publication, self.config.preserialise_mb * 2**20)
                     )
                 if snapshot is not None:
                     self.state = ServingState(snapshot, self._make_cold_start(version))
@@ -288,7 +291,7 @@ class RecommendationService:
             "worker_pid": os.getpid(),
         }
         if snapshot.is_empty:
-            reason = self.last_error or "the warehouse has no tracks yet: run the pipeline"
+            reason = self.last_error or snapshot.unavailable_reason or "nothing loaded yet: run the pipeline"
             return _json(503, {"status": "unavailable", "reason": reason, **details})
         if snapshot.model_version is None:
             reason = "no published model version: every user gets the popularity list"

@@ -1,7 +1,12 @@
-"""One published model version held in memory, built from the warehouse.
+"""One publication held in memory, built from the warehouse.
 
-A ``Snapshot`` is immutable: the service swaps the whole object when a newer version is
-published, so a request that took a reference to it sees one version from start to end.
+The service serves only what ``ml.model_registry`` names as the live publication (see
+``published.py``): its recommendations, its model version's similar tracks and the track and
+artist display fields copied when it was published -- never the live marts, never rows of a
+version that is not published. With nothing published it serves nothing and says so.
+
+A ``Snapshot`` is immutable: the service swaps the whole object when a newer publication goes
+live, so a request that took a reference to it sees one publication from start to end.
 
 Layout (1M users x 10 recommendations must load in seconds and fit in well under 1.5 GiB):
 recommendations are compressed sparse rows -- ``user_offsets[u]:user_offsets[u + 1]`` slices
@@ -31,6 +36,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from music_platform.serving.normalize import normalize_name
+from music_platform.serving.published import (
+    ARTISTS_TABLE,
+    LIVE_PUBLICATION_SQL,
+    PUBLICATION_COLUMN,
+    REGISTRY_TABLE,
+    TRACKS_TABLE,
+    Publication,
+)
 from music_platform.warehouse.base import Warehouse, WarehouseError
 
 log = logging.getLogger(__name__)
@@ -92,10 +105,11 @@ class _DuckDBReader:
     def table_exists(self, schema: str, table: str) -> bool:
         if self.connection is None:
             return False
+        # fetchall: a result left unfinished would block the connection's next streamed query
         found = self.connection.execute(
             "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, table]
-        ).fetchone()
-        return bool(found and found[0])
+        ).fetchall()
+        return bool(found and found[0][0])
 
     def query_df(self, sql: str) -> pd.DataFrame:
         if self.connection is None:
@@ -135,28 +149,47 @@ def open_reader(warehouse: Warehouse) -> Iterator[TableReader]:
         opened.__exit__(None, None, None)
 
 
-# -- which version to serve ------------------------------------------------------------------
-def latest_published_version(warehouse: TableReader) -> str | None:
-    """The version to serve: the latest published one in ``ml.model_registry``.
+# -- which publication to serve --------------------------------------------------------------
+NOTHING_PUBLISHED = "no model version is published yet: run the pipeline (music-platform demo, or materialise ml/)"
 
-    Without a registry table, the greatest ``model_version`` in ``ml.user_recommendations``.
-    With a registry but nothing published, None: unvetted recommendations are not served.
+
+def _has_column(reader: TableReader, schema: str, table: str, column: str) -> bool:
+    if not reader.table_exists(schema, table):
+        return False
+    return column in [str(c).lower() for c in reader.query_df(f"select * from {schema}.{table} where 1 = 0").columns]
+
+
+def live_publication(reader: TableReader) -> Publication | None:
+    """The publication to serve: that of the latest published version in ``ml.model_registry``.
+
+    None when nothing is published (no registry, or no published version with a publication):
+    recommendations that were written but never published are not served.
     """
-    if warehouse.table_exists("ml", "model_registry"):
-        df = warehouse.query_df(
-            "select cast(model_version as varchar) as model_version from ml.model_registry "
-            "where lower(status) = 'published' "
-            "order by published_at desc nulls last, model_version desc limit 1"
-        )
-    elif warehouse.table_exists("ml", "user_recommendations"):
-        df = warehouse.query_df(
-            "select cast(max(model_version) as varchar) as model_version from ml.user_recommendations"
-        )
-    else:
+    if not _has_column(reader, "ml", REGISTRY_TABLE, PUBLICATION_COLUMN):
         return None
-    if df.empty or pd.isna(df.iloc[0, 0]):
+    df = reader.query_df(LIVE_PUBLICATION_SQL)
+    if df.empty or pd.isna(df.iloc[0, 0]) or pd.isna(df.iloc[0, 1]):
         return None
-    return str(df.iloc[0, 0])
+    return Publication(str(df.iloc[0, 0]), str(df.iloc[0, 1]))
+
+
+def latest_published_version(reader: TableReader) -> str | None:
+    """The model version of the live publication (None when nothing is published)."""
+    publication = live_publication(reader)
+    return publication.model_version if publication else None
+
+
+def publication_of_version(reader: TableReader, model_version: str) -> Publication:
+    """The publication a published version has (what a rollback to it would serve)."""
+    if _has_column(reader, "ml", REGISTRY_TABLE, PUBLICATION_COLUMN):
+        df = reader.query_df(
+            f"select cast({PUBLICATION_COLUMN} as varchar) as publication_id from ml.{REGISTRY_TABLE} "
+            f"where cast(model_version as varchar) = {_sql_literal(model_version)} "
+            f"and lower(status) = 'published' and {PUBLICATION_COLUMN} is not null"
+        )
+        if not df.empty:
+            return Publication(model_version, str(df.iloc[0, 0]))
+    raise SnapshotError(f"model version {model_version} is not published")
 
 
 def _sql_literal(value: str) -> str:
@@ -382,6 +415,9 @@ class Snapshot:
     preserialise_budget_bytes: int = 0
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     load_seconds: float = 0.0
+    publication_id: str | None = None
+    # Why there is nothing to serve (an empty snapshot), for /health.
+    unavailable_reason: str | None = None
     fallback_items: list[bytes] = field(init=False)
     version_json: bytes = field(init=False)
     user_items: list[bytes] | None = field(init=False)  # per user: its items joined by ","
@@ -533,6 +569,7 @@ class Snapshot:
     def health(self) -> dict[str, object]:
         return {
             "model_version": self.model_version,
+            "publication_id": self.publication_id,
             "users": self.user_count,
             "tracks": self.catalogue.size,
             "recommendations": self.recommendation_count,
@@ -543,8 +580,8 @@ class Snapshot:
         }
 
 
-def empty_snapshot() -> Snapshot:
-    """What the service holds before the warehouse has anything to serve."""
+def empty_snapshot(reason: str | None = None) -> Snapshot:
+    """What the service holds while nothing is published (``reason`` says why, for /health)."""
     tracks = pd.DataFrame(
         {c: pd.Series(dtype=object) for c in ("track_id", "track_name", "artist_id", "artist_name", "genre", "genres")}
         | {"listen_count": pd.Series(dtype=np.int64)}
@@ -563,6 +600,7 @@ def empty_snapshot() -> Snapshot:
         similar_tracks=np.zeros(0, dtype=np.int32),
         similar_scores=np.zeros(0, dtype=np.float32),
         sample_users=(),
+        unavailable_reason=reason,
     )
 
 
@@ -638,7 +676,7 @@ def _load_similar(reader: TableReader, version: str, universe: _TrackUniverse) -
 
 
 def _load_recommendations(
-    reader: TableReader, version: str, universe: _TrackUniverse
+    reader: TableReader, publication_id: str, universe: _TrackUniverse
 ) -> tuple[list[str], list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(user ids, reasons, user code, track code, score, reason code) ordered by user and rank.
 
@@ -646,7 +684,7 @@ def _load_recommendations(
     whole, so no column of it may be kept) and the dictionaries unified at the end, so ten
     million rows never become Python objects."""
     where = (
-        f"from ml.user_recommendations where cast(model_version as varchar) = {version} "
+        f"from ml.user_recommendations where {PUBLICATION_COLUMN} = {publication_id} "
         "and user_id is not null and track_id is not null"
     )
     reason_batches = list(
@@ -687,62 +725,61 @@ def _load_recommendations(
     return user_ids, reasons.to_pylist(), users, track, score, reason
 
 
-def load_snapshot(warehouse: TableReader, model_version: str | None, preserialise_budget_bytes: int = 0) -> Snapshot:
-    """Read ``model_version``'s recommendations and similar tracks plus the catalogue.
+def load_snapshot(
+    warehouse: TableReader, publication: Publication | str | None, preserialise_budget_bytes: int = 0
+) -> Snapshot:
+    """Read one publication: its recommendations, its model version's similar tracks and its
+    display snapshot of tracks and artists.
 
-    ``warehouse`` is a reader from ``open_reader`` (or a ``Warehouse``). ``model_version`` None
-    loads the catalogue only (popularity answers). Raises ``SnapshotError`` when the version
-    has no recommendation rows, so that a half-written version is never swapped in.
+    ``warehouse`` is a reader from ``open_reader`` (or a ``Warehouse``). ``publication`` is a
+    :class:`Publication` (see :func:`live_publication`), a published model version (its
+    publication), or None: nothing is published, and the empty snapshot says so. Raises
+    ``SnapshotError`` when the publication is incomplete, so a half-written one is never
+    swapped in.
     """
     started = time.perf_counter()
     reader = warehouse if hasattr(warehouse, "query_batches") else _WarehouseReader(warehouse)
-    has_tracks = reader.table_exists("marts", "dim_tracks")
-    has_artists = reader.table_exists("marts", "dim_artists")
-    has_recs = model_version is not None and reader.table_exists("ml", "user_recommendations")
-    has_similar = model_version is not None and reader.table_exists("ml", "similar_tracks")
-    if model_version is not None and not has_recs:
-        raise SnapshotError(f"model version {model_version} is published but ml.user_recommendations does not exist")
-    version = _sql_literal(model_version) if model_version is not None else ""
+    if publication is None:
+        return empty_snapshot(NOTHING_PUBLISHED)
+    if isinstance(publication, str):
+        publication = publication_of_version(reader, publication)
+    model_version = publication.model_version
+    version = _sql_literal(model_version)
+    pid = _sql_literal(publication.publication_id)
+    for table in ("user_recommendations", TRACKS_TABLE, ARTISTS_TABLE):
+        if not reader.table_exists("ml", table):
+            raise SnapshotError(f"publication {publication.publication_id} is live but ml.{table} does not exist")
 
-    track_columns = ["track_id", "track_name", "artist_id", "artist_name", "genre", "genres", "listen_count"]
-    if has_tracks:
-        tracks = reader.query_df(
-            "select cast(track_id as varchar) as track_id, track_name, cast(artist_id as varchar) as artist_id, "
-            "artist_name, genre, genres, listen_count from marts.dim_tracks where track_id is not null "
-            "order by track_id"
-        ).drop_duplicates("track_id", keep="first")
-    else:
-        tracks = pd.DataFrame({column: pd.Series(dtype=object) for column in track_columns})
+    tracks = reader.query_df(
+        "select cast(track_id as varchar) as track_id, track_name, cast(artist_id as varchar) as artist_id, "
+        f"artist_name, genre, genres, listen_count from ml.{TRACKS_TABLE} "
+        f"where {PUBLICATION_COLUMN} = {pid} and track_id is not null order by track_id"
+    ).drop_duplicates("track_id", keep="first")
+    if tracks.empty:
+        raise SnapshotError(
+            f"publication {publication.publication_id} has no rows in ml.{TRACKS_TABLE} (its display snapshot)"
+        )
     universe = _TrackUniverse(tracks["track_id"].tolist())
 
     similar_source = similar_tracks = np.zeros(0, np.int32)
     similar_scores = np.zeros(0, np.float32)
-    if has_similar:
+    if reader.table_exists("ml", "similar_tracks"):  # without it, tracks get their genre's popular ones
         similar_source, similar_tracks, similar_scores = _load_similar(reader, version, universe)
+    user_list, reasons, user_codes, rec_tracks, rec_scores, rec_reasons = _load_recommendations(
+        reader, pid, universe
+    )
+    if len(rec_tracks) == 0:
+        raise SnapshotError(f"publication {publication.publication_id} has no rows in ml.user_recommendations")
 
-    user_list: list[str] = []
-    reasons: list[str] = []
-    user_codes = rec_tracks = rec_reasons = np.zeros(0, np.int32)
-    rec_scores = np.zeros(0, np.float32)
-    if has_recs:
-        user_list, reasons, user_codes, rec_tracks, rec_scores, rec_reasons = _load_recommendations(
-            reader, version, universe
-        )
-        if len(rec_tracks) == 0:
-            raise SnapshotError(f"model version {model_version} has no rows in ml.user_recommendations")
-
-    if len(universe.ids) > len(tracks):  # ids the ml tables mention but dim_tracks lacks
+    if len(universe.ids) > len(tracks):  # ids the ml tables mention but the display snapshot lacks
         extra = pd.DataFrame({"track_id": universe.ids[len(tracks) :]})
         tracks = pd.concat([tracks.astype(object), extra], ignore_index=True)
     tracks["listen_count"] = pd.to_numeric(tracks["listen_count"], errors="coerce").fillna(0)
 
-    if has_artists:
-        artists = reader.query_df(
-            "select cast(artist_id as varchar) as artist_id, artist_name, genre, top_tags from marts.dim_artists "
-            "where artist_id is not null"
-        ).drop_duplicates("artist_id")
-    else:
-        artists = pd.DataFrame(columns=["artist_id", "artist_name", "genre", "top_tags"])
+    artists = reader.query_df(
+        "select cast(artist_id as varchar) as artist_id, artist_name, genre, top_tags "
+        f"from ml.{ARTISTS_TABLE} where {PUBLICATION_COLUMN} = {pid} and artist_id is not null"
+    ).drop_duplicates("artist_id")
 
     n_tracks = len(tracks)
     recommended_counts = np.bincount(rec_tracks, minlength=n_tracks) if n_tracks else np.zeros(0, dtype=np.int64)
@@ -761,11 +798,14 @@ def load_snapshot(warehouse: TableReader, model_version: str | None, preserialis
         similar_scores=similar_scores,
         sample_users=tuple(heapq.nsmallest(20, user_list)),
         preserialise_budget_bytes=preserialise_budget_bytes,
+        publication_id=publication.publication_id,
     )
     object.__setattr__(snapshot, "load_seconds", time.perf_counter() - started)
     log.info(
-        "loaded model version %s: %d users, %d recommendations, %d tracks, %d similar pairs in %.1f s (%s)",
+        "loaded model version %s (publication %s): %d users, %d recommendations, %d tracks, %d similar pairs "
+        "in %.1f s (%s)",
         model_version,
+        publication.publication_id,
         snapshot.user_count,
         snapshot.recommendation_count,
         catalogue.size,

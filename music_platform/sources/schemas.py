@@ -199,6 +199,22 @@ KAGGLE_TRACKS_REJECTED = RawTable(
     ),
 )
 
+KAGGLE_FILES_REJECTED = RawTable(
+    name="kaggle_files_rejected",
+    description=(
+        "Quarantine of the Kaggle loader, per file: every drop-folder CSV that could not be read at all "
+        "(not UTF-8, not CSV, expected columns missing), with its sha256 and why. A copy of the file is "
+        "kept in the audit trail (external/kaggle/kaggle_tracks/<time>/rejected/)."
+    ),
+    key=("source_file", "sha256"),
+    columns=(
+        Column("source_file", "varchar", required=True),
+        Column("sha256", "varchar"),
+        Column("reason", "varchar", required=True),
+        Column("ingested_at", "timestamp", required=True),
+    ),
+)
+
 SPOTIFY_TRACKS = RawTable(
     name="spotify_tracks",
     description=(
@@ -279,6 +295,7 @@ RAW_TABLES: dict[str, RawTable] = {
         LASTFM_CHART_TOP_TRACKS,
         KAGGLE_TRACKS,
         KAGGLE_TRACKS_REJECTED,
+        KAGGLE_FILES_REJECTED,
         SPOTIFY_TRACKS,
         SPOTIFY_ARTISTS,
         SPOTIFY_AUDIO_FEATURES,

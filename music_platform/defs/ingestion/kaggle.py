@@ -1,8 +1,12 @@
 """The Kaggle Spotify Tracks dataset: loaded from the drop folder, watched by a sensor.
 
-Every input row is accounted for (loaded + merged + rejected = input): a track_id listed under
-several genres becomes one row carrying all of them, and rows that fail validation go to
-``raw.kaggle_tracks_rejected`` with their content and the reason.
+The drop folder is honoured whenever it holds a CSV, whatever the source mode (with the
+synthetic source, the synthetic catalogue is loaded beside it). Every input row is accounted
+for (loaded + merged + rejected = input): a track_id listed under several genres becomes one
+row carrying all of them, and rows that fail validation go to ``raw.kaggle_tracks_rejected``
+with their content and the reason. A file that cannot be read at all is set aside whole
+(``raw.kaggle_files_rejected``, a copy in the audit trail) and the other files still load; the
+``files_accepted`` and ``rows_kept`` checks report both.
 """
 
 import json
@@ -24,7 +28,11 @@ from music_platform.sources.schemas import KAGGLE_TRACKS
 RAW = "raw"
 KAGGLE_KEY = dg.AssetKey([RAW, KAGGLE_TRACKS.name])
 REJECTED_TABLE = "kaggle_tracks_rejected"
+FILES_REJECTED_TABLE = "kaggle_files_rejected"
 DROP_FOLDER_CHECK = "drop_folder_has_files"
+FILES_CHECK = "files_accepted"
+ROWS_CHECK = "rows_kept"
+MIN_KEPT_SHARE = 0.95
 
 
 def empty_drop_folder_message(drop_dir: str) -> str:
@@ -53,10 +61,48 @@ def drop_folder_result(files: list, drop_dir: str) -> dg.AssetCheckResult:
     )
 
 
+def files_accepted_result(rejected_files, file_count: int) -> dg.AssetCheckResult:
+    if not rejected_files:
+        return dg.AssetCheckResult(
+            check_name=FILES_CHECK, passed=True, description=f"all {file_count} file(s) could be read"
+        )
+    return dg.AssetCheckResult(
+        check_name=FILES_CHECK,
+        passed=False,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "rejected_files": dg.MetadataValue.json({name: reason for name, _, reason in rejected_files}),
+            "quarantine_table": dg.MetadataValue.text(f"{RAW}.{FILES_REJECTED_TABLE}"),
+        },
+        description=f"{len(rejected_files)} of {file_count} file(s) quarantined, not loaded: "
+        + "; ".join(reason for _, _, reason in rejected_files)[:400],
+    )
+
+
+def rows_kept_result(result) -> dg.AssetCheckResult:
+    kept = result.loaded + result.merged
+    share = kept / result.input_rows if result.input_rows else 1.0
+    reasons = result.rejected["reason"].value_counts().head(10).to_dict() if len(result.rejected) else {}
+    return dg.AssetCheckResult(
+        check_name=ROWS_CHECK,
+        passed=share >= MIN_KEPT_SHARE,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "kept_share": dg.MetadataValue.float(round(share, 6)),
+            "kept": dg.MetadataValue.int(int(kept)),
+            "quarantined": dg.MetadataValue.int(int(result.rejected_count)),
+            "top_reasons": dg.MetadataValue.json({str(k): int(v) for k, v in reasons.items()}),
+        },
+        description=f"{kept} of {result.input_rows} input rows kept ({share:.2%}, {MIN_KEPT_SHARE:.0%} required); "
+        f"{result.rejected_count} quarantined in {RAW}.{REJECTED_TABLE} with their reasons",
+    )
+
+
 @dg.asset(
     key=KAGGLE_KEY,
-    description="The Kaggle Spotify Tracks dataset (every CSV in data/external/kaggle/): one row per distinct "
-    "track_id with all its genres; invalid rows quarantined in raw.kaggle_tracks_rejected.",
+    description="The Kaggle Spotify Tracks dataset (every CSV in data/external/kaggle/, whatever the source mode, "
+    "plus the synthetic catalogue when the listens are synthetic): one row per distinct track_id with all its "
+    "genres; invalid rows quarantined in raw.kaggle_tracks_rejected, unreadable files in raw.kaggle_files_rejected.",
     check_specs=[
         completeness_spec(KAGGLE_KEY),
         key_unique_spec(KAGGLE_KEY, KAGGLE_TRACKS.key),
@@ -71,6 +117,19 @@ def drop_folder_result(files: list, drop_dir: str) -> dg.AssetCheckResult:
             asset=KAGGLE_KEY,
             description="The drop folder holds at least one Kaggle CSV (WARN when empty: the table is then "
             "empty and tracks have no audio features).",
+        ),
+        dg.AssetCheckSpec(
+            FILES_CHECK,
+            asset=KAGGLE_KEY,
+            description="Every CSV of the drop folder could be read; a file that cannot (not UTF-8, not CSV, "
+            "expected columns missing) is quarantined whole in raw.kaggle_files_rejected with the reason.",
+        ),
+        dg.AssetCheckSpec(
+            ROWS_CHECK,
+            asset=KAGGLE_KEY,
+            blocking=True,
+            description=f"At least {MIN_KEPT_SHARE:.0%} of the input rows are kept (loaded or merged); the "
+            "rest are quarantined in raw.kaggle_tracks_rejected with their reasons.",
         ),
     ],
     group_name="ingestion",
@@ -87,24 +146,41 @@ def kaggle_tracks(
     kaggle: KaggleResource,
     artifacts: ArtifactStoreResource,
 ):
-    files, source = kaggle.resolve()
+    files, labels = kaggle.resolve()
     if not files:
         # A Last.fm-only deployment still builds its marts: the table is materialised empty (with
         # its columns), tracks get no audio features, and a WARN check says how to add them.
         context.log.warning(empty_drop_folder_message(kaggle.drop_dir))
-    result = load_kaggle_files(files, source=source, ingested_at=utc_now())
-    # Audit trail: a timestamped copy of each file as loaded.
-    trail = artifacts.external_dir / source / "kaggle_tracks" / utc_now().strftime("%Y%m%dT%H%M%S")
+    source = ", ".join(sorted(set(labels.values()))) or "kaggle"
+    stamp = utc_now()
+    result = load_kaggle_files(files, sources=labels, ingested_at=stamp, quarantine_bad_files=True)
+    # Audit trail: a timestamped copy of each file as loaded; files that could not be read under rejected/.
+    trail = artifacts.external_dir / ("kaggle" if "kaggle" in labels.values() else source) / "kaggle_tracks"
+    trail = trail / stamp.strftime("%Y%m%dT%H%M%S")
     trail.mkdir(parents=True, exist_ok=True)
+    rejected_names = {name for name, _, _ in result.rejected_files}
     for path in files:
-        shutil.copy2(path, trail / path.name)
+        target = trail / "rejected" if path.name in rejected_names else trail
+        target.mkdir(exist_ok=True)
+        shutil.copy2(path, target / path.name)
     (trail / "load.json").write_text(
-        json.dumps({"counts": result.counts(), "fingerprints": result.fingerprints}, indent=2)
+        json.dumps(
+            {
+                "counts": result.counts(),
+                "fingerprints": result.fingerprints,
+                "sources": labels,
+                "rejected_files": [{"file": n, "sha256": h, "reason": r} for n, h, r in result.rejected_files],
+            },
+            indent=2,
+        )
     )
+    for _, _, reason in result.rejected_files:
+        context.log.error(f"Kaggle file quarantined: {reason}")
 
     wh = warehouse.get_warehouse()
     wh.replace_table(RAW, KAGGLE_TRACKS.name, result.tracks)
     wh.replace_table(RAW, REJECTED_TABLE, result.rejected)
+    wh.replace_table(RAW, FILES_REJECTED_TABLE, result.rejected_files_frame(stamp))
     counts = result.counts()
     completeness = measure_completeness(wh, RAW, KAGGLE_TRACKS.name, raw_required_fields(KAGGLE_TRACKS.name))
     yield dg.MaterializeResult(
@@ -118,13 +194,16 @@ def kaggle_tracks(
             "rejected_reasons": dg.MetadataValue.json(
                 result.rejected["reason"].value_counts().head(20).to_dict() if len(result.rejected) else {}
             ),
+            "rejected_files": dg.MetadataValue.json({name: reason for name, _, reason in result.rejected_files}),
             "audit_trail": dg.MetadataValue.path(str(trail)),
             "data_source": dg.MetadataValue.text(source),
         }
     )
     yield completeness_result(completeness, allow_empty=not files)
     yield key_unique_result(wh, RAW, KAGGLE_TRACKS.name, KAGGLE_TRACKS.key)
-    yield drop_folder_result(files, kaggle.drop_dir)
+    yield drop_folder_result([f for f in files if f.name not in rejected_names], kaggle.drop_dir)
+    yield files_accepted_result(result.rejected_files, len(files))
+    yield rows_kept_result(result)
     accounted = result.loaded + result.merged + result.rejected_count
     yield dg.AssetCheckResult(
         check_name="rows_accounted_for",

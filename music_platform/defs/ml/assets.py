@@ -4,10 +4,13 @@ the per-user recommendations, similar tracks, and the published-version registry
 The logic lives in ``music_platform.recommender`` (free of Dagster); these assets move data
 between the warehouse, the model registry on disk and that package.
 
-Publishing: a model's recommendations are written under its ``model_version``; only when
-``ml/model_registry`` records the version as published does the service switch to it. The
-gate (a blocking check on ``ml/model_evaluation``) stops an unfit candidate before any of its
-recommendations are written.
+Publishing (``music_platform.recommender.publication``): each recommendations step writes a
+new publication (rows under a fresh ``publication_id``, never rewriting a published one);
+``ml/model_registry`` copies the display fields from the marts beside them, checks the whole
+snapshot and then switches the pointer in ``ml.model_registry`` in one atomic write. The
+service serves only what that pointer names, so a crash at any point leaves the previous
+publication live. The gate (a blocking check on ``ml/model_evaluation``) stops an unfit
+candidate before any of its recommendations are written.
 """
 
 import json
@@ -25,7 +28,17 @@ from music_platform.recommender.evaluation import evaluate_models, metrics_dict,
 from music_platform.recommender.gate import should_publish
 from music_platform.recommender.lightfm_model import LightFMParams
 from music_platform.recommender.models import train_popularity
-from music_platform.recommender.publication import sync_registry_table
+from music_platform.recommender.publication import (
+    MIN_NAMED_SHARE,
+    PUBLICATION_COLUMN,
+    Publication,
+    check_publication,
+    ensure_publication_column,
+    new_publication_id,
+    publish,
+    sql_text,
+    write_display_snapshot,
+)
 from music_platform.recommender.registry import ModelRegistry
 from music_platform.recommender.scoring import popularity_recommendations, recommend_top_k, similar_items
 from music_platform.recommender.stable_split import stable_holdout
@@ -341,8 +354,12 @@ def user_recommendations(
         recs = pd.concat([recs, fallback[recs.columns]], ignore_index=True)
     recs["model_version"] = version
     recs["generated_at"] = pd.Timestamp(utc_now())
-    wh.replace_partition(ML, "user_recommendations", recs, "model_version", [version])
-    where = f"model_version = '{version}'"
+    # A new publication every time: the rows of a live publication are never rewritten.
+    publication = Publication(version, new_publication_id())
+    recs[PUBLICATION_COLUMN] = publication.publication_id
+    ensure_publication_column(wh, "user_recommendations")
+    wh.replace_partition(ML, "user_recommendations", recs, PUBLICATION_COLUMN, [publication.publication_id])
+    where = f"{PUBLICATION_COLUMN} = {sql_text(publication.publication_id)}"
     per_user = recs.groupby("user_id").size()
     all_users = training_data.n_users + len(listeners)
     full_share = float((per_user == TOP_K).sum()) / max(all_users, 1)
@@ -353,7 +370,9 @@ def user_recommendations(
     completeness = measure_completeness(
         wh, ML, "user_recommendations", ML_REQUIRED_FIELDS["user_recommendations"], where=where
     )
-    yield dg.MaterializeResult(
+    # The output (the publication) is what ml/model_registry publishes.
+    yield dg.Output(
+        {"model_version": version, "publication_id": publication.publication_id},
         metadata={
             "dagster/row_count": dg.MetadataValue.int(len(recs)),
             "dagster/column_schema": column_schema(recs),
@@ -361,10 +380,11 @@ def user_recommendations(
             **completeness_metadata(completeness),
             "data_source": dg.MetadataValue.text(f"model {version}"),
             "model_version": dg.MetadataValue.text(version),
+            "publication_id": dg.MetadataValue.text(publication.publication_id),
             "model_metrics": dg.MetadataValue.md(_metrics_beside_baseline(wh, version)),
             "users": dg.MetadataValue.int(int(per_user.size)),
             "full_list_share": dg.MetadataValue.float(round(full_share, 5)),
-        }
+        },
     )
     yield completeness_result(completeness)
     yield dg.AssetCheckResult(
@@ -485,11 +505,13 @@ def _shared_genre_or_tag_share(wh, version: str) -> float:
 
 @dg.asset(
     key=REGISTRY,
-    description="The published model version (table ml.model_registry): recorded once a version's recommendations "
-    "and similar tracks are both written and checked. The service serves the latest published version; "
+    description="The published model version (table ml.model_registry, the service's pointer): publishes the "
+    "recommendations just written -- copies the display fields of the marts beside them "
+    "(ml.published_tracks, ml.published_artists), checks the whole snapshot, then switches the pointer in one "
+    "atomic write. The service serves the latest published version's publication; "
     "`music-platform model rollback` returns to the previous one.",
-    deps=[RECOMMENDATIONS, SIMILAR],
-    ins={"lightfm_model": dg.AssetIn(MODEL)},
+    deps=[SIMILAR],
+    ins={"user_recommendations": dg.AssetIn(RECOMMENDATIONS)},
     kinds={"python"},
     freshness_policy=RECOMMENDATIONS_FRESHNESS,
     automation_condition=dg.AutomationCondition.eager(),
@@ -498,46 +520,60 @@ def _shared_genre_or_tag_share(wh, version: str) -> float:
             "published_version_servable",
             asset=REGISTRY,
             blocking=True,
-            description="The published version has recommendations and similar tracks in the warehouse.",
+            description="The publication has recommendations, similar tracks and the display fields of every "
+            f"track it serves ({MIN_NAMED_SHARE:.0%} of them named); otherwise it is not published and the "
+            "previous one stays live.",
         ),
     ],
     **_common,
 )
 def model_registry(
     context: dg.AssetExecutionContext,
-    lightfm_model: str,
+    user_recommendations: dict,
     warehouse: WarehouseResource,
     artifacts: ArtifactStoreResource,
 ):
     registry = _registry(artifacts)
-    version = _servable_version(registry, lightfm_model)
-    if registry.get(version).status != "published":
-        registry.publish(version)
+    publication = Publication(user_recommendations["model_version"], user_recommendations["publication_id"])
     wh = warehouse.get_warehouse()
-    table = sync_registry_table(wh, registry)
-    counts = {
-        name: int(
-            wh.query_df(f"select count(*) as n from {wh.qualified(ML, name)} where model_version = '{version}'").iloc[
-                0, 0
-            ]
+    display_tracks, display_artists = write_display_snapshot(wh, publication.publication_id)
+    verdict = check_publication(wh, publication)
+    if verdict.passed:
+        table = publish(wh, registry, publication)  # the switch: one atomic write of ml.model_registry
+        outcome = f"version {publication.model_version} is live (publication {publication.publication_id})"
+    else:
+        table = wh.read_table(ML, "model_registry") if wh.table_exists(ML, "model_registry") else pd.DataFrame()
+        outcome = (
+            f"version {publication.model_version} NOT published (publication {publication.publication_id}): "
+            + "; ".join(verdict.problems)
+            + "; the previous publication stays live"
         )
-        for name in ("user_recommendations", "similar_tracks")
-    }
+        context.log.error(outcome)
     yield dg.MaterializeResult(
         metadata={
-            "published_version": dg.MetadataValue.text(version),
+            "published_version": dg.MetadataValue.text(publication.model_version if verdict.passed else "(none)"),
+            "publication_id": dg.MetadataValue.text(publication.publication_id),
+            "outcome": dg.MetadataValue.text(outcome),
+            "display_tracks": dg.MetadataValue.int(display_tracks),
+            "display_artists": dg.MetadataValue.int(display_artists),
             "dagster/row_count": dg.MetadataValue.int(len(table)),
             "dagster/column_schema": column_schema(table),
-            "preview": dg.MetadataValue.md(preview_markdown(table.sort_values("created_at", ascending=False))),
-            "data_source": dg.MetadataValue.text(f"model registry {artifacts.models_dir}"),
+            "preview": dg.MetadataValue.md(
+                preview_markdown(table.sort_values("created_at", ascending=False) if len(table) else table)
+            ),
+            "data_source": dg.MetadataValue.text(
+                f"model registry {artifacts.models_dir}; display fields of marts.dim_tracks, marts.dim_artists"
+            ),
             "versions": dg.MetadataValue.md(
                 preview_markdown(table[["model_version", "status", "created_at", "published_at"]], rows=10)
+                if len(table)
+                else "(none)"
             ),
         }
     )
     yield dg.AssetCheckResult(
         check_name="published_version_servable",
-        passed=all(counts.values()),
-        metadata={k: dg.MetadataValue.int(v) for k, v in counts.items()},
-        description=f"version {version}: {counts}",
+        passed=verdict.passed,
+        metadata={k: dg.MetadataValue.int(v) for k, v in verdict.as_dict().items()},
+        description=outcome,
     )

@@ -28,6 +28,7 @@ from music_platform.lib.metadata import transformed_table_metadata
 from music_platform.partitions import daily_partitions
 from music_platform.quality.contracts import MART_REQUIRED_FIELDS
 from music_platform.resources import WarehouseResource
+from music_platform.runs.leases import note_child_process
 from music_platform.transformation.project import get_dbt_project
 from music_platform.transformation.translator import MusicPlatformDbtTranslator
 
@@ -100,6 +101,9 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
 
 def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource, args: list[str]):
     invocation = dbt.cli(args, context=context, raise_on_error=False)
+    # dbt outlives a killed Dagster process and would keep the DuckDB file: recorded in the
+    # run's lease, it is stopped by the recovery of the next run (music_platform.runs).
+    note_child_process(context.run_id, invocation.process.pid)
     # Buffer the events so table metadata can be added once dbt has released the warehouse.
     events = list(invocation.stream())
     tables = _table_metadata(context, warehouse, events)

@@ -7,6 +7,10 @@ track), *merged* (a further genre row of an already loaded track) or *rejected* 
 ``raw.kaggle_tracks_rejected`` with its content and the reason). ``loaded + merged + rejected ==
 input_rows`` always holds.
 
+A file that cannot be read at all (not UTF-8, not CSV, a header without the expected columns)
+raises :class:`KaggleSourceError` by default; with ``quarantine_bad_files=True`` (the asset)
+it is set aside in ``rejected_files`` with the reason instead, and the other files still load.
+
 Tokenising is done by the stdlib ``csv`` module (C code: RFC 4180 quoting, doubled quotes,
 quoted commas and newlines), so a row with the wrong number of fields can be quarantined
 instead of aborting the file; validation is vectorised with pandas.
@@ -23,7 +27,7 @@ import io
 import json
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +39,7 @@ from music_platform.sources.schemas import RAW_TABLES
 
 TRACKS_TABLE = RAW_TABLES["kaggle_tracks"]
 REJECTED_TABLE = RAW_TABLES["kaggle_tracks_rejected"]
+FILES_REJECTED_TABLE = RAW_TABLES["kaggle_files_rejected"]
 
 # The columns of the Kaggle file, in file order (after the unnamed index column).
 EXPECTED_COLUMNS: tuple[str, ...] = (
@@ -111,6 +116,8 @@ class KaggleLoadResult:
     # Distinct track_ids whose rows disagree on some feature (the first row seen wins).
     conflicting_duplicates: int = 0
     ignored_columns: dict[str, list[str]] = field(default_factory=dict)
+    # Files that could not be read at all: (file name, sha256, reason). Their rows are unknown.
+    rejected_files: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def rejected_count(self) -> int:
@@ -140,8 +147,16 @@ class KaggleLoadResult:
             "blank_lines": self.blank_lines,
             "conflicting_duplicates": self.conflicting_duplicates,
             "files": len(self.files),
+            "rejected_files": len(self.rejected_files),
             "completeness": round(self.completeness, 6),
         }
+
+    def rejected_files_frame(self, ingested_at: datetime | None = None) -> pd.DataFrame:
+        """``raw.kaggle_files_rejected``: one row per file that could not be read, with the reason."""
+        stamp = _utc_naive(ingested_at)
+        frame = pd.DataFrame(list(self.rejected_files), columns=["source_file", "sha256", "reason"], dtype=object)
+        frame["ingested_at"] = pd.Series([stamp] * len(frame), dtype="datetime64[ns]")
+        return frame[FILES_REJECTED_TABLE.column_names]
 
 
 # -- files and fingerprints ------------------------------------------------------------------
@@ -161,6 +176,13 @@ def list_drop_files(folder: Path | str) -> list[Path]:
 def file_fingerprint(path: Path | str) -> str:
     with Path(path).open("rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _sha256_or_blank(path: Path) -> str:
+    try:
+        return file_fingerprint(path)
+    except OSError:
+        return ""
 
 
 def file_fingerprints(folder: Path | str) -> dict[str, str]:
@@ -186,16 +208,23 @@ def load_kaggle_files(
     *,
     source: str = "kaggle",
     ingested_at: datetime | None = None,
+    sources: Mapping[str, str] | None = None,
+    quarantine_bad_files: bool = False,
 ) -> KaggleLoadResult:
     """Parse, validate and merge the given CSV files into one ``raw.kaggle_tracks`` frame.
 
-    ``source`` labels the rows ('kaggle', or 'synthetic' for the generated CSV). Raises
-    :class:`KaggleSchemaError` when a file lacks an expected column and
-    :class:`KaggleSourceError` when a file is not UTF-8 CSV text; row-level problems never raise.
+    ``source`` labels the rows ('kaggle', or 'synthetic' for the generated CSV); ``sources``
+    gives a file (by name) another label. Raises :class:`KaggleSchemaError` when a file lacks an
+    expected column and :class:`KaggleSourceError` when a file is not UTF-8 CSV text -- unless
+    ``quarantine_bad_files``, which lists such files in ``rejected_files`` and loads the others.
+    Row-level problems never raise. On a track id found in several files, the first file wins.
     """
-    if not source or not source.strip():
-        raise ValueError("source label must not be empty")
+    labels = {name: label for name, label in (sources or {}).items()}
+    for label in [source, *labels.values()]:
+        if not label or not label.strip():
+            raise ValueError("source label must not be empty")
     stamp = _utc_naive(ingested_at)
+    bad_files: list[tuple[str, str, str]] = []
     valid_parts: list[pd.DataFrame] = []
     rejected_parts: list[pd.DataFrame] = []
     fingerprints: dict[str, str] = {}
@@ -205,7 +234,14 @@ def load_kaggle_files(
     blank_lines = 0
     for path in paths:
         path = Path(path)
-        parsed = _parse_file(path)
+        try:
+            parsed = _parse_file(path)
+        except (KaggleSourceError, OSError) as exc:
+            if not quarantine_bad_files:
+                raise
+            reason = str(exc) if isinstance(exc, KaggleSourceError) else f"{path.name}: unreadable ({exc})"
+            bad_files.append((path.name, _sha256_or_blank(path), reason))
+            continue
         names.append(path.name)
         fingerprints[path.name] = parsed.sha256
         if parsed.ignored_columns:
@@ -218,9 +254,12 @@ def load_kaggle_files(
 
     valid_all = _concat(valid_parts, list(EXPECTED_COLUMNS) + ["primary_artist", "source_file", "row_number"])
     tracks, conflicts = _merge_genres(valid_all)
-    tracks = _finish_tracks(tracks, source=source, ingested_at=stamp)
+    tracks = _finish_tracks(tracks, source=source, ingested_at=stamp, sources=labels)
     rejected_all = _concat(rejected_parts, ["source_file", "row_number", "raw_row", "reason"])
-    rejected_all = rejected_all.assign(source=source, ingested_at=stamp)[REJECTED_TABLE.column_names]
+    rejected_all = rejected_all.assign(
+        source=rejected_all["source_file"].map(lambda name: labels.get(name, source)).astype(object),
+        ingested_at=stamp,
+    )[REJECTED_TABLE.column_names]
     rejected_all["row_number"] = rejected_all["row_number"].astype("int64")
     rejected_all["ingested_at"] = pd.to_datetime(rejected_all["ingested_at"])
 
@@ -235,6 +274,7 @@ def load_kaggle_files(
         blank_lines=blank_lines,
         conflicting_duplicates=conflicts,
         ignored_columns=ignored,
+        rejected_files=tuple(bad_files),
     )
     # The accounting identity is the loader's contract; fail loudly if a change ever breaks it.
     if result.loaded + result.merged + result.rejected_count != result.input_rows:
@@ -486,9 +526,13 @@ def _merge_genres(valid: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 _PANDAS_DTYPES = {"varchar": object, "integer": "Int64", "bigint": "Int64", "double": "float64", "boolean": "boolean"}
 
 
-def _finish_tracks(tracks: pd.DataFrame, *, source: str, ingested_at: pd.Timestamp) -> pd.DataFrame:
+def _finish_tracks(
+    tracks: pd.DataFrame, *, source: str, ingested_at: pd.Timestamp, sources: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     """Exactly the ``raw.kaggle_tracks`` columns, in order, with dtypes that follow their SQL types."""
-    out = tracks.assign(source=source, ingested_at=ingested_at)[TRACKS_TABLE.column_names].reset_index(drop=True)
+    labels = sources or {}
+    label = tracks["source_file"].map(lambda name: labels.get(name, source)) if labels else source
+    out = tracks.assign(source=label, ingested_at=ingested_at)[TRACKS_TABLE.column_names].reset_index(drop=True)
     for column in TRACKS_TABLE.columns:
         if column.sql_type == "timestamp":
             out[column.name] = pd.to_datetime(out[column.name])

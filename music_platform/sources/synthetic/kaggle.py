@@ -11,6 +11,7 @@ the two sources is real work, as it is with the real data.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -91,5 +92,8 @@ def synthetic_kaggle_csv(
     """Write the Kaggle-shaped CSV of the world (seed, n_users) to ``path``; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    kaggle_tracks_frame(get_world(seed, n_users, n_artists)).to_csv(path, index=False, encoding="utf-8")
+    # Written aside and renamed: a process killed mid-write never leaves a short file to be reused.
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    kaggle_tracks_frame(get_world(seed, n_users, n_artists)).to_csv(partial, index=False, encoding="utf-8")
+    os.replace(partial, path)
     return path
