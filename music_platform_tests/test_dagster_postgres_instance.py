@@ -88,3 +88,44 @@ def test_pools_and_run_queue_limit_api_and_warehouse_steps(instance):
     limits = {pool.name: pool.limit for pool in dagster_instance.event_log_storage.get_pool_limits()}
     assert limits == {"lastfm_api": 1, "warehouse": 1}
     assert not dagster_instance.telemetry_enabled
+
+
+def test_run_monitoring_is_configured_to_release_dead_runs(instance):
+    dagster_instance, _ = instance
+    assert dagster_instance.run_monitoring_enabled
+    settings = dagster_instance.run_monitoring_settings
+    assert settings["free_slots_after_run_end_seconds"] == 30
+    assert settings["start_timeout_seconds"] == 300 and settings["cancel_timeout_seconds"] == 300
+    assert settings["max_runtime_seconds"] == 43200
+
+
+def test_a_killed_run_is_recovered_on_postgres_storage(instance, tmp_path):
+    """The lease path of run recovery on the deployed storage (no process-id inference there)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from music_platform.runs import dagster_instance as di
+    from music_platform.runs.recovery import recover_dead_runs
+
+    dagster_instance, _ = instance
+    assert not di.storage_is_single_host(dagster_instance)
+    root = Path(__file__).resolve().parent.parent
+    command = [sys.executable, "-m", "dagster", "job", "execute", "-m", "music_platform_tests.run_workloads", "-j"]
+    holder = subprocess.Popen([*command, "leased_holder"], cwd=root, env=dict(os.environ), stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while not [h for h in di.pool_holdings(dagster_instance) if h.claimed]:
+            assert time.monotonic() < deadline and holder.poll() is None, "the holder never claimed the pool"
+            time.sleep(0.25)
+        [held] = [h for h in di.pool_holdings(dagster_instance) if h.claimed]
+    finally:
+        holder.kill()
+        holder.wait()
+    recovery = recover_dead_runs(dagster_instance)
+    assert recovery.failed_runs == [held.run_id]
+    assert dagster_instance.get_run_by_id(held.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert di.pool_holdings(dagster_instance) == []
+    user = subprocess.run([*command, "leased_user"], cwd=root, env=dict(os.environ), capture_output=True, timeout=240)
+    assert user.returncode == 0, user.stdout.decode()[-2000:]
