@@ -251,6 +251,34 @@ def test_empty_and_non_utf8_files_fail_clearly(tmp_path):
         load_kaggle_files([latin1])
 
 
+def test_bad_files_are_quarantined_whole_when_asked_and_the_others_load(tmp_path):
+    good = write_csv(tmp_path / "good.csv", [track_row(0, "t1"), track_row(1, "t2")])
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes(",".join(HEADER).encode() + b"\n0,t,Beyonc\xe9\n")
+    result = load_kaggle_files([empty, good, latin1], quarantine_bad_files=True)
+    assert result.loaded == 2 and result.files == ("good.csv",)
+    reasons = {name: reason for name, _, reason in result.rejected_files}
+    assert list(reasons) == ["empty.csv", "latin1.csv"]
+    assert reasons["empty.csv"].startswith("empty.csv: missing column(s) track_id")
+    assert reasons["latin1.csv"].startswith("latin1.csv: not UTF-8 text")
+    frame = result.rejected_files_frame()
+    assert list(frame.columns) == RAW_TABLES["kaggle_files_rejected"].column_names
+    assert list(frame["source_file"]) == ["empty.csv", "latin1.csv"] and frame["sha256"].str.len().eq(64).all()
+    assert result.counts()["rejected_files"] == 2
+
+
+def test_rows_are_labelled_with_the_source_of_their_file_and_the_first_file_wins(tmp_path):
+    dropped = write_csv(tmp_path / "dropped.csv", [track_row(0, "shared", track_name="Ça ira"), track_row(1, "own")])
+    synthetic = write_csv(tmp_path / "synthetic.csv", [track_row(0, "shared", track_name="other"), track_row(1, "s")])
+    result = load_kaggle_files([dropped, synthetic], sources={"dropped.csv": "kaggle", "synthetic.csv": "synthetic"})
+    by_id = result.tracks.set_index("track_id")
+    assert by_id.loc["shared", "source"] == "kaggle" and by_id.loc["shared", "track_name"] == "Ça ira"
+    assert by_id.loc["s", "source"] == "synthetic" and by_id.loc["own", "source"] == "kaggle"
+    assert result.loaded + result.merged + result.rejected_count == result.input_rows == 4
+
+
 def test_utf8_bom_is_ignored(tmp_path):
     path = write_csv(tmp_path / "a.csv", [track_row(0, "t")])
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
