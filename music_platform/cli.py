@@ -23,6 +23,14 @@ app.add_typer(collect_app, name="collect")
 app.add_typer(model_app, name="model")
 
 
+@app.callback()
+def _root() -> None:
+    """Listening data to personalised music recommendations (Dagster + dbt + LightFM)."""
+    from music_platform.runs.guard import stop_on_sigterm
+
+    stop_on_sigterm()  # SIGTERM stops every command as cleanly as Ctrl-C does
+
+
 @app.command()
 def demo(
     users: Annotated[int, typer.Option(help="Synthetic listeners to generate.")] = 2000,

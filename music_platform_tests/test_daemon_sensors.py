@@ -4,7 +4,7 @@
 turns the Kaggle sensor on (it ships STOPPED) through the GraphQL ``startSensor`` mutation — the
 UI's toggle — drops a Kaggle-format CSV into ``$MUSIC_PLATFORM_DATA_DIR/external/kaggle/``, and the
 daemon's sensor tick launches a run that loads it into ``raw/kaggle_tracks``. Then a file whose
-every row is invalid fails the blocking completeness check: the failure is visible with its
+every row is invalid fails the blocking rows_kept check: the failure is visible with its
 explanation, and the daemon's alert sensors record it and post it to the webhook.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from music_platform.quality.alerts import read_alerts
@@ -97,9 +98,13 @@ def test_dropping_a_kaggle_file_launches_a_successful_run_once_the_sensor_is_on(
     materialization = stack.latest_materialization(["raw", "kaggle_tracks"])
     assert materialization["runId"] == run["runId"]
     values = materialization["metadata"]
-    assert values["dagster/row_count"] == distinct_tracks
-    assert values["rows_input_rows"] == distinct_tracks + 1 and values["rows_merged"] == 1
-    assert values["rows_rejected"] == 0 and values["data_source"] == "kaggle"
+    # the dropped file's rows, beside the synthetic catalogue the synthetic listens need (issue 14)
+    assert values["data_source"] == "kaggle, synthetic" and values["rows_rejected"] == 0
+    with duckdb.connect(str(stack.data_dir / "warehouse.duckdb"), read_only=True) as conn:
+        dropped = conn.execute(
+            "select count(*), count(distinct track_id) from raw.kaggle_tracks where source = 'kaggle'"
+        ).fetchone()
+    assert dropped == (distinct_tracks, distinct_tracks)
 
     # The sensor's tick history (the UI's sensor page) names the run it launched.
     ticks = stack.sensor(SENSOR)["sensorState"]["ticks"]
@@ -111,8 +116,8 @@ def test_a_failed_blocking_check_is_visible_explained_and_alerted_by_the_daemon(
     drop = stack.data_dir / "external" / "kaggle"
     for old in drop.glob("*.csv"):
         old.unlink()
-    # every row lacks its track_id: the loader quarantines them all, and an empty table fails the
-    # blocking completeness check (a drop folder with files must yield rows)
+    # every row lacks its track_id: the loader quarantines them all, and the file keeping none of
+    # its rows fails the blocking rows_kept check (the synthetic rows beside it do not hide it)
     write_kaggle_csv(drop / "spotify_tracks_broken.csv", blank_track_ids=True)
 
     # the sensor (still on) notices the folder changed and launches the load
@@ -123,13 +128,13 @@ def test_a_failed_blocking_check_is_visible_explained_and_alerted_by_the_daemon(
     run_id = wait_for(broken_file_run, timeout=300, interval=2, what=f"{SENSOR} to load the new file")["runId"]
     finished = stack.wait_for_run(run_id, timeout=600)
     assert finished["status"] == "FAILURE"
-    assert "completeness" in stack.run_failure_summary(run_id)
+    assert "rows_kept" in stack.run_failure_summary(run_id)
 
     # visible and explained: the check's latest result says why, the materialisation says what was rejected
     checks = {c["name"]: c for c in stack.asset_checks(["raw", "kaggle_tracks"])}
-    evaluation = checks["completeness"]["executionForLatestMaterialization"]["evaluation"]
+    evaluation = checks["rows_kept"]["executionForLatestMaterialization"]["evaluation"]
     assert (evaluation["success"], evaluation["severity"]) == (False, "ERROR")
-    assert evaluation["description"] == "no rows to check"
+    assert evaluation["description"].startswith("spotify_tracks_broken.csv: 0 of 19 rows kept")
     assert stack.latest_materialization(["raw", "kaggle_tracks"])["metadata"]["rows_rejected"] == 19
 
     # alerted by the daemon's sensors: one run-failure and one check-failure record, each posted once
@@ -139,7 +144,7 @@ def test_a_failed_blocking_check_is_visible_explained_and_alerted_by_the_daemon(
 
     alerts = wait_for(alerts_for_run, timeout=240, interval=3, what="the daemon's alert sensors to record the failure")
     check_alert = next(a for a in alerts if a["kind"] == "check_failure")
-    assert (check_alert["asset"], check_alert["check"]) == ("raw/kaggle_tracks", "completeness")
+    assert (check_alert["asset"], check_alert["check"]) == ("raw/kaggle_tracks", "rows_kept")
     wait_for(lambda: len([p for p in webhook.received if p["alert"]["run_id"] == run_id]) >= 2,
              timeout=60, interval=1, what="the webhook to receive both alerts")
     posted = [p for p in webhook.received if p["alert"]["run_id"] == run_id]

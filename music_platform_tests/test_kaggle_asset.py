@@ -146,13 +146,13 @@ def materialised(tmp_path_factory):
             "kaggle": KaggleResource(drop_dir=str(drop), synthetic_allowed=False),
             "artifacts": ArtifactStoreResource(data_dir=str(root / "data")),
         },
+        raise_on_error=False,  # broken.csv keeps none of its rows: the blocking rows_kept check fails
     )
     return result, DuckDBWarehouse(root / "warehouse.duckdb"), _sample_expectations(sample)
 
 
 def test_every_input_row_is_accounted_for_in_the_metadata(materialised):
     result, _, (sample_rows, genres) = materialised
-    assert result.success
     [event] = result.get_asset_materialization_events()
     metadata = {k: v.value for k, v in event.materialization.metadata.items()}
     assert metadata["rows_input_rows"] == sample_rows + len(BROKEN_ROWS)
@@ -188,11 +188,14 @@ def test_every_broken_row_is_quarantined_with_its_reason(materialised):
     assert "mode not 0 or 1" in by_row[7]  # every failing rule is listed, not only the first
 
 
-def test_the_asset_checks_pass(materialised):
+def test_the_asset_checks_pass_but_the_broken_file_fails_rows_kept(materialised):
     result, _, _ = materialised
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert {"completeness", "key_unique", "rows_accounted_for"} <= set(checks)
-    assert all(check.passed for check in checks.values()), {n: c.description for n, c in checks.items()}
+    assert {"completeness", "key_unique", "rows_accounted_for", "files_accepted"} <= set(checks)
+    failed = {n: c.description for n, c in checks.items() if not c.passed}
+    assert list(failed) == ["rows_kept"], failed
+    assert failed["rows_kept"].startswith(f"broken.csv: 0 of {len(BROKEN_ROWS)} rows kept")
+    assert "spotify_tracks_sample.csv" not in failed["rows_kept"]  # the sample keeps every row
     assert checks["completeness"].metadata["completeness"].value == 1.0
 
 
@@ -276,8 +279,21 @@ def test_too_many_bad_rows_fail_the_blocking_rows_kept_check(tmp_path):
     result, warehouse = _materialise(tmp_path, drop, synthetic_allowed=False)
     rows_check = _checks(result)["rows_kept"]
     assert not rows_check.passed and rows_check.severity == dg.AssetCheckSeverity.ERROR
-    assert "10 of 13 input rows kept" in rows_check.description
+    assert "dataset.csv: 10 of 13 rows kept" in rows_check.description
     assert rows_check.metadata["quarantined"].value == 3
     assert warehouse.row_count("raw", "kaggle_tracks_rejected") == 3
     spec = next(s for s in kaggle_tracks.check_specs if s.name == "rows_kept")
     assert spec.blocking
+
+
+def test_a_broken_drop_file_is_not_hidden_by_the_synthetic_catalogue(tmp_path):
+    """Every row of the dropped file is bad: the synthetic rows beside it must not make the ratio look fine."""
+    drop = tmp_path / "kaggle"
+    _write(drop / "broken.csv", [_row(i, track_id="") for i in range(1, 6)])
+    result, warehouse = _materialise(
+        tmp_path, drop, synthetic_allowed=True, synthetic_users=20, synthetic_dir=str(tmp_path / "synthetic")
+    )
+    assert warehouse.row_count("raw", "kaggle_tracks") > 0  # the synthetic catalogue loaded
+    rows_check = _checks(result)["rows_kept"]
+    assert not rows_check.passed and "broken.csv: 0 of 5 rows kept" in rows_check.description
+    assert not result.success  # blocking: nothing downstream is built from it

@@ -44,6 +44,14 @@ class Interrupted(Exception):
         return 128 + self.signum
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM behaves as Ctrl-C for the rest of the process: ``KeyboardInterrupt`` unwinds the
+    command (``finally`` blocks and context managers run, files are closed) and click ends it
+    with "Aborted!", instead of the process vanishing mid-write. Main thread only."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 def exit_now(code: int) -> None:
     """End the process at once (after flushing output), without waiting for an abandoned run thread."""
     for stream in (sys.stdout, sys.stderr):

@@ -80,21 +80,33 @@ def files_accepted_result(rejected_files, file_count: int) -> dg.AssetCheckResul
 
 
 def rows_kept_result(result) -> dg.AssetCheckResult:
+    """Judged per file: a file's losses are never hidden by another file's rows."""
+    shares = {name: (kept / rows if rows else 1.0) for name, (rows, kept) in result.file_rows.items()}
+    short = {name: share for name, share in shares.items() if share < MIN_KEPT_SHARE}
     kept = result.loaded + result.merged
-    share = kept / result.input_rows if result.input_rows else 1.0
     reasons = result.rejected["reason"].value_counts().head(10).to_dict() if len(result.rejected) else {}
+    summary = (
+        f"{kept} of {result.input_rows} input rows kept, {result.rejected_count} quarantined in {RAW}.{REJECTED_TABLE}"
+    )
+    if short:
+        described = "; ".join(
+            f"{name}: {result.file_rows[name][1]} of {result.file_rows[name][0]} rows kept ({share:.2%})"
+            for name, share in sorted(short.items())
+        )
+        description = f"{described} ({MIN_KEPT_SHARE:.0%} required per file); {summary}"
+    else:
+        description = f"every file keeps at least {MIN_KEPT_SHARE:.0%} of its rows; {summary}"
     return dg.AssetCheckResult(
         check_name=ROWS_CHECK,
-        passed=share >= MIN_KEPT_SHARE,
+        passed=not short,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
-            "kept_share": dg.MetadataValue.float(round(share, 6)),
+            "kept_share_by_file": dg.MetadataValue.json({n: round(v, 6) for n, v in shares.items()}),
             "kept": dg.MetadataValue.int(int(kept)),
             "quarantined": dg.MetadataValue.int(int(result.rejected_count)),
             "top_reasons": dg.MetadataValue.json({str(k): int(v) for k, v in reasons.items()}),
         },
-        description=f"{kept} of {result.input_rows} input rows kept ({share:.2%}, {MIN_KEPT_SHARE:.0%} required); "
-        f"{result.rejected_count} quarantined in {RAW}.{REJECTED_TABLE} with their reasons",
+        description=description,
     )
 
 
@@ -128,7 +140,7 @@ def rows_kept_result(result) -> dg.AssetCheckResult:
             ROWS_CHECK,
             asset=KAGGLE_KEY,
             blocking=True,
-            description=f"At least {MIN_KEPT_SHARE:.0%} of the input rows are kept (loaded or merged); the "
+            description=f"Every file keeps at least {MIN_KEPT_SHARE:.0%} of its rows (loaded or merged); the "
             "rest are quarantined in raw.kaggle_tracks_rejected with their reasons.",
         ),
     ],

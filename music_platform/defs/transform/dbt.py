@@ -103,7 +103,7 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Wa
     invocation = dbt.cli(args, context=context, raise_on_error=False)
     # dbt outlives a killed Dagster process and would keep the DuckDB file: recorded in the
     # run's lease, it is stopped by the recovery of the next run (music_platform.runs).
-    note_child_process(context.run_id, invocation.process.pid)
+    note_child_process(context.run.run_id, invocation.process.pid)
     # Buffer the events so table metadata can be added once dbt has released the warehouse.
     events = list(invocation.stream())
     tables = _table_metadata(context, warehouse, events)

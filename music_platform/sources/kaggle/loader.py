@@ -118,6 +118,9 @@ class KaggleLoadResult:
     ignored_columns: dict[str, list[str]] = field(default_factory=dict)
     # Files that could not be read at all: (file name, sha256, reason). Their rows are unknown.
     rejected_files: tuple[tuple[str, str, str], ...] = ()
+    # Per file read: (input rows, rows kept: loaded or merged), so that one file's losses are
+    # judged on their own and never hidden by another file's rows.
+    file_rows: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def rejected_count(self) -> int:
@@ -225,6 +228,7 @@ def load_kaggle_files(
             raise ValueError("source label must not be empty")
     stamp = _utc_naive(ingested_at)
     bad_files: list[tuple[str, str, str]] = []
+    file_rows: dict[str, tuple[int, int]] = {}
     valid_parts: list[pd.DataFrame] = []
     rejected_parts: list[pd.DataFrame] = []
     fingerprints: dict[str, str] = {}
@@ -251,6 +255,7 @@ def load_kaggle_files(
         valid, rejected = _validate(parsed)
         valid_parts.append(valid)
         rejected_parts.append(rejected)
+        file_rows[path.name] = (parsed.input_rows, len(valid))
 
     valid_all = _concat(valid_parts, list(EXPECTED_COLUMNS) + ["primary_artist", "source_file", "row_number"])
     tracks, conflicts = _merge_genres(valid_all)
@@ -275,6 +280,7 @@ def load_kaggle_files(
         conflicting_duplicates=conflicts,
         ignored_columns=ignored,
         rejected_files=tuple(bad_files),
+        file_rows=file_rows,
     )
     # The accounting identity is the loader's contract; fail loudly if a change ever breaks it.
     if result.loaded + result.merged + result.rejected_count != result.input_rows:
