@@ -8,13 +8,14 @@ as a user's clone has:
 2. ``dagster asset materialize --select group:ml`` killed while the model trains, then again
    killed once the recommendations and similar tracks are written, before the pointer switch
    -- the service still serves the baseline's publication, never the unpublished one;
-3. ``music-platform demo`` killed while it loads the raw scrobbles, then killed in the middle of
-   dbt (its dbt process outlives it and still holds the DuckDB file);
+3. ``music-platform demo`` killed while it loads the raw scrobbles; stopped with SIGTERM in the
+   middle of dbt (it must exit within seconds, its dbt process stopped, its run canceled);
+   then killed in the middle of dbt (its dbt process outlives it and still holds the DuckDB file);
 4. ``music-platform demo`` again: it must complete, with exactly the clean run's rows (no
    duplicate, none lost), and the service serves the newly published version.
 
 Sizes are the smallest that exercise every stage (100 listeners, 3 days): two full demos and
-four short runs, about 4 CPU-minutes.
+five short runs, about 4.5 CPU-minutes.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ pytestmark = pytest.mark.slow
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DEMO = [str(BIN / "music-platform"), "demo", "--users", "100", "--days", "3", "--seed", "42"]
+CANCELED = dg.DagsterRunStatus.CANCELED
 ML_RUN = [str(BIN / "dagster"), "asset", "materialize", "-m", "music_platform.definitions", "--select", "group:ml"]
 
 
@@ -68,10 +70,16 @@ class World:
             "MUSIC_PLATFORM_PARTITIONS_START": first_day.isoformat(),
         }
         self.settings = Settings(target="duckdb", data_dir=self.data)
+        self.started = 0
         self.instance = dg.DagsterInstance.from_config(str(self.home))
 
     def start(self, command: list[str], env: dict[str, str]) -> subprocess.Popen:
-        return subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        # output to a file: a pipe nobody reads would block a chatty process before its kill point
+        self.started += 1
+        log = (self.home.parent / f"run-{self.started}.log").open("w+b")
+        process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
+        process.log = log  # type: ignore[attr-defined]
+        return process
 
     def complete(self, command: list[str], env: dict[str, str]) -> str:
         done = subprocess.run(command, env=env, cwd=PROJECT_ROOT, capture_output=True, timeout=1200)
@@ -96,7 +104,9 @@ class World:
                     children.append(entry["child"]["pid"])
         return children
 
-    def kill_when(self, process: subprocess.Popen, ready, what: str, delay: float = 0.0, timeout: float = 900):
+    def kill_when(
+        self, process: subprocess.Popen, ready, what: str, delay: float = 0.0, timeout: float = 900, signum=None
+    ):
         deadline = time.monotonic() + timeout
         while not ready():
             if process.poll() is not None:
@@ -104,8 +114,11 @@ class World:
             assert time.monotonic() < deadline, f"timed out waiting for {what}"
             time.sleep(0.05)
         time.sleep(delay)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        self.children_at_signal = [pid for pid in self.lease_children() if psutil.pid_exists(pid)]
+        signalled = time.monotonic()
+        process.send_signal(signum or signal.SIGKILL)
+        process.wait(timeout=120)
+        self.stopped_after = time.monotonic() - signalled
 
     # -- what is stored and served ---------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -187,11 +200,16 @@ class World:
         assert list(leases_dir(self.home).glob("*.lease")) == []
 
 
-def _output(process: subprocess.Popen) -> str:
+def _running(pid: int) -> bool:
     try:
-        return process.stdout.read().decode(errors="replace")[-4000:]
-    except Exception:  # noqa: BLE001
-        return ""
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _output(process: subprocess.Popen) -> str:
+    process.log.seek(0)  # type: ignore[attr-defined]
+    return process.log.read().decode(errors="replace")[-6000:]  # type: ignore[attr-defined]
 
 
 def test_sigkill_at_every_stage_then_the_next_run_matches_a_clean_run(tmp_path):
@@ -241,24 +259,34 @@ def test_sigkill_at_every_stage_then_the_next_run_matches_a_clean_run(tmp_path):
         delay=0.5,
     )
 
-    # 3b. SIGKILL of the demo in the middle of dbt: its dbt process survives it
+    # 3b. SIGTERM (docker stop, systemd) in the middle of dbt: the demo stops dbt and itself at once
+    demo = world.start(DEMO, world.env)
+    world.kill_when(demo, world.lease_children, "dbt", delay=2.0, signum=signal.SIGTERM)
+    stopped = _output(demo)
+    assert demo.returncode == 128 + signal.SIGTERM, stopped
+    assert world.stopped_after < 20, "the demo must stop promptly"
+    assert "demo interrupted: SIGTERM received" in stopped and "Traceback" not in stopped
+    assert world.children_at_signal, "dbt was running"
+    assert not [pid for pid in world.children_at_signal if _running(pid)], "dbt must be stopped with the demo"
+    [cancelled] = [r.dagster_run for r in world.instance.get_run_records() if r.dagster_run.status == CANCELED]
+    assert cancelled.run_id not in {h.run_id for h in di.pool_holdings(world.instance)}
+
+    # 3c. SIGKILL of the demo in the middle of dbt: its dbt process survives it
     demo = world.start(DEMO, world.env)
     world.kill_when(demo, world.lease_children, "dbt", delay=3.0)
-    orphans = [pid for pid in world.lease_children() if psutil.pid_exists(pid)]
+    orphans = world.children_at_signal
 
     # 4. the next demo completes unattended, with the clean run's rows
     out = world.complete(DEMO, world.env)
     assert "recovered from an earlier crash" in out
     if demo_days(3) != days:
         pytest.skip("the UTC day changed during the test: the demo's days moved, counts cannot be compared")
-    for pid in orphans:
-        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not [pid for pid in orphans if _running(pid)], "the dead demo's dbt must be stopped"
     assert world.counts() == baseline
     world.assert_no_duplicates()
     live_after = world.assert_serves_a_published_version()
     assert live_after != live_before
     world.assert_nothing_left_behind()
-    killed = [
-        r.dagster_run for r in world.instance.get_run_records() if r.dagster_run.status != dg.DagsterRunStatus.SUCCESS
-    ]
-    assert len(killed) == 4 and {r.status for r in killed} == {dg.DagsterRunStatus.FAILURE}
+    statuses = [r.dagster_run.status for r in world.instance.get_run_records()]
+    assert statuses.count(dg.DagsterRunStatus.FAILURE) == 4  # the four runs killed with SIGKILL
+    assert statuses.count(CANCELED) == 1  # the one stopped with SIGTERM
