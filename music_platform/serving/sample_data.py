@@ -8,14 +8,13 @@ through Python). Deterministic for a given seed. DuckDB only (it uses DuckDB's S
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 
-from music_platform.serving.normalize import normalize_name
+from music_platform.identity import artist_id, track_id
 from music_platform.warehouse import Warehouse
 
 GENRES = ("rock", "pop", "electronic", "hip-hop", "jazz", "metal", "indie", "folk", "classical", "soul")
@@ -102,11 +101,6 @@ _WORDS = (
 )
 
 
-def md5_id(*parts: str) -> str:
-    """Ids as the marts make them: md5 of the normalised names joined by '|'."""
-    return hashlib.md5("|".join(normalize_name(p) for p in parts).encode("utf-8")).hexdigest()
-
-
 @dataclass(frozen=True)
 class SampleSummary:
     users: int
@@ -151,7 +145,7 @@ def build_catalogue_frames(artists: int, tracks: int, seed: int) -> tuple[pd.Dat
     artist_listens = _power_law_counts(rng, artists, top=3_000_000, exponent=0.9)
     artist_frame = pd.DataFrame(
         {
-            "artist_id": [md5_id(n) for n in names],
+            "artist_id": [artist_id(n) for n in names],
             "artist_name": names,
             "artist_mbid": None,
             "genre": genres,
@@ -177,9 +171,9 @@ def build_catalogue_frames(artists: int, tracks: int, seed: int) -> tuple[pd.Dat
     track_listens = rng.permutation(_power_law_counts(rng, tracks, top=1_000_000, exponent=1.0))
     track_frame = pd.DataFrame(
         {
-            "track_id": [md5_id(names[o], t) for o, t, _ in track_rows],
+            "track_id": [track_id(names[o], t) for o, t, _ in track_rows],
             "track_name": [t for _, t, _ in track_rows],
-            "artist_id": [md5_id(names[o]) for o, _, _ in track_rows],
+            "artist_id": [artist_id(names[o]) for o, _, _ in track_rows],
             "artist_name": [names[o] for o, _, _ in track_rows],
             "track_mbid": None,
             "spotify_track_id": None,

@@ -24,8 +24,8 @@ from urllib.parse import parse_qsl
 import orjson
 
 from music_platform.config import ConfigError, Settings
+from music_platform.identity import name_key_or_blank, track_query_keys
 from music_platform.serving.coldstart import CatalogueColdStartRecommender, ColdStartRecommender, Suggestion
-from music_platform.serving.normalize import normalize_name
 from music_platform.serving.snapshot import (
     MAX_K,
     POPULAR_REASON,
@@ -317,7 +317,7 @@ class RecommendationService:
         if len(query) > MAX_SEARCH_LENGTH:
             return 422, error_json(422, f"q must be at most {MAX_SEARCH_LENGTH} characters")
         cat = self.state.snapshot.catalogue
-        needle = normalize_name(query)
+        needle = name_key_or_blank(query)
         found = [
             (not key.startswith(needle), -int(cat.artist_listens[a]), key, a)
             for key, a in cat.artist_by_name.items()
@@ -450,7 +450,7 @@ def _resolve(names: Sequence[str], find: Callable[[str], int | None]) -> tuple[l
 
 def _find_artist(snapshot: Snapshot, name: str) -> int | None:
     cat = snapshot.catalogue
-    found = cat.artist_by_name.get(normalize_name(name))
+    found = cat.artist_by_name.get(name_key_or_blank(name))
     if found is None:
         found = cat.artist_index.get(name.strip())
     return found
@@ -461,8 +461,5 @@ def _find_track(snapshot: Snapshot, name: str) -> int | None:
     cat = snapshot.catalogue
     found = cat.track_index.get(name.strip())
     if found is None:
-        found = cat.track_by_name.get(normalize_name(name))
-    if found is None and " - " not in name and "-" in name:
-        artist, _, title = name.partition("-")
-        found = cat.track_by_name.get(f"{normalize_name(artist)} - {normalize_name(title)}")
+        found = next((cat.track_by_name[key] for key in track_query_keys(name) if key in cat.track_by_name), None)
     return found
