@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
+from music_platform.serving.limits import MAX_K
 from music_platform.serving.normalize import normalize_name
 from music_platform.warehouse import Warehouse
 
@@ -289,8 +290,8 @@ def write_sample_warehouse(
     users: int,
     artists: int = 2000,
     tracks: int = 20000,
-    per_user: int = 10,
-    similar_per_track: int = 10,
+    per_user: int = MAX_K,
+    similar_per_track: int = MAX_K,
     model_version: str = "v1",
     seed: int = 7,
     with_registry: bool = True,
@@ -313,9 +314,11 @@ def write_sample_warehouse(
     )
 
 
-def publish_version(warehouse: Warehouse, model_version: str, *, users: int, per_user: int = 10, seed: int = 8) -> None:
+def publish_version(
+    warehouse: Warehouse, model_version: str, *, users: int, per_user: int = MAX_K, seed: int = 8
+) -> None:
     """Add a new version's rows next to the old ones, then mark it published (in that order,
     as the pipeline does, so a poller never sees a published version without rows)."""
     write_recommendations_sql(warehouse, users, per_user, model_version, seed, replace=False)
-    write_similar_sql(warehouse, 10, model_version, seed, replace=False)
+    write_similar_sql(warehouse, MAX_K, model_version, seed, replace=False)
     warehouse.append("ml", "model_registry", registry_row(model_version))
