@@ -88,14 +88,19 @@ def event_loop(env: dict[str, str] | None = None) -> str:
     return chosen
 
 
-def granian_server(host: str, port: int, workers: int, config: ServingConfig, loop: str, backlog: int):
-    """The Granian server object (not started), configured as the module docstring says."""
+def granian_server(
+    host: str, port: int, workers: int, config: ServingConfig, loop: str, backlog: int, target: str = APP_TARGET
+):
+    """The Granian server object (not started), configured as the module docstring says.
+
+    ``target`` is a factory's import path (the load benchmark serves its bare lookup with the
+    same configuration)."""
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces, Loops
     from granian.http import HTTP1Settings
 
     return Granian(
-        APP_TARGET,
+        target,
         factory=True,
         address=host,
         port=port,
