@@ -31,11 +31,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from music_platform.identity import name_key_or_blank, track_lookup_keys
+from music_platform.serving.limits import MAX_K
 from music_platform.warehouse.base import Warehouse, WarehouseError
 
 log = logging.getLogger(__name__)
 
-MAX_K = 100
 POPULAR_REASON = "popular with all listeners"
 # Genre and artist candidate lists kept for cold start and similar-track fallbacks.
 TRACKS_PER_GENRE = 500
