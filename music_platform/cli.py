@@ -54,11 +54,19 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    access_log: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="JSON access log on stdout (default: MUSIC_PLATFORM_ACCESS_LOG, else on).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve recommendations over HTTP from the latest published model version."""
     from music_platform.serving.server import run_server
 
-    run_server(host=host, port=port, workers=workers)
+    run_server(host=host, port=port, workers=workers, access_log=access_log)
 
 
 @app.command("check-apis")

@@ -213,6 +213,8 @@ def _print_summary(console: Console, settings, outcomes: list[StageOutcome], tot
             checks.add_row(name, verdict, description)
     console.print(checks)
 
+    _print_ledger(console, wh, outcomes)
+
     if wh.table_exists("ml", "model_evaluation"):
         evaluation = wh.query_df(
             "select metric, k, value, baseline_value from ml.model_evaluation "
@@ -248,6 +250,28 @@ def _print_summary(console: Console, settings, outcomes: list[StageOutcome], tot
     console.print("stages: " + ", ".join(f"{o.name} {o.seconds:.1f}s" for o in outcomes) + f"; total {total:.1f}s")
 
 
+def _print_ledger(console: Console, wh, outcomes: list[StageOutcome]) -> None:
+    """One line per layer: what it received, kept and set aside with a reason."""
+    from music_platform.quality.ledger import layer_totals
+
+    lines = [
+        f"{'[green]ok[/]' if passed else '[red]FAIL[/]'} {description}"
+        for outcome in outcomes
+        for name, passed, _, description in outcome.checks
+        if name.endswith((":scrobbles_accounted_for", ":rows_accounted_for"))
+    ]
+    totals = layer_totals(wh)
+    lines += [f"{'[green]ok[/]' if ledger.passes() else '[red]FAIL[/]'} {ledger.describe()}" for ledger in totals]
+    if not lines:
+        return
+    console.print("[bold]Ledger[/] (every row received = kept + set aside with a reason)")
+    for line in lines:
+        console.print("  " + line, soft_wrap=True)
+    shares = [ledger.accounted_share for ledger in totals if ledger.accounted_share is not None]
+    if shares:
+        console.print(f"  rows accounted for: {min(shares):.2%} (the lowest share of any layer)", soft_wrap=True)
+
+
 SUMMARY_TABLES = {
     "raw": [
         "lastfm_scrobbles",
@@ -259,6 +283,7 @@ SUMMARY_TABLES = {
         "kaggle_tracks_rejected",
         "ingestion_rejects",
     ],
+    "audit": ["listens_set_aside", "listen_ledger", "source_ledger"],
     "marts": [
         "dim_users",
         "dim_artists",

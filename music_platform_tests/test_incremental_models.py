@@ -14,9 +14,6 @@ dialect through fakesnow.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from contextlib import ExitStack
 from datetime import date, datetime, timedelta
@@ -41,13 +38,19 @@ from music_platform.sources.lastfm.errors import lastfm_error
 from music_platform.sources.lastfm.parsing import parse_recent_tracks
 from music_platform.sources.schemas import LASTFM_SCROBBLES
 from music_platform.sources.synthetic.source import SyntheticLastfmSource
-from music_platform.transformation.project import DBT_PROJECT_DIR, dbt_environment
 from music_platform.warehouse import Warehouse, connect_warehouse
+from music_platform_tests.dbt_runner import SNOWFLAKE_ENV, run_dbt
 
-DBT = str(Path(sys.executable).parent / "dbt")
 FIRST_DAY = date(2025, 3, 3)
 DAYS = [FIRST_DAY + timedelta(days=i) for i in range(3)]
-MODELS = ["stg_lastfm__scrobbles", "fct_listens", "user_track_interactions"]
+MODELS = [
+    "name_key_characters",
+    "stg_lastfm__scrobbles",
+    "fct_listens",
+    "listens_set_aside",
+    "listen_ledger",
+    "user_track_interactions",
+]
 # The dimensions are not built here: leave out the tests that read them.
 ONLY_THESE_MODELS = ["--select", *MODELS, "--indirect-selection", "cautious"]
 KEYS = {"fct_listens": ["listen_id"], "user_track_interactions": ["user_id", "track_id"]}
@@ -163,26 +166,15 @@ def test_every_dbt_model_belongs_to_exactly_one_dbt_asset():
     from music_platform.defs.transform.dbt import dbt_daily_models, dbt_models, dbt_project
 
     manifest = json.loads(Path(dbt_project.manifest_path).read_text())
-    models = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "model"}
+    models = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] in ("model", "seed")}
     daily = {k.path[-1] for k in dbt_daily_models.keys}
     other = {k.path[-1] for k in dbt_models.keys}
-    assert daily == {"fct_listens", "user_track_interactions"}
+    assert daily == {"fct_listens", "listens_set_aside", "listen_ledger", "user_track_interactions"}
     assert not daily & other
     assert daily | other == models
 
 
 # -- dbt on real warehouses ------------------------------------------------------------------------
-
-
-def run_dbt(args: list[str], settings: Settings, work_dir: Path) -> None:
-    env = {**os.environ, **dbt_environment(settings), **SNOWFLAKE_ENV.get(id(settings), {})}
-    command = [
-        DBT, *args,
-        "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR), "--target", settings.target,
-        "--target-path", str(work_dir / "target"), "--log-path", str(work_dir / "logs"),
-    ]  # fmt: skip
-    result = subprocess.run(command, cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"dbt {' '.join(args)} failed:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
 
 
 def build_days(settings: Settings, work_dir: Path, first: date, last: date) -> None:
@@ -262,10 +254,6 @@ def _postgres(work_dir: Path, name: str, stack: ExitStack, request) -> Settings:
         {"MUSIC_PLATFORM_DATA_DIR": str(work_dir / name), "MUSIC_PLATFORM_TARGET": "postgres",
          "MUSIC_PLATFORM_POSTGRES_URL": url}
     )  # fmt: skip
-
-
-# dbt reads the Snowflake connection from the environment (profiles.yml): per Settings object.
-SNOWFLAKE_ENV: dict[int, dict[str, str]] = {}
 
 
 def _snowflake(work_dir: Path, name: str, stack: ExitStack, request) -> Settings:

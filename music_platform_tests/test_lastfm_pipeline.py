@@ -32,11 +32,17 @@ from typer.testing import CliRunner
 from music_platform.cli import app
 from music_platform.defs.ingestion.kaggle import DROP_FOLDER_CHECK, kaggle_tracks
 from music_platform.defs.ingestion.lastfm import lastfm_scrobbles
+from music_platform.identity import artist_id
 from music_platform.resources import ArtifactStoreResource, KaggleResource, LastfmResource, WarehouseResource
 from music_platform.sources.http import RateLimiter, RetryPolicy, Timeouts
 from music_platform.sources.lastfm.client import LastfmClient
 from music_platform.sources.schemas import KAGGLE_TRACKS
-from music_platform_tests.fakes.lastfm_server import FakeLastfmServer, Fault
+from music_platform_tests.fakes.lastfm_server import (
+    ARTISTS_IN_EVERY_SCRIPT,
+    TRACKS_IN_EVERY_SCRIPT,
+    FakeLastfmServer,
+    Fault,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DAY_S = 86_400
@@ -199,9 +205,7 @@ def test_a_range_load_restarts_a_walk_whose_pages_shifted(tmp_path, server):
     resources = _resources(tmp_path, server, users)
     # A back-dated scrobble arrives inside the week while the first user's walk is on page 2.
     late = _day_window(date(2025, 3, 3))[0] + 12_345
-    server.add_fault(
-        Fault("insert", method="user.getrecenttracks", user=users[0], page=2, insert=[(users[0], late)])
-    )
+    server.add_fault(Fault("insert", method="user.getrecenttracks", user=users[0], page=2, insert=[(users[0], late)]))
     result = _materialize(resources, days=(FIRST_DAY, LAST_DAY))
 
     assert result.success, _step_failures(result)
@@ -359,7 +363,11 @@ def _files_containing(root: Path, needle: bytes) -> list[Path]:
 @pytest.mark.slow
 def test_cli_materialises_a_week_exactly_once_under_faults_then_the_whole_graph(tmp_path):
     key = "E2eSeCrEt" + "7f3a9c2b41d84e06a5b1c9d2e8f0"
-    with FakeLastfmServer(users=40, days=7, seed=17, end_uts=END, api_key=key) as server:
+    # 24 of the 60 artists are named in other scripts or in symbols only, their tracks too.
+    with FakeLastfmServer(
+        users=40, days=7, seed=17, end_uts=END, api_key=key,
+        artist_names=ARTISTS_IN_EVERY_SCRIPT, track_names=TRACKS_IN_EVERY_SCRIPT,
+    ) as server:  # fmt: skip
         users = server.user_names
         for fault in (
             Fault("error", code=8, method="user.getrecenttracks", times=2, skip=3),  # HTTP 500, twice in a row
@@ -402,6 +410,18 @@ def test_cli_materialises_a_week_exactly_once_under_faults_then_the_whole_graph(
                 "select source, count(*), count(distinct user_id) from marts.fct_listens group by 1"
             ).fetchall()
             assert listens == [("lastfm", sum(expected.values()), len(users))]
+            # Every scrobble raw received is one listen, whatever script its names are in: the
+            # artist keeps its name in dim_artists and an id of its own (the id Python gives it).
+            heard = {row[0] for row in conn.execute("select distinct artist_name from raw.lastfm_scrobbles").fetchall()}
+            assert len(heard & set(ARTISTS_IN_EVERY_SCRIPT)) > len(ARTISTS_IN_EVERY_SCRIPT) // 2
+            dim_artists = dict(conn.execute("select artist_name, artist_id from marts.dim_artists").fetchall())
+            assert {name: dim_artists.get(name) for name in heard} == {name: artist_id(name) for name in heard}
+            listened_ids = conn.execute("select count(distinct artist_id) from marts.fct_listens").fetchone()[0]
+            assert listened_ids == len(heard)
+            unaccounted = conn.execute(
+                "select count(*) from audit.listen_ledger where unaccounted_rows <> 0 or kept_rows <> received_rows"
+            ).fetchone()[0]
+            assert unaccounted == 0
             for mart in ("dim_users", "dim_tracks", "dim_artists", "user_track_interactions", "genre_summary"):
                 assert conn.execute(f"select count(*) from marts.{mart}").fetchone()[0] > 0, mart
             assert conn.execute("select count(*) from raw.kaggle_tracks").fetchone()[0] == 0  # no Kaggle file

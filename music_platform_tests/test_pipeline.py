@@ -6,6 +6,7 @@ import pytest
 
 from music_platform.config import Settings
 from music_platform.demo import run_demo
+from music_platform.serving.limits import MAX_K
 from music_platform.warehouse import connect_warehouse
 
 pytestmark = pytest.mark.slow
@@ -44,13 +45,13 @@ def test_demo_exits_zero(built_warehouse):
     assert exit_code == 0
 
 
-def test_every_user_gets_ten_unheard_recommendations(built_warehouse):
+def test_every_user_gets_max_k_unheard_recommendations(built_warehouse):
     _, wh = built_warehouse
     users = wh.query_df("select count(*) as n from marts.dim_users")["n"].iloc[0]
     full = wh.query_df(
         "select count(*) as n from (select user_id from ml.user_recommendations "
         "where model_version = (select max(model_version) from ml.model_registry where status = 'published') "
-        "group by user_id having count(*) = 10) as full_lists"
+        f"group by user_id having count(*) = {MAX_K}) as full_lists"
     )["n"].iloc[0]
     assert users > 0 and full / users >= 0.95
     heard = wh.query_df(

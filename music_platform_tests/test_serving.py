@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import socket
 import warnings
 from pathlib import Path
 
@@ -11,8 +12,9 @@ import pandas as pd
 import pytest
 
 from music_platform.config import ConfigError, Settings
+from music_platform.identity import name_key
 from music_platform.serving.app import create_app
-from music_platform.serving.normalize import normalize_name
+from music_platform.serving.limits import MAX_K
 from music_platform.serving.sample_data import registry_row, write_sample_warehouse
 from music_platform.serving.service import ServingConfig
 from music_platform.serving.snapshot import latest_published_version, load_snapshot, open_reader
@@ -35,6 +37,7 @@ def make_settings(root: Path) -> Settings:
 
 
 def make_client(settings: Settings, **config) -> TestClient:
+    config.setdefault("access_log", "off")
     return TestClient(create_app(settings, ServingConfig(reload_seconds=0, **config)))
 
 
@@ -58,7 +61,7 @@ def expected_recommendations(warehouse: DuckDBWarehouse, user_id: str, version: 
     return warehouse.query_df(
         "select r.rank, r.track_id, r.score, r.reason, t.track_name, t.artist_name, t.artist_id "
         "from ml.user_recommendations r left join marts.dim_tracks t using (track_id) "
-        f"where r.user_id = '{user_id}' and r.model_version = '{version}' order by r.rank"
+        f"where r.user_id = '{user_id}' and r.model_version = '{version}' order by r.rank limit 10"
     )
 
 
@@ -69,7 +72,7 @@ def test_health_reports_the_loaded_version(client):
     assert health["status"] == "ok"
     assert health["model_version"] == "v1"
     assert health["users"] == USERS
-    assert health["recommendations"] == USERS * 10
+    assert health["recommendations"] == USERS * MAX_K
     assert health["tracks"] == 1500
     assert health["cold_start"] == "catalogue"
 
@@ -100,8 +103,19 @@ def test_k_cuts_the_list_and_never_invents_items(client):
     top10 = client.get("/users/user_0000007/recommendations?k=10").json()
     assert top3["k"] == 3
     assert top3["recommendations"] == top10["recommendations"][:3]
-    everything = client.get("/users/user_0000007/recommendations?k=100").json()
-    assert everything["recommendations"] == top10["recommendations"]  # the model wrote 10
+    everything = client.get(f"/users/user_0000007/recommendations?k={MAX_K}").json()
+    assert everything["k"] == MAX_K and len(everything["recommendations"]) == MAX_K  # as many as asked
+    assert everything["recommendations"][:10] == top10["recommendations"]
+    similar = client.get(f"/tracks/{top3['recommendations'][0]['track_id']}/similar?k={MAX_K}").json()
+    assert similar["k"] == MAX_K and len(similar["similar"]) == MAX_K
+
+
+@pytest.mark.parametrize("route", ["/users/user_0000007/recommendations", "/tracks/anything/similar"])
+def test_k_above_the_maximum_is_a_422_that_names_it(client, route):
+    answer = client.get(f"{route}?k={MAX_K + 1}")
+    assert answer.status_code == 422
+    assert f"between 1 and {MAX_K}" in answer.json()["message"]
+    assert answer.json()["status"] == 422
 
 
 def test_unknown_user_gets_the_popularity_list_flagged_as_fallback(client, world):
@@ -266,7 +280,8 @@ def test_metrics_count_requests_and_time_them(client):
 
 
 def test_openapi_documents_every_route_and_docs_render(client):
-    paths = client.get("/openapi.json").json()["paths"]
+    schema = client.get("/openapi.json").json()
+    paths = schema["paths"]
     assert {
         "/health",
         "/ping",
@@ -279,8 +294,22 @@ def test_openapi_documents_every_route_and_docs_render(client):
         "/metrics",
     } <= set(paths)
     assert "requestBody" in paths["/recommendations"]["post"]
-    docs = client.get("/docs")
-    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assert "head" in paths["/health"] and "get" in paths["/health"]
+    operations = [op for methods in paths.values() for op in methods.values()]
+    operation_ids = [op["operationId"] for op in operations]
+    assert len(set(operation_ids)) == len(operation_ids) and "user_recommendations" in operation_ids
+    # Errors are documented as the body the service really sends, never FastAPI's default.
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    for op in operations:
+        assert "4XX" in op["responses"], op["operationId"]
+        assert op["responses"]["4XX"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+    assert paths["/users/{user_id}/recommendations"]["get"]["parameters"][1]["schema"]["maximum"] == MAX_K
+    for page, asset in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        html = client.get(page)
+        assert html.status_code == 200 and f"/docs/assets/{asset}" in html.text
+        assert "cdn." not in html.text and "fonts.googleapis" not in html.text  # nothing from the internet
+        script = client.get(f"/docs/assets/{asset}")
+        assert script.status_code == 200 and len(script.content) > 100_000
 
 
 def test_web_page_is_served(client):
@@ -292,7 +321,7 @@ def test_web_page_is_served(client):
 
 def test_fast_path_and_fastapi_routes_answer_alike(world):
     settings, _ = world
-    app = create_app(settings, ServingConfig(reload_seconds=0))
+    app = create_app(settings, ServingConfig(reload_seconds=0, access_log="off"))
     with TestClient(app) as fast, TestClient(app.api) as routed:
         for path in (
             "/users/user_0000003/recommendations?k=4",
@@ -310,7 +339,7 @@ def test_preserialised_and_per_request_answers_are_identical(world):
         preserialised = load_snapshot(reader, "v1", preserialise_budget_bytes=2**30)
     assert not formatted.preserialised and preserialised.preserialised
     for user in ["user_0000001", "user_0000150", "user_0000300", "not_a_user"]:
-        for k in (1, 2, 9, 10, 11, 100):
+        for k in (1, 2, 9, 10, 11, MAX_K):
             assert formatted.user_recommendations_json(user, k) == preserialised.user_recommendations_json(user, k)
     orjson.loads(preserialised.user_recommendations_json("user_0000150", 7))
 
@@ -422,7 +451,24 @@ def test_serving_config_reads_and_checks_the_environment():
         }
     )
     assert (config.reload_seconds, config.preserialise_mb, config.admin_token) == (2.5, 0, "t")
-    assert ServingConfig.from_env({}).reload_seconds == 5.0
+    defaults = ServingConfig.from_env({})
+    assert defaults.reload_seconds == 5.0
+    assert (defaults.header_timeout_seconds, defaults.body_timeout_seconds) == (10.0, 10.0)
+    assert (defaults.access_log, defaults.cors_origins) == ("stdout", ())  # access log on, CORS off
+    tuned = ServingConfig.from_env(
+        {
+            "MUSIC_PLATFORM_HEADER_TIMEOUT_SECONDS": "2",
+            "MUSIC_PLATFORM_BODY_TIMEOUT_SECONDS": "3.5",
+            "MUSIC_PLATFORM_ACCESS_LOG": "off",
+            "MUSIC_PLATFORM_CORS_ORIGINS": "https://app.example.com, http://localhost:3000",
+        }
+    )
+    assert (tuned.header_timeout_seconds, tuned.body_timeout_seconds, tuned.access_log) == (2.0, 3.5, "off")
+    assert tuned.cors_origins == ("https://app.example.com", "http://localhost:3000")
+    with pytest.raises(ConfigError, match="MUSIC_PLATFORM_HEADER_TIMEOUT_SECONDS"):
+        ServingConfig.from_env({"MUSIC_PLATFORM_HEADER_TIMEOUT_SECONDS": "120"})
+    with pytest.raises(ConfigError, match="MUSIC_PLATFORM_CORS_ORIGINS"):
+        ServingConfig.from_env({"MUSIC_PLATFORM_CORS_ORIGINS": "app.example.com"})
     with pytest.raises(ConfigError, match="MUSIC_PLATFORM_RELOAD_SECONDS"):
         ServingConfig.from_env({"MUSIC_PLATFORM_RELOAD_SECONDS": "soon"})
     with pytest.raises(ConfigError, match="MUSIC_PLATFORM_PRESERIALISE_MB"):
@@ -437,11 +483,11 @@ def test_serving_config_reads_and_checks_the_environment():
         ("Røyksopp", "royksopp"),
         ("Beyoncé\tKnowles", "beyonce knowles"),
         ("Straße", "strasse"),
-        ("AC/DC", "ac/dc"),
+        ("AC/DC", "ac dc"),
     ],
 )
 def test_names_match_without_case_accents_or_extra_spaces(raw, key):
-    assert normalize_name(raw) == key
+    assert name_key(raw) == key
 
 
 def test_cold_start_mixes_artists_instead_of_one_catalogue(client):
@@ -453,22 +499,17 @@ def test_cold_start_mixes_artists_instead_of_one_catalogue(client):
     assert any(i["reason"].startswith("popular in ") for i in body["recommendations"])
 
 
-def test_server_refuses_a_port_in_use_and_worker_sockets_share_one():
-    from music_platform.serving.server import check_port_free, event_loop, worker_socket
+def test_server_refuses_a_port_in_use():
+    from music_platform.serving.server import check_port_free, event_loop
 
-    first = worker_socket("127.0.0.1", 0)
-    port = first.getsockname()[1]
-    second = worker_socket("127.0.0.1", port)  # SO_REUSEPORT: one socket per worker, same port
-    try:
-        first.listen(8)
-        second.listen(8)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(8)
+        port = taken.getsockname()[1]
         with pytest.raises(OSError, match="cannot serve on 127.0.0.1"):
             check_port_free("127.0.0.1", port)
-    finally:
-        first.close()
-        second.close()
     check_port_free("127.0.0.1", port)
-    assert event_loop() in ("asyncio", "uvloop")
+    assert event_loop({}) == "asyncio"
 
 
 def test_server_event_loop_setting_is_checked(monkeypatch):
@@ -501,3 +542,45 @@ def test_a_known_id_is_served_even_with_unusual_characters(world, tmp_path):
     assert known.status_code == 200 and known.json()["user_id"] == "Jöhn Doe/1"
     assert known.json()["fallback"] is False
     assert unknown.status_code == 422
+
+
+def test_middleware_sees_every_request_hot_cold_and_refused(world, tmp_path):
+    """The access log (a middleware) gets one line per request, however it was answered."""
+    settings, _ = world
+    log_path = tmp_path / "access.log"
+    with make_client(settings, access_log=str(log_path)) as client:
+        client.get("/users/user_0000001/recommendations?k=2", headers={"user-agent": "quoted \"agent\" \\ x"})
+        client.head("/health")
+        client.get("/artists?q=bj")
+        client.post("/recommendations", content=b"x" * 70_000)
+        client.get("/" + "a" * 9000)
+        client.get("/nowhere")
+    lines = [orjson.loads(line) for line in log_path.read_bytes().splitlines()]
+    assert [(line["method"], line["route"], line["status"]) for line in lines] == [
+        ("GET", "/users/{user_id}/recommendations", 200),
+        ("HEAD", "/health", 200),
+        ("GET", "/artists", 200),
+        ("POST", "/recommendations", 413),
+        ("GET", "other", 414),
+        ("GET", "other", 404),
+    ]
+    assert lines[0]["user_agent"] == 'quoted "agent" \\ x' and lines[0]["query"] == "k=2"
+    assert all(line["ts"].endswith("Z") and line["duration_ms"] >= 0 for line in lines)
+
+
+def test_cors_is_off_by_default_and_allows_only_configured_origins(world):
+    settings, _ = world
+    preflight = {"origin": "https://app.example.com", "access-control-request-method": "GET"}
+    with make_client(settings) as client:
+        plain = client.get("/health", headers={"origin": "https://app.example.com"})
+        assert "access-control-allow-origin" not in plain.headers
+        assert client.options("/health", headers=preflight).status_code == 405
+    with make_client(settings, cors_origins=("https://app.example.com",)) as client:
+        allowed = client.get("/users/user_0000001/recommendations", headers={"origin": "https://app.example.com"})
+        assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+        answer = client.options("/users/user_0000001/recommendations", headers=preflight)
+        assert answer.status_code == 204 and "GET" in answer.headers["access-control-allow-methods"]
+        other = client.get("/health", headers={"origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+        refused = client.options("/health", headers={**preflight, "origin": "https://evil.example"})
+        assert refused.status_code == 403 and refused.json()["status"] == 403

@@ -13,11 +13,9 @@ import httpx
 import pytest
 
 from music_platform.config import Settings
-from music_platform.serving.app import create_app
 from music_platform.serving.sample_data import write_sample_warehouse
-from music_platform.serving.service import ServingConfig
 from music_platform.warehouse.duckdb_warehouse import DuckDBWarehouse
-from music_platform_tests.test_serving_reload import ThreadedServer
+from music_platform_tests.serve_utils import ServeProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -39,9 +37,8 @@ def test_web_page_finds_recommendations_cold_start_and_similar_tracks(tmp_path):
 
     settings = Settings(target="duckdb", data_dir=tmp_path, duckdb_path=tmp_path / "warehouse.duckdb")
     write_sample_warehouse(DuckDBWarehouse(settings.resolved_duckdb_path), users=100, artists=80, tracks=800)
-    app = create_app(settings, ServingConfig(reload_seconds=0))
     screenshot = tmp_path / "serving-page.png"
-    with ThreadedServer(app) as server, sync_playwright() as playwright:
+    with ServeProcess(settings) as server, sync_playwright() as playwright:
         expected = httpx.get(server.url + "/users/user_0000003/recommendations?k=10").json()["recommendations"]
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -95,3 +92,45 @@ def test_web_page_finds_recommendations_cold_start_and_similar_tracks(tmp_path):
         finally:
             browser.close()
     assert screenshot.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_docs_and_redoc_render_without_any_network(tmp_path):
+    """Swagger UI and ReDoc with every request that leaves the service refused, as offline."""
+    require_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    settings = Settings(target="duckdb", data_dir=tmp_path, duckdb_path=tmp_path / "warehouse.duckdb")
+    write_sample_warehouse(DuckDBWarehouse(settings.resolved_duckdb_path), users=20, artists=30, tracks=200)
+    with ServeProcess(settings) as server, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            outside: list[str] = []
+
+            def only_the_service(route) -> None:
+                if route.request.url.startswith(server.url):
+                    route.continue_()
+                else:
+                    # ReDoc's footer links a logo image on its vendor's site: cosmetic, allowed to fail.
+                    if route.request.resource_type != "image":
+                        outside.append(f"{route.request.resource_type} {route.request.url}")
+                    route.abort()
+
+            page.route("**/*", only_the_service)
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+            page.goto(server.url + "/docs")
+            expect(page.locator(".swagger-ui .info .title")).to_contain_text("music_platform recommendations")
+            expect(page.locator(".opblock")).to_have_count(10)  # every operation, HEAD /health included
+            expect(page.locator(".opblock-summary-operation-id", has_text="user_recommendations")).to_have_count(1)
+            page.screenshot(path=str(tmp_path / "docs.png"))
+
+            page.goto(server.url + "/redoc")
+            expect(page.locator("h1", has_text="music_platform recommendations")).to_be_visible(timeout=20_000)
+            page.screenshot(path=str(tmp_path / "redoc.png"))
+            expect(page.get_by_text("User Recommendations").first).to_be_attached()
+            assert outside == [] and errors == []
+        finally:
+            browser.close()

@@ -1,4 +1,4 @@
-"""Hot reload under traffic, on a real uvicorn server (issue 7).
+"""Hot reload under traffic, on the real server (``music-platform serve``, Granian) (issue 7).
 
 A request loop runs in a thread while a newer model version is published and swapped in:
 no request may fail, every answer must be exactly one version's answer, and once the new
@@ -15,60 +15,20 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import orjson
 import pytest
-import uvicorn
 
 from music_platform.config import Settings
-from music_platform.serving.app import create_app
-from music_platform.serving.protocol import fast_protocol
 from music_platform.serving.published import Publication
 from music_platform.serving.sample_data import publish_version, write_sample_warehouse
-from music_platform.serving.service import ServingConfig
 from music_platform.serving.snapshot import load_snapshot, open_reader
 from music_platform.warehouse.duckdb_warehouse import DuckDBWarehouse
+from music_platform_tests.serve_utils import ServeProcess
 
 USERS = 200
 WATCHED_USERS = [f"user_{n:07d}" for n in (1, 2, 17, 99, 150, 200)] + ["not_a_known_user"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class ThreadedServer:
-    """uvicorn in a background thread of this process, on a free port, with the HTTP protocol
-    the workers run (hot routes answered in the parser callback)."""
-
-    def __init__(self, app) -> None:
-        self.port = free_port()
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, http=fast_protocol(app), log_level="warning", lifespan="on"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> ThreadedServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 @pytest.fixture
@@ -139,8 +99,7 @@ def test_admin_reload_under_traffic_swaps_atomically(world):
     answers = expected_answers(warehouse, ["v1", "v2"])
     assert answers[("v1", "user_0000001")] != answers[("v2", "user_0000001")]
 
-    app = create_app(settings, ServingConfig(reload_seconds=0))
-    with ThreadedServer(app) as server:
+    with ServeProcess(settings) as server:
         loop = RequestLoop(server.url)
         loop.start()
         time.sleep(0.5)
@@ -167,8 +126,7 @@ def publish_from_another_process(settings: Settings, version: str) -> None:
 
 def test_polling_picks_up_a_newly_published_version_under_traffic(world):
     settings, warehouse = world
-    app = create_app(settings, ServingConfig(reload_seconds=1.0))
-    with ThreadedServer(app) as server:
+    with ServeProcess(settings, reload_seconds=1.0) as server:
         loop = RequestLoop(server.url)
         loop.start()
         time.sleep(0.5)
@@ -189,8 +147,7 @@ def test_polling_picks_up_a_newly_published_version_under_traffic(world):
 
 def test_real_server_answers_every_route(world):
     settings, _ = world
-    app = create_app(settings, ServingConfig(reload_seconds=0))
-    with ThreadedServer(app) as server, httpx.Client(base_url=server.url, timeout=10) as http:
+    with ServeProcess(settings) as server, httpx.Client(base_url=server.url, timeout=10) as http:
         assert http.get("/health").json()["status"] == "ok"
         assert http.get("/ping").json() == {"status": "ok"}
         user = http.get("/users/user_0000005/recommendations?k=4")
@@ -203,6 +160,9 @@ def test_real_server_answers_every_route(world):
         assert http.get("/users/user_0000005/recommendations?k=1000").status_code == 422
         assert "music_platform_http_request_duration_seconds_bucket" in http.get("/metrics").text
         assert http.get("/docs").status_code == 200
+        head = http.head("/health")
+        assert head.status_code == 200 and head.content == b""
+        assert int(head.headers["content-length"]) == len(http.get("/health").content)
 
 
 def raw_exchange(port: int, payload: bytes) -> list[tuple[int, dict[bytes, bytes], bytes]]:
@@ -223,15 +183,14 @@ def raw_exchange(port: int, payload: bytes) -> list[tuple[int, dict[bytes, bytes
     return answers
 
 
-def test_parser_fast_path_keeps_http_semantics(world):
-    """Hot routes answered in the parser callback and the ASGI routes behind them share one
-    connection: pipelined answers come back in order, HTTP/1.0 and ``Connection: close`` close,
-    percent-escaped paths give the same answer, and the fast path is counted in /metrics."""
+def test_real_server_keeps_http_semantics(world):
+    """Hot routes and FastAPI routes share one connection: pipelined answers come back in
+    order, HTTP/1.0 and ``Connection: close`` close, percent-escaped paths give the same
+    answer, and every request is counted in /metrics."""
     settings, _ = world
-    app = create_app(settings, ServingConfig(reload_seconds=0))
     user = "/users/user_0000007/recommendations?k=3"
     body = orjson.dumps({"artists": ["Radiohead"]})
-    with ThreadedServer(app) as server:
+    with ServeProcess(settings) as server:
         expected_user = httpx.get(server.url + user).content
         answers = raw_exchange(
             server.port,
@@ -254,8 +213,9 @@ def test_parser_fast_path_keeps_http_semantics(world):
         assert all(b"date" in headers and headers[b"content-type"] == b"application/json" for _, headers, _ in answers)
 
         # HTTP/1.0 without keep-alive: one answer, then the server closes the connection.
-        [(status, headers, _)] = raw_exchange(server.port, b"GET /ping HTTP/1.0\r\n\r\n")
-        assert status == 200 and headers[b"connection"] == b"close"
+        # (raw_exchange returns only once the server has closed the connection.)
+        [(status, _, body)] = raw_exchange(server.port, b"GET /ping HTTP/1.0\r\n\r\n")
+        assert status == 200 and body == b'{"status":"ok"}'
 
         metrics = httpx.get(server.url + "/metrics").text
         counts = {
@@ -270,21 +230,9 @@ def test_parser_fast_path_keeps_http_semantics(world):
 
 @pytest.mark.slow
 def test_cli_serve_with_two_workers_reloads_both_and_sums_metrics(world):
-    settings, warehouse = world
-    port = free_port()
-    env = {
-        **os.environ,
-        "MUSIC_PLATFORM_TARGET": "duckdb",
-        "MUSIC_PLATFORM_DUCKDB_PATH": str(settings.resolved_duckdb_path),
-        "MUSIC_PLATFORM_DATA_DIR": str(settings.data_dir),
-        "MUSIC_PLATFORM_RELOAD_SECONDS": "0.5",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    log_path = Path(settings.data_dir) / "serve.log"
-    command = [sys.executable, "-m", "music_platform.cli", "serve", "--port", str(port), "--workers", "2"]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    settings, _ = world
+    server = ServeProcess(settings, workers=2, reload_seconds=0.5)
+    base = server.url
 
     def worker_versions(wanted: str, timeout: float, ignore: frozenset[int] = frozenset()) -> dict[int, str]:
         """Poll /health over fresh connections until two workers report ``wanted``."""
@@ -300,27 +248,31 @@ def test_cli_serve_with_two_workers_reloads_both_and_sums_metrics(world):
             if len(versions) == 2 and set(versions.values()) == {wanted}:
                 return versions
             time.sleep(0.05)
-        raise AssertionError(f"workers report {versions}, wanted {wanted}; log:\n{log_path.read_text()}")
+        raise AssertionError(f"workers report {versions}, wanted {wanted}; log:\n{server.log()}")
 
-    try:
+    def user_requests_counted() -> float:
+        metrics = httpx.get(base + "/metrics", timeout=5).text
+        return sum(
+            float(ln.rsplit(" ", 1)[1])
+            for ln in metrics.splitlines()
+            if ln.startswith('music_platform_http_requests_total{method="GET",route="/users/{user_id}/recommendations"')
+        )
+
+    with server:
         pids = set(worker_versions("v1", timeout=60))
         for _ in range(40):
             assert httpx.get(base + "/users/user_0000001/recommendations", timeout=5).status_code == 200
         publish_from_another_process(settings, "v2")
         assert set(worker_versions("v2", timeout=60)) == pids
-        metrics = httpx.get(base + "/metrics", timeout=5).text
-        line = next(
-            ln
-            for ln in metrics.splitlines()
-            if ln.startswith('music_platform_http_requests_total{method="GET",route="/users/{user_id}/recommendations"')
-        )
-        assert float(line.rsplit(" ", 1)[1]) == 40  # both workers' counts, summed
+        # Both workers' counts, summed (each writes its own within a second).
+        deadline = time.monotonic() + 10
+        while user_requests_counted() != 40:
+            assert time.monotonic() < deadline, f"/metrics counts {user_requests_counted()} of 40 requests"
+            time.sleep(0.2)
         # A worker that dies is replaced, and the new one serves the current version.
         killed = min(pids)
         os.kill(killed, signal.SIGKILL)
         replaced = set(worker_versions("v2", timeout=90, ignore=frozenset({killed})))
         assert killed not in replaced and len(replaced & pids) == 1
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-    assert process.returncode is not None
+        assert user_requests_counted() == 40  # the dead worker's requests still count
+    assert server.process.returncode is not None

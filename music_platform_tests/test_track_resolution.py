@@ -2,8 +2,8 @@
 
 Two layers are tested by running the project's own dbt SQL:
 
-- the ``normalize_name`` macro, compiled and run by ``dbt show --inline`` on DuckDB and on
-  PostgreSQL (the same text must give the same keys on both);
+- the name key itself has its own tests (test_name_key.py: the conformance corpus, whose
+  "matching" entries are the spellings track resolution must bring together, on every warehouse);
 - the resolution models (``int_tracks_kaggle_matched`` -> ``int_tracks_resolved`` ->
   ``dim_tracks``/``dim_artists``), built by ``dbt build`` on a tiny warehouse holding real
   names from Last.fm, the Kaggle file and Spotify, where every match method, every source
@@ -46,33 +46,6 @@ pytest_plugins = ["music_platform_tests.pg_utils"]
 DBT = str(Path(sys.executable).parent / "dbt")
 
 # name as one source spells it -> the key it must normalise to
-NAME_KEYS = {
-    "Beyoncé": "beyonce",
-    "Beyonce": "beyonce",
-    "BEYONCÉ": "beyonce",
-    "The Beatles": "beatles",
-    "Beatles": "beatles",
-    "Song (feat. X)": "song",
-    "Song [feat. Guest]": "song",
-    "Song ft. Guest": "song",
-    "Song featuring Guest": "song",
-    "Song - Remastered 2011": "song",
-    "Song - 2011 Remaster": "song",
-    "Song (Remastered 2009)": "song",
-    "Song - Live at Wembley": "song",
-    "Song": "song",
-    "Sigur Rós": "sigur ros",
-    "Hoppípolla": "hoppipolla",
-    "Mötley Crüe": "motley crue",
-    "Guns N' Roses": "guns n roses",
-    "AC/DC": "ac dc",
-    "Don’t Stop Me Now": "don t stop me now",  # typographic apostrophe (Spotify) ...
-    "Don't Stop Me Now": "don t stop me now",  # ... and the ASCII one (Last.fm)
-    # what must survive: a leading "The" inside a word, a title that starts with "Live"
-    "Theatre of Tragedy": "theatre of tragedy",
-    "Live Forever": "live forever",
-    "Love Song": "love song",
-}
 
 
 def run_dbt(args: list[str], *, settings: Settings, work_dir: Path) -> subprocess.CompletedProcess:
@@ -99,23 +72,6 @@ def run_dbt(args: list[str], *, settings: Settings, work_dir: Path) -> subproces
     return result
 
 
-def normalised_keys(settings: Settings, work_dir: Path, names: list[str]) -> dict[str, str]:
-    """Run the macro's SQL through ``dbt show --inline`` on the target of ``settings``."""
-    values = ", ".join("('" + n.replace("'", "''") + "')" for n in names)
-    sql = f"select name, {{{{ normalize_name('name') }}}} as name_key from (values {values}) as t(name)"
-    result = run_dbt(
-        ["show", "--inline", sql, "--output", "json", "--limit", "-1", "--log-format", "json", "--quiet"],
-        settings=settings,
-        work_dir=work_dir,
-    )
-    for line in result.stdout.splitlines():
-        event = json.loads(line)
-        if event.get("info", {}).get("name") == "ShowNode":
-            rows = json.loads(event["data"]["preview"])
-            return {r["name"]: r["name_key"] for r in rows}
-    raise AssertionError(f"no result in dbt show output:\n{result.stdout[-3000:]}")
-
-
 def _duckdb_settings(tmp_path: Path) -> Settings:
     return Settings.from_env({"MUSIC_PLATFORM_DATA_DIR": str(tmp_path / "data")})
 
@@ -128,17 +84,6 @@ def _postgres_settings(tmp_path: Path, url: str) -> Settings:
             "MUSIC_PLATFORM_POSTGRES_URL": url,
         }
     )
-
-
-def test_normalize_name_meets_tricky_spellings_on_duckdb(tmp_path):
-    keys = normalised_keys(_duckdb_settings(tmp_path), tmp_path, list(NAME_KEYS))
-    assert keys == NAME_KEYS
-
-
-@pytest.mark.slow
-def test_normalize_name_gives_the_same_keys_on_postgres(tmp_path, postgres_url):
-    keys = normalised_keys(_postgres_settings(tmp_path, postgres_url), tmp_path, list(NAME_KEYS))
-    assert keys == NAME_KEYS
 
 
 # -- the resolution models on a tiny warehouse ---------------------------------------------------
@@ -470,7 +415,6 @@ def test_resolution_models_build_the_same_on_postgres(tmp_path, postgres_url):
 def test_real_recorded_scrobbles_against_the_real_kaggle_sample(tmp_path):
     """A real user.getRecentTracks page (200 scrobbles, 158 distinct tracks) against the real Kaggle
     sample (2,388 rows, ~2 % of the full file): the two tracks the sample holds are found."""
-    import json
 
     from music_platform.sources.kaggle.loader import load_kaggle_folder
     from music_platform.sources.lastfm.parsing import parse_recent_tracks

@@ -45,3 +45,12 @@
 {% macro snowflake__utc_now() -%}
     sysdate()
 {%- endmacro %}
+
+{#- The ids of artists and tracks: md5 of their name keys. The track's two keys are joined by
+    U+001F (unit separator), which no key contains, so no two (artist, track) pairs share an id. -#}
+{% macro artist_id_of(artist_key) -%}
+    {{ hash_key(artist_key) }}
+{%- endmacro %}
+{% macro track_id_of(artist_key, track_key) -%}
+    {{ hash_key(artist_key ~ " || chr(31) || " ~ track_key) }}
+{%- endmacro %}

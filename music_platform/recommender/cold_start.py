@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from music_platform.recommender.dataset import RecDataset, normalise_name
+from music_platform.identity import name_key_or_blank, track_lookup_keys, track_query_keys
+from music_platform.recommender.dataset import RecDataset
 from music_platform.recommender.evaluation import ranking_metrics
 from music_platform.recommender.models import TrainedModel
 from music_platform.recommender.scoring import (
@@ -48,25 +49,31 @@ class CatalogLookup:
         catalog = catalog.sort_values(["popularity", "position"], ascending=[False, True])
         artist_keys = pd.concat(
             [
-                catalog[["artist_id", "position"]].dropna().assign(key=lambda f: f["artist_id"].map(normalise_name)),
+                catalog[["artist_id", "position"]]
+                .dropna()
+                .assign(key=lambda f: f["artist_id"].astype(str).str.strip()),
                 catalog[["artist_name", "position"]]
                 .dropna()
-                .assign(key=lambda f: f["artist_name"].map(normalise_name)),
+                .assign(key=lambda f: f["artist_name"].map(name_key_or_blank)),
             ]
         )
-        artist_name = catalog["artist_name"].map(normalise_name)
-        track_name = catalog["track_name"].map(normalise_name)
+        # A track is found by its id, its title, or its artist with its title (one rule for
+        # names: music_platform.identity); ids are matched as given.
+        by_name = [
+            (key, position)
+            for artist, title, position in zip(
+                catalog["artist_name"], catalog["track_name"], catalog["position"], strict=True
+            )
+            for key in track_lookup_keys(artist, title)
+        ]
         track_keys = pd.concat(
             [
-                pd.DataFrame({"key": catalog["track_id"].map(normalise_name), "position": catalog["position"]}),
-                pd.DataFrame({"key": track_name, "position": catalog["position"]}),
-                pd.DataFrame({"key": artist_name + " - " + track_name, "position": catalog["position"]}),
-                pd.DataFrame({"key": track_name + " by " + artist_name, "position": catalog["position"]}),
+                pd.DataFrame({"key": catalog["track_id"].astype(str).str.strip(), "position": catalog["position"]}),
+                pd.DataFrame(by_name, columns=["key", "position"]),
             ]
         )
         # A key reached twice for one position (e.g. track_id == track name) must not repeat it.
-        track_keys = track_keys[(track_keys["key"] != "") & ~track_keys["key"].str.startswith((" - ", " by "))]
-        track_keys = track_keys.drop_duplicates(["key", "position"])
+        track_keys = track_keys[track_keys["key"] != ""].drop_duplicates(["key", "position"])
         artist_keys = artist_keys[artist_keys["key"] != ""].drop_duplicates(["key", "position"])
         return cls(
             artists={key: group["position"].to_numpy() for key, group in artist_keys.groupby("key", sort=False)},
@@ -103,14 +110,17 @@ def _seed_positions(
     positions: list[np.ndarray] = []
     matched_artists, unknown_artists, matched_tracks, unknown_tracks = [], [], [], []
     for name in artists:
-        found = lookup.artists.get(normalise_name(name))
+        found = lookup.artists.get(name.strip()) if isinstance(name, str) else None
+        if found is None:
+            found = lookup.artists.get(name_key_or_blank(name))
         if found is None:
             unknown_artists.append(name)
         else:
             matched_artists.append(name)
             positions.append(found[:tracks_per_artist])
     for name in tracks:
-        found = lookup.tracks.get(normalise_name(name))
+        keys = [name.strip(), *track_query_keys(name)] if isinstance(name, str) else []
+        found = next((lookup.tracks[key] for key in keys if key in lookup.tracks), None)
         if found is None:
             unknown_tracks.append(name)
         else:

@@ -29,13 +29,6 @@ class DatasetError(ValueError):
     """The input tables cannot be turned into a dataset; the message says which column or value."""
 
 
-def normalise_name(value: object) -> str:
-    """Case- and whitespace-insensitive key used to match artist and track names."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return ""
-    return " ".join(str(value).casefold().split())
-
-
 @dataclass(frozen=True, eq=False)
 class RecDataset:
     """Users × items interactions with their id mappings and feature matrices.

@@ -1,10 +1,23 @@
-"""The ASGI application: a raw fast path in front of a FastAPI app.
+"""The web application: hot routes answered straight from the service, the rest by FastAPI,
+every request through the same middleware.
 
-FastAPI declares every route (so ``/docs`` and ``/openapi.json`` describe the whole API) and
-answers the cold ones. The hot GET routes -- user recommendations, similar tracks, health and
-``/ping`` -- are matched first by ``FastPathApp``, which calls the same ``RecommendationService``
-handler and sends its pre-serialised bytes without routing, validation models or response
-classes: that difference is most of the throughput at 1000 concurrent connections.
+``ServiceApp`` speaks two public interfaces:
+
+- **RSGI** (``__rsgi__``, Granian's interface; ``music-platform serve`` runs it): the request
+  arrives parsed by Granian's Rust HTTP stack and the answer leaves with one
+  ``response_bytes`` call. No ASGI scope dict, no receive/send coroutines: that is what lets
+  the service reach nearly the throughput of a bare lookup on the same server.
+- **ASGI** (``__call__``): test clients and any ASGI server.
+
+On both, a request is an ``Exchange`` (``middleware.py``) that passes the middleware's
+``before`` hooks, is answered -- by ``hot_get`` for the hot GET routes (user recommendations,
+similar tracks, ``/health``, ``/ping``) or by the FastAPI app for everything else -- and
+passes the ``after`` hooks (metrics, access log, CORS), whichever way it was answered, errors,
+timeouts and oversized bodies included.
+
+FastAPI declares every route, so ``/openapi.json``, ``/docs`` and ``/redoc`` describe the whole
+API; its routes for the hot paths call the same service methods, so both paths answer byte
+for byte alike (tested).
 """
 
 from __future__ import annotations
@@ -14,7 +27,7 @@ import contextlib
 import gc
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from time import perf_counter
 from typing import Annotated, Any
@@ -23,15 +36,28 @@ import orjson
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from music_platform.config import Settings
+from music_platform.serving.limits import MAX_K
 from music_platform.serving.metrics import Metrics
+from music_platform.serving.middleware import (
+    CLIENT_CLOSED_REQUEST,
+    AccessLog,
+    AccessLogMiddleware,
+    CorsMiddleware,
+    Exchange,
+    MetricsMiddleware,
+    Middleware,
+    has_before_hook,
+)
 from music_platform.serving.service import (
+    ACCESS_LOG_OFF,
     MAX_BODY_BYTES,
-    MAX_K,
+    MAX_URL_BYTES,
     TRACK_ID_PATTERN,
     USER_ID_PATTERN,
     RecommendationService,
@@ -43,15 +69,16 @@ from music_platform.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
-JSON = b"application/json"
 USER_ROUTE = "/users/{user_id}/recommendations"
 SIMILAR_ROUTE = "/tracks/{track_id}/similar"
 PING_BODY = b'{"status":"ok"}'
+DOCS_ASSETS = "/docs/assets"
 # Route labels of the cold paths (anything else is counted as "other", keeping label sets small).
 KNOWN_PATHS = frozenset(
     {
         "/",
         "/docs",
+        "/redoc",
         "/openapi.json",
         "/metrics",
         "/recommendations",
@@ -62,8 +89,9 @@ KNOWN_PATHS = frozenset(
         "/ping",
     }
 )
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
-KParam = Annotated[int, Query(ge=1, le=MAX_K, description="How many tracks to return (1-100).")]
+KParam = Annotated[int, Query(ge=1, le=MAX_K, description=f"How many tracks to return (1-{MAX_K}).")]
 
 
 # -- documentation models (the answers themselves are built as bytes by the service) --------
@@ -84,7 +112,7 @@ class UserRecommendations(BaseModel):
     user_id: str
     model_version: str | None
     fallback: bool = Field(description="true: the user is unknown and gets the popularity list")
-    k: int
+    k: int = Field(description=f"The k asked for; the list has k items unless fewer exist (at most {MAX_K}).")
     recommendations: list[RecommendedTrack]
 
 
@@ -140,6 +168,7 @@ class ColdStartRecommendations(BaseModel):
 
 class Health(BaseModel):
     status: str = Field(description="ok, degraded (no published model: popularity only) or unavailable (503)")
+    reason: str | None = Field(None, description="Why the status is not ok.")
     model_version: str | None
     users: int
     tracks: int
@@ -156,9 +185,32 @@ class Health(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    error: str
-    status: int
-    message: str
+    """Every error answer of the service, whatever its status."""
+
+    error: str = Field(description="The HTTP reason phrase.", examples=["Unprocessable Entity"])
+    status: int = Field(examples=[422])
+    message: str = Field(examples=[f"k must be an integer between 1 and {MAX_K}, got 50"])
+    unmatched: Unmatched | None = Field(None, description="POST /recommendations: the names nothing matched.")
+
+
+class Artist(BaseModel):
+    artist_id: str
+    artist_name: str | None
+    genres: list[str]
+
+
+class ArtistSearch(BaseModel):
+    query: str
+    artists: list[Artist]
+
+
+class SampleUsers(BaseModel):
+    model_version: str | None
+    users: list[str]
+
+
+class Ping(BaseModel):
+    status: str = Field(examples=["ok"])
 
 
 class ReloadAnswer(BaseModel):
@@ -169,9 +221,17 @@ class ReloadAnswer(BaseModel):
     error: str | None
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    422: {"model": ErrorBody, "description": "Invalid parameter"},
-    503: {"model": ErrorBody, "description": "Nothing loaded yet"},
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+# Declared on every operation, so no operation documents FastAPI's HTTPValidationError: the
+# service answers every client error with ErrorBody. "4XX" covers the ones any request can
+# get (404 unknown route, 405 method, 408 body too slow, 413 body too large, 414 URL too long).
+CLIENT_ERRORS: dict[int | str, dict[str, Any]] = {
+    422: _error("Invalid parameter"),
+    "4XX": _error("Any other client error (JSON error body)"),
+    "5XX": _error("Server error (JSON error body)"),
 }
 
 
@@ -179,32 +239,21 @@ def _answer(status: int, body: bytes) -> Response:
     return Response(content=body, status_code=status, media_type="application/json")
 
 
+def _query(request: Request) -> str:
+    return request.scope["query_string"].decode("latin-1")
+
+
 def build_api(service: RecommendationService, metrics: Metrics) -> FastAPI:
-    """The FastAPI application: every route, the OpenAPI schema and the error format."""
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Load before the first request; a failure leaves an empty state that /health reports.
-        service.freeze_heap = True
-        await run_in_threadpool(service.reload)
-        poller = asyncio.create_task(_poll(service)) if service.config.reload_seconds > 0 else None
-        try:
-            yield
-        finally:
-            if poller is not None:
-                poller.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await poller
-            service.freeze_heap = False
-            gc.unfreeze()  # let the interpreter clean up normally at exit
-
-    api = FastAPI(
+    """The FastAPI application: every route, the OpenAPI schema, the docs and the error format."""
+    api = FastAPIOffline(
         title="music_platform recommendations",
         version="1.0",
         summary="Per-user recommendations, similar tracks and cold start from the latest published model.",
-        lifespan=lifespan,
+        # Swagger UI and ReDoc assets come from the fastapi-offline package, served by this
+        # service: the docs work without internet. No validator badge (it calls swagger.io).
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None, "displayOperationId": True},
     )
-    service.on_reload = lambda outcome: _record_reload(metrics, service, outcome)
 
     @api.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
@@ -227,19 +276,41 @@ def build_api(service: RecommendationService, metrics: Metrics) -> FastAPI:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return _answer(500, error_json(500, "internal error; the server log has the details"))
 
-    @api.get("/health", response_model=Health, responses={503: {"model": Health}}, tags=["service"])
+    health_responses: dict[int | str, dict[str, Any]] = {
+        503: {"model": Health, "description": "Nothing to serve yet"},
+        "4XX": CLIENT_ERRORS["4XX"],
+        "5XX": CLIENT_ERRORS["5XX"],
+    }
+
+    @api.get("/health", response_model=Health, responses=health_responses, tags=["service"], operation_id="health")
     async def health() -> Response:
         """Liveness and what is loaded. 503 only when there is nothing at all to serve."""
         return _answer(*service.health())
 
-    @api.get(
-        "/ping", tags=["service"], responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}}
+    @api.head(
+        "/health",
+        response_class=Response,
+        responses={200: {"description": "As GET /health, without the body"}, **health_responses},
+        tags=["service"],
+        operation_id="health_head",
     )
+    async def health_head() -> Response:
+        """The status code of ``GET /health`` without the body (for load balancers)."""
+        status, body = service.health()
+        return Response(status_code=status, media_type="application/json", headers={"content-length": str(len(body))})
+
+    @api.get("/ping", response_model=Ping, responses=CLIENT_ERRORS, tags=["service"], operation_id="ping")
     async def ping() -> Response:
         """A constant answer: the ceiling of the load benchmark."""
         return _answer(200, PING_BODY)
 
-    @api.get(USER_ROUTE, response_model=UserRecommendations, responses=ERRORS, tags=["recommendations"])
+    @api.get(
+        USER_ROUTE,
+        response_model=UserRecommendations,
+        responses={**CLIENT_ERRORS, 503: _error("Nothing loaded yet")},
+        tags=["recommendations"],
+        operation_id="user_recommendations",
+    )
     async def user_recommendations(
         request: Request,
         user_id: Annotated[
@@ -249,13 +320,14 @@ def build_api(service: RecommendationService, metrics: Metrics) -> FastAPI:
         k: KParam = 10,
     ) -> Response:
         """The user's top-k tracks; an unknown user gets the popularity list with ``fallback: true``."""
-        return _answer(*service.user_recommendations(user_id, request.scope["query_string"]))
+        return _answer(*service.user_recommendations(user_id, _query(request)))
 
     @api.get(
         SIMILAR_ROUTE,
         response_model=SimilarTracks,
-        responses={**ERRORS, 404: {"model": ErrorBody, "description": "Unknown track"}},
+        responses={**CLIENT_ERRORS, 404: _error("Unknown track")},
         tags=["recommendations"],
+        operation_id="similar_tracks",
     )
     async def similar_tracks(
         request: Request,
@@ -266,15 +338,16 @@ def build_api(service: RecommendationService, metrics: Metrics) -> FastAPI:
         k: KParam = 10,
     ) -> Response:
         """Tracks most like this one (item-item from the model's embeddings)."""
-        return _answer(*service.similar_tracks(track_id, request.scope["query_string"]))
+        return _answer(*service.similar_tracks(track_id, _query(request)))
 
     @api.post(
         "/recommendations",
         response_model=ColdStartRecommendations,
         responses={
-            **ERRORS,
-            400: {"model": ErrorBody, "description": "Malformed JSON"},
-            413: {"model": ErrorBody, "description": "Body too large"},
+            **CLIENT_ERRORS,
+            400: _error("Malformed JSON"),
+            413: _error(f"Body over {MAX_BODY_BYTES} bytes"),
+            503: _error("Nothing loaded yet"),
         },
         openapi_extra={
             "requestBody": {
@@ -283,6 +356,7 @@ def build_api(service: RecommendationService, metrics: Metrics) -> FastAPI:
             }
         },
         tags=["recommendations"],
+        operation_id="cold_start_recommendations",
     )
     async def cold_start(request: Request, k: KParam = 10) -> Response:
         """Recommendations for a new listener who names artists and/or tracks they like.
@@ -290,33 +364,44 @@ def build_api(service: RecommendationService, metrics: Metrics) -> FastAPI:
         Names match case- and accent-insensitively; entries nothing matches are listed under
         ``unmatched``. 422 when the body names nothing or nothing known.
         """
-        body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > MAX_BODY_BYTES:
-                return _answer(413, error_json(413, f"the body must be at most {MAX_BODY_BYTES} bytes"))
+        body = await request.body()  # ServiceApp has read it already, within the size limit
+        if len(body) > MAX_BODY_BYTES:
+            return _answer(413, error_json(413, f"the body must be at most {MAX_BODY_BYTES} bytes"))
         # Scoring with the model takes milliseconds: off the event loop, like the reload.
-        return _answer(*await run_in_threadpool(service.cold_start, bytes(body), request.scope["query_string"]))
+        return _answer(*await run_in_threadpool(service.cold_start, body, _query(request)))
 
-    @api.get("/artists", tags=["catalogue"])
+    @api.get(
+        "/artists",
+        response_model=ArtistSearch,
+        responses=CLIENT_ERRORS,
+        tags=["catalogue"],
+        operation_id="search_artists",
+    )
     async def search_artists(
         request: Request,
         q: Annotated[str, Query(max_length=100, description="Part of the name (case/accent-insensitive).")] = "",
         limit: Annotated[int, Query(ge=1, le=50)] = 10,
     ) -> Response:
         """Artists whose name contains ``q``, for pickers such as the web page's."""
-        return _answer(*service.search_artists(request.scope["query_string"]))
+        return _answer(*service.search_artists(_query(request)))
 
-    @api.get("/users", tags=["catalogue"])
+    @api.get(
+        "/users", response_model=SampleUsers, responses=CLIENT_ERRORS, tags=["catalogue"], operation_id="sample_users"
+    )
     async def sample_users(request: Request, limit: Annotated[int, Query(ge=1, le=20)] = 5) -> Response:
         """A few user ids that have recommendations (for trying the API)."""
-        return _answer(*service.sample_users(request.scope["query_string"]))
+        return _answer(*service.sample_users(_query(request)))
 
     @api.post(
         "/admin/reload",
         response_model=ReloadAnswer,
-        responses={401: {"model": ErrorBody}, 503: {"model": ReloadAnswer, "description": "Reload failed"}},
+        responses={
+            **CLIENT_ERRORS,
+            401: _error("Admin token missing or wrong"),
+            503: {"model": ReloadAnswer, "description": "Reload failed"},
+        },
         tags=["service"],
+        operation_id="reload_model",
     )
     async def admin_reload(
         request: Request,
@@ -338,7 +423,13 @@ def build_api(service: RecommendationService, metrics: Metrics) -> FastAPI:
         outcome = await run_in_threadpool(service.reload, force)
         return _answer(503 if outcome.error else 200, orjson.dumps(outcome.as_dict()))
 
-    @api.get("/metrics", tags=["service"], response_class=Response)
+    @api.get(
+        "/metrics",
+        tags=["service"],
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}, **CLIENT_ERRORS},
+        operation_id="metrics",
+    )
     async def prometheus_metrics() -> Response:
         """Request counts and latency histogram in the Prometheus text format."""
         body, content_type = metrics.render()
@@ -372,19 +463,128 @@ async def _poll(service: RecommendationService) -> None:
             log.exception("reload poll failed")
 
 
-class FastPathApp:
-    """ASGI entry point: hot GET routes straight to the service, the rest to FastAPI."""
+async def _housekeeping(metrics: Metrics, access_log: AccessLog | None, seconds: float = 1.0) -> None:
+    """Once a second: write the buffered access log lines and this worker's request counts."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            if access_log is not None:
+                access_log.flush()
+            metrics.persist()
+        except Exception:
+            log.exception("housekeeping failed")
 
-    def __init__(self, api: FastAPI, service: RecommendationService, metrics: Metrics):
+
+class _AsgiHeaders:
+    """ASGI's header list as the mapping the middleware reads (lower-case names)."""
+
+    __slots__ = ("_headers",)
+
+    def __init__(self, raw: Sequence[tuple[bytes, bytes]]) -> None:
+        self._headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        return self._headers.get(key, default)
+
+
+async def call_asgi(app: Any, scope: dict, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Run an ASGI app on one request whose body is already read; return its whole answer."""
+    request_sent = False
+    finished = asyncio.Event()
+    status = 0
+    headers: list[tuple[bytes, bytes]] = []
+    parts: list[bytes] = []
+
+    async def receive() -> dict:
+        nonlocal request_sent
+        if not request_sent:
+            request_sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await finished.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        nonlocal status, headers
+        if message["type"] == "http.response.start":
+            status, headers = message["status"], list(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            parts.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                finished.set()
+
+    try:
+        await app(scope, receive, send)
+    except Exception:
+        # Starlette re-raises after its error handler has answered (logged there): keep the answer.
+        if not status:
+            raise
+    finally:
+        finished.set()
+    return status, headers, b"".join(parts)
+
+
+class ServiceApp:
+    """The application object: ``__rsgi__`` for Granian, ``__call__`` for ASGI servers."""
+
+    def __init__(
+        self,
+        api: FastAPI,
+        service: RecommendationService,
+        metrics: Metrics,
+        middleware: Sequence[Middleware] = (),
+        access_log: AccessLog | None = None,
+    ) -> None:
         self.api = api
         self.service = service
         self.metrics = metrics
+        self.middleware = tuple(middleware)
+        self.access_log = access_log
+        self._before = tuple(m.before for m in self.middleware if has_before_hook(m))
+        self._after = tuple(m.after for m in reversed(self.middleware))
+        self._tasks: list[asyncio.Task] = []
+        service.on_reload = lambda outcome: _record_reload(metrics, service, outcome)
 
-    def hot_get(self, path: str, query_string: bytes) -> tuple[str, int, bytes] | None:
-        """(route, status, body) of a hot GET route, or None for any other path.
+    # -- lifecycle -------------------------------------------------------------------------
+    def startup(self) -> None:
+        """Load the snapshot (blocking). A failure leaves an empty state that /health reports."""
+        self.metrics.forget_dead_processes()
+        self.service.freeze_heap = True
+        self.service.reload()
 
-        Called by the ASGI entry point below and, in served workers, straight from the HTTP
-        parser (``serving/protocol.py``)."""
+    def _start_background(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.service.config.reload_seconds > 0:
+            self._tasks.append(loop.create_task(_poll(self.service)))
+        if self.access_log is not None or self.metrics.multiprocess_dir:
+            self._tasks.append(loop.create_task(_housekeeping(self.metrics, self.access_log)))
+
+    def _stop_background(self) -> list[asyncio.Task]:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        if self.access_log is not None:
+            self.access_log.flush()
+        with contextlib.suppress(OSError):
+            self.metrics.persist()
+        self.service.freeze_heap = False
+        gc.unfreeze()  # let the interpreter clean up normally at exit
+        return tasks
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Granian calls this in each worker before it accepts connections: a worker serves
+        # only once its snapshot is loaded.
+        self.startup()
+        self._start_background(loop)
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        tasks = self._stop_background()
+        if tasks and not loop.is_running():
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        if self.access_log is not None:
+            self.access_log.close()
+
+    # -- routing ---------------------------------------------------------------------------
+    def hot_get(self, path: str, query_string: str) -> tuple[str, int, bytes] | None:
+        """(route, status, body) of a hot GET route, or None for any other path."""
         if path.startswith("/users/") and path.endswith("/recommendations"):
             return (USER_ROUTE, *self.service.user_recommendations(path[7:-16], query_string))
         if path.startswith("/tracks/") and path.endswith("/similar"):
@@ -395,39 +595,240 @@ class FastPathApp:
             return ("/health", *self.service.health())
         return None
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.api(scope, receive, send)
-            return
-        started = perf_counter()
-        if scope["method"] == "GET":
-            hot = self.hot_get(scope["path"], scope["query_string"])
-            if hot is not None:
-                route, status, body = hot
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": status,
-                        "headers": [(b"content-type", JSON), (b"content-length", b"%d" % len(body))],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
-                self.metrics.observe(route, "GET", status, perf_counter() - started)
-                return
-        status_seen = 500
+    def _early(self, exchange: Exchange) -> bool:
+        """Middleware that answers before the routes (CORS preflight), and a URL too long."""
+        for before in self._before:
+            early = before(exchange)
+            if early is not None:
+                exchange.status, exchange.body = early
+                return True
+        if len(exchange.path) + len(exchange.query_string) > MAX_URL_BYTES:
+            exchange.answer("other", 414, error_json(414, f"the URL must be at most {MAX_URL_BYTES} bytes"))
+            return True
+        return False
 
-        async def send_and_note_status(message: dict) -> None:
-            nonlocal status_seen
-            if message["type"] == "http.response.start":
-                status_seen = message["status"]
-            await send(message)
+    def _hot(self, exchange: Exchange) -> bool:
+        method = exchange.method
+        if method != "GET" and (method != "HEAD" or exchange.path != "/health"):
+            return False
+        hot = self.hot_get(exchange.path, exchange.query_string)
+        if hot is None:
+            return False
+        exchange.route, exchange.status, exchange.body = hot
+        return True
 
+    @staticmethod
+    def _label(exchange: Exchange) -> None:
+        """The metrics and access-log route of a request the hot routes did not take."""
+        path = exchange.path
+        if path in KNOWN_PATHS:
+            exchange.route = path
+        elif path.startswith(DOCS_ASSETS + "/"):
+            exchange.route = DOCS_ASSETS
+
+    async def _cold(self, exchange: Exchange, scope: dict, body: bytes) -> None:
+        status, headers, content = await call_asgi(self.api, scope, body)
+        exchange.status, exchange.body = status, content
+        exchange.response_headers = [
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in headers
+            if name.lower() != b"content-length"
+        ]
+
+    def _refuse_body(self, exchange: Exchange, status: int, message: str) -> None:
+        exchange.status, exchange.body = status, error_json(status, message)
+        exchange.close = True  # the rest of the body is never read
+
+    def _declared_length(self, exchange: Exchange) -> int | None | bool:
+        """Content-Length (None if absent); False when the request was refused for it."""
+        declared = exchange.headers.get("content-length")
+        if declared is None:
+            return None
+        if not declared.strip().isdigit():
+            self._refuse_body(exchange, 400, "Content-Length must be a number of bytes")
+            return False
+        length = int(declared)
+        if length > MAX_BODY_BYTES:
+            self._refuse_body(exchange, 413, f"the body must be at most {MAX_BODY_BYTES} bytes")
+            return False
+        return length
+
+    async def _read_body(self, exchange: Exchange, chunks: Callable[[], Any]) -> bytes | None:
+        """The request body within the size and time limits, or None when the request is
+        answered already (400, 408, 413) or its client is gone (499)."""
+        declared = self._declared_length(exchange)
+        if declared is False:
+            return None
+        parts: list[bytes] = []
+        size = 0
         try:
-            await self.api(scope, receive, send_and_note_status)
-        finally:
-            path = scope["path"]
-            route = path if path in KNOWN_PATHS else "other"
-            self.metrics.observe(route, scope["method"], status_seen, perf_counter() - started)
+            async with asyncio.timeout(self.service.config.body_timeout_seconds):
+                async for chunk in chunks():
+                    size += len(chunk)
+                    if size > MAX_BODY_BYTES:  # chunked bodies have no Content-Length to check first
+                        self._refuse_body(exchange, 413, f"the body must be at most {MAX_BODY_BYTES} bytes")
+                        return None
+                    parts.append(chunk)
+        except TimeoutError:
+            seconds = self.service.config.body_timeout_seconds
+            self._refuse_body(exchange, 408, f"the request body did not arrive within {seconds:g} s")
+            return None
+        except _ClientGone:
+            exchange.status = CLIENT_CLOSED_REQUEST
+            return None
+        if declared is not None and size < declared:
+            exchange.status = CLIENT_CLOSED_REQUEST  # the client went away mid-body
+            return None
+        return b"".join(parts)
+
+    def _finish(self, exchange: Exchange) -> None:
+        for after in self._after:
+            try:
+                after(exchange)
+            except Exception:
+                log.exception("middleware %r failed on %s %s", after, exchange.method, exchange.path[:200])
+
+    def _server_error(self, exchange: Exchange) -> None:
+        log.exception("unhandled error on %s %s", exchange.method, exchange.path[:200])
+        exchange.status = 500
+        exchange.body = error_json(500, "internal error; the server log has the details")
+        exchange.response_headers = _JSON_HEADERS
+
+    # -- RSGI (Granian) ----------------------------------------------------------------------
+    async def __rsgi__(self, scope: Any, proto: Any) -> None:
+        exchange = Exchange(scope.method, scope.path, scope.query_string, scope.headers, scope.client, perf_counter())
+        try:
+            if not self._early(exchange) and not self._hot(exchange):
+                self._label(exchange)
+                body = b""
+                if exchange.method in BODY_METHODS:
+                    body = await self._read_body(exchange, lambda: _rsgi_chunks(proto))
+                if body is not None:
+                    await self._cold(exchange, _asgi_scope(exchange, scope), body)
+        except Exception:
+            self._server_error(exchange)
+        self._finish(exchange)
+        if exchange.status == CLIENT_CLOSED_REQUEST:
+            proto.response_empty(400, _CLOSE)  # nobody reads it: the connection is gone
+            return
+        headers = exchange.response_headers
+        if exchange.close:
+            headers = [*headers, ("connection", "close")]
+        proto.response_bytes(exchange.status, headers, exchange.body)
+
+    # -- ASGI --------------------------------------------------------------------------------
+    async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            await send({"type": "websocket.close", "code": 1003})
+            return
+        client = scope.get("client") or ("", 0)
+        exchange = Exchange(
+            scope["method"],
+            scope["path"],
+            scope["query_string"].decode("latin-1"),
+            _AsgiHeaders(scope["headers"]),
+            f"{client[0]}:{client[1]}",
+            perf_counter(),
+        )
+        try:
+            if not self._early(exchange) and not self._hot(exchange):
+                self._label(exchange)
+                body = b""
+                if exchange.method in BODY_METHODS:
+                    body = await self._read_body(exchange, lambda: _asgi_chunks(receive))
+                if body is not None:
+                    await self._cold(exchange, scope, body)
+        except Exception:
+            self._server_error(exchange)
+        self._finish(exchange)
+        if exchange.status == CLIENT_CLOSED_REQUEST:
+            return
+        headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in exchange.response_headers]
+        headers.append((b"content-length", b"%d" % len(exchange.body)))
+        if exchange.close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": exchange.status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if exchange.method == "HEAD" else exchange.body})
+
+    async def _lifespan(self, receive: Callable[[], Awaitable[dict]], send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await asyncio.to_thread(self.startup)
+                    self._start_background(asyncio.get_running_loop())
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                tasks = self._stop_background()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+_JSON_HEADERS = [("content-type", "application/json")]
+_CLOSE = [("connection", "close")]
+
+
+class _ClientGone(Exception):
+    """The client disconnected while its request body was being read."""
+
+
+async def _rsgi_chunks(proto: Any):
+    # Granian ends the body stream early, without an error, when the client disconnects;
+    # _read_body compares the bytes received with Content-Length to tell.
+    async for chunk in proto:
+        yield chunk
+
+
+async def _asgi_chunks(receive: Callable[[], Awaitable[dict]]):
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return
+
+
+def _asgi_scope(exchange: Exchange, scope: Any) -> dict:
+    """The ASGI scope of an RSGI request, for the FastAPI routes."""
+    client_host, _, client_port = scope.client.rpartition(":")
+    server_host, _, server_port = scope.server.rpartition(":")
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": scope.http_version,
+        "method": exchange.method,
+        "scheme": scope.scheme,
+        "path": exchange.path,
+        "raw_path": exchange.path.encode("utf-8"),
+        "query_string": exchange.query_string.encode("utf-8"),
+        "root_path": "",
+        "headers": [(name.encode("latin-1"), value.encode("utf-8")) for name, value in scope.headers.items()],
+        "client": (client_host, int(client_port or 0)),
+        "server": (server_host, int(server_port or 0)),
+        "state": {},
+    }
+
+
+def default_middleware(config: ServingConfig, metrics: Metrics) -> tuple[list[Middleware], AccessLog | None]:
+    """Metrics always; CORS when origins are configured; the access log unless turned off.
+
+    Order: the access log sees the final answer (CORS headers included), metrics time it last."""
+    middleware: list[Middleware] = [MetricsMiddleware(metrics)]
+    access_log = None
+    if config.access_log != ACCESS_LOG_OFF:
+        access_log = AccessLog(config.access_log)
+        middleware.append(AccessLogMiddleware(access_log))
+    if config.cors_origins:
+        middleware.append(CorsMiddleware(config.cors_origins))
+    return middleware, access_log
 
 
 def create_app(
@@ -435,13 +836,16 @@ def create_app(
     config: ServingConfig | None = None,
     warehouse: Warehouse | None = None,
     cold_start_factory: Any = None,
-) -> FastPathApp:
-    """The ASGI app (uvicorn calls it with no arguments, as a factory)."""
+    middleware: Sequence[Middleware] = (),
+) -> ServiceApp:
+    """The application (Granian calls it with no arguments, as a factory, in each worker).
+
+    ``middleware`` is added after the defaults (metrics, access log, CORS): its ``before``
+    hooks run last and its ``after`` hooks first."""
+    config = config or ServingConfig.from_env()
     service = RecommendationService(
-        settings or Settings.from_env(),
-        config or ServingConfig.from_env(),
-        warehouse=warehouse,
-        cold_start_factory=cold_start_factory,
+        settings or Settings.from_env(), config, warehouse=warehouse, cold_start_factory=cold_start_factory
     )
     metrics = Metrics()
-    return FastPathApp(build_api(service, metrics), service, metrics)
+    defaults, access_log = default_middleware(config, metrics)
+    return ServiceApp(build_api(service, metrics), service, metrics, [*defaults, *middleware], access_log)

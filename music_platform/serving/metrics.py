@@ -1,45 +1,117 @@
 """Prometheus metrics: request counts, a latency histogram and the loaded model version.
 
-With several uvicorn workers, ``run_server`` sets ``PROMETHEUS_MULTIPROC_DIR`` before the
-workers start, so every worker writes its values to shared files and ``/metrics`` -- answered
-by whichever worker gets the scrape -- reports the sum over all workers.
+Request counts and latencies are counted per request, so they are kept in plain dictionaries
+(a fraction of a microsecond per request; prometheus_client's own Counter and Histogram cost
+several, more than the lookup they measure) and exposed through a custom collector, the
+client library's public interface for that. Reloads and the served version change rarely and
+use prometheus_client's metrics as they are.
+
+With several workers, ``run_server`` gives the server ``PROMETHEUS_MULTIPROC_DIR``: each
+worker writes its request counts to a file there once a second (``persist``) and
+prometheus_client keeps its own values in files there too, so ``/metrics`` -- answered by
+whichever worker gets the scrape -- reports the sum over all workers (other workers' last
+second of requests shows up at the next write). A dead worker's counts stay in the sum, so
+counters never go back; its gauges are dropped when a new worker starts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from bisect import bisect_left
+from collections.abc import Iterator
+from pathlib import Path
 
+import orjson
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 # Milliseconds matter here: the service answers in well under one.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+REQUESTS_NAME = "music_platform_http_requests"
+LATENCY_NAME = "music_platform_http_request_duration_seconds"
+STATS_FILE_PREFIX = "requests_"
+
+
+class RequestStats:
+    """One worker's request counts by (route, method, status) and latency histograms by route.
+
+    A histogram is a list: one count per bucket of ``LATENCY_BUCKETS``, one for +Inf, then
+    the sum of the observed seconds."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str, int], int] = {}
+        self.latency: dict[str, list[float]] = {}
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, status)
+        counts = self.counts
+        counts[key] = counts.get(key, 0) + 1
+        histogram = self.latency.get(route)
+        if histogram is None:
+            histogram = self.latency[route] = [0] * (len(LATENCY_BUCKETS) + 1) + [0.0]
+        histogram[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        histogram[-1] += seconds
+
+    def as_json(self) -> bytes:
+        return orjson.dumps(
+            {"counts": [[*key, n] for key, n in self.counts.items()], "latency": self.latency},
+        )
+
+    def add(self, other: dict) -> None:
+        """Add another worker's persisted stats (``as_json``) into this one."""
+        for route, method, status, n in other.get("counts", []):
+            key = (route, method, int(status))
+            self.counts[key] = self.counts.get(key, 0) + n
+        for route, values in other.get("latency", {}).items():
+            histogram = self.latency.setdefault(route, [0] * (len(LATENCY_BUCKETS) + 1) + [0.0])
+            if len(values) == len(histogram):
+                for i, value in enumerate(values):
+                    histogram[i] += value
+
+
+class RequestStatsCollector:
+    """Exposes the summed request stats of every worker (a prometheus_client custom collector)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        total = self.metrics.all_request_stats()
+        requests = CounterMetricFamily(
+            REQUESTS_NAME,
+            "HTTP requests answered, by route template, method and status.",
+            labels=["route", "method", "status"],
+        )
+        for (route, method, status), n in sorted(total.counts.items()):
+            requests.add_metric([route, method, str(status)], n)
+        yield requests
+        latency = HistogramMetricFamily(
+            LATENCY_NAME,
+            "Time from receiving the request to handing the answer to the server, inside the worker.",
+            labels=["route"],
+        )
+        for route, histogram in sorted(total.latency.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip((*map(str, LATENCY_BUCKETS), "+Inf"), histogram[:-1], strict=True):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            latency.add_metric([route], buckets, histogram[-1])
+        yield latency
 
 
 class Metrics:
     def __init__(self) -> None:
         self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "music_platform_http_requests",
-            "HTTP requests answered, by route template, method and status.",
-            ["route", "method", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "music_platform_http_request_duration_seconds",
-            "Time from receiving the request to sending the last byte of the answer, inside the worker.",
-            ["route"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
+        self.request_stats = RequestStats()
         self.reloads = Counter(
             "music_platform_snapshot_reloads",
             "Reload attempts by outcome (loaded, unchanged, failed).",
@@ -59,21 +131,34 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="liveall",
         )
-        # labels() takes a lock and builds a key: look each child up once.
-        self._request_children: dict[tuple[str, str, int], object] = {}
-        self._latency_children: dict[str, object] = {}
+        self._collector = RequestStatsCollector(self)
+        if not self.multiprocess_dir:
+            self.registry.register(self._collector)
         self._served_version: str | None = None
+        # Bound once: this runs for every request.
+        self.observe = self.request_stats.observe
 
-    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        key = (route, method, status)
-        counter = self._request_children.get(key)
-        if counter is None:
-            counter = self._request_children[key] = self.requests.labels(route, method, str(status))
-        counter.inc()
-        histogram = self._latency_children.get(route)
-        if histogram is None:
-            histogram = self._latency_children[route] = self.latency.labels(route)
-        histogram.observe(seconds)
+    def all_request_stats(self) -> RequestStats:
+        """This worker's live stats plus every other worker's last persisted ones."""
+        if not self.multiprocess_dir:
+            return self.request_stats
+        total = RequestStats()
+        total.add(orjson.loads(self.request_stats.as_json()))
+        own = f"{STATS_FILE_PREFIX}{os.getpid()}.json"
+        for path in Path(self.multiprocess_dir).glob(f"{STATS_FILE_PREFIX}*.json"):
+            if path.name != own:
+                with contextlib.suppress(OSError, orjson.JSONDecodeError):
+                    total.add(orjson.loads(path.read_bytes()))
+        return total
+
+    def persist(self) -> None:
+        """Write this worker's request stats for the other workers' /metrics (atomically)."""
+        if not self.multiprocess_dir:
+            return
+        target = Path(self.multiprocess_dir) / f"{STATS_FILE_PREFIX}{os.getpid()}.json"
+        temporary = target.with_suffix(".tmp")
+        temporary.write_bytes(self.request_stats.as_json())
+        os.replace(temporary, target)
 
     def record_reload(self, outcome: str, model_version: str | None, users: int) -> None:
         self.reloads.labels(outcome).inc()
@@ -85,10 +170,31 @@ class Metrics:
             self._served_version = version
         self.users.set(users)
 
+    def forget_dead_processes(self) -> None:
+        """Drop the live gauges of worker processes that died (a restarted worker calls this),
+        so /metrics does not report a dead worker's model version; counters keep counting."""
+        if not self.multiprocess_dir:
+            return
+        pids = {path.stem.rsplit("_", 1)[-1] for path in Path(self.multiprocess_dir).glob("gauge_live*_*.db")}
+        for pid in sorted(p for p in pids if p.isdigit()):
+            if not _process_alive(int(pid)):
+                multiprocess.mark_process_dead(int(pid), self.multiprocess_dir)
+
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition of every worker's metrics."""
         if self.multiprocess_dir:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
+            registry.register(self._collector)
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

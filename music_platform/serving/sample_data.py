@@ -10,14 +10,14 @@ Deterministic for a given seed. DuckDB only (it uses DuckDB's SQL functions).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 
-from music_platform.serving.normalize import normalize_name
+from music_platform.identity import artist_id, track_id
+from music_platform.serving.limits import MAX_K
 from music_platform.warehouse import Warehouse
 
 GENRES = ("rock", "pop", "electronic", "hip-hop", "jazz", "metal", "indie", "folk", "classical", "soul")
@@ -104,11 +104,6 @@ _WORDS = (
 )
 
 
-def md5_id(*parts: str) -> str:
-    """Ids as the marts make them: md5 of the normalised names joined by '|'."""
-    return hashlib.md5("|".join(normalize_name(p) for p in parts).encode("utf-8")).hexdigest()
-
-
 @dataclass(frozen=True)
 class SampleSummary:
     users: int
@@ -153,7 +148,7 @@ def build_catalogue_frames(artists: int, tracks: int, seed: int) -> tuple[pd.Dat
     artist_listens = _power_law_counts(rng, artists, top=3_000_000, exponent=0.9)
     artist_frame = pd.DataFrame(
         {
-            "artist_id": [md5_id(n) for n in names],
+            "artist_id": [artist_id(n) for n in names],
             "artist_name": names,
             "artist_mbid": None,
             "genre": genres,
@@ -179,9 +174,9 @@ def build_catalogue_frames(artists: int, tracks: int, seed: int) -> tuple[pd.Dat
     track_listens = rng.permutation(_power_law_counts(rng, tracks, top=1_000_000, exponent=1.0))
     track_frame = pd.DataFrame(
         {
-            "track_id": [md5_id(names[o], t) for o, t, _ in track_rows],
+            "track_id": [track_id(names[o], t) for o, t, _ in track_rows],
             "track_name": [t for _, t, _ in track_rows],
-            "artist_id": [md5_id(names[o]) for o, _, _ in track_rows],
+            "artist_id": [artist_id(names[o]) for o, _, _ in track_rows],
             "artist_name": [names[o] for o, _, _ in track_rows],
             "track_mbid": None,
             "spotify_track_id": None,
@@ -241,8 +236,10 @@ def write_recommendations_sql(
 
 
 def write_similar_sql(warehouse: Warehouse, per_track: int, model_version: str, seed: int, *, replace: bool) -> None:
-    """``per_track`` neighbours per track, mostly from the same genre."""
+    """``per_track`` distinct neighbours per track (fewer only in a smaller genre), from its genre."""
     version = model_version.replace("'", "''")
+    # A run of consecutive positions from a pseudo-random start: distinct neighbours, the track
+    # itself skipped (one candidate more than needed for it).
     select = f"""
         with catalogue as (
             select track_id, genre, listen_count,
@@ -251,16 +248,21 @@ def write_similar_sql(warehouse: Warehouse, per_track: int, model_version: str, 
             from marts.dim_tracks
         ),
         picks as (
-            select c.track_id, c.genre, c.size, r.range as rank_zero, hash(c.track_id, r.range, {seed}) as h
-            from catalogue c cross join range({per_track}) r
+            select c.track_id, c.genre, c.size, r.range as offset_, hash(c.track_id, {seed}) as h
+            from catalogue c cross join range({per_track + 1}) r
+        ),
+        neighbours as (
+            select p.track_id, n.track_id as similar_track_id, p.offset_, p.h,
+                   row_number() over (partition by p.track_id order by p.offset_) as rank
+            from picks p
+            join catalogue n on n.genre = p.genre and n.position = (p.h + p.offset_) % p.size
+            where n.track_id <> p.track_id and p.offset_ < p.size
         )
-        select p.track_id, cast(p.rank_zero + 1 as integer) as rank, n.track_id as similar_track_id,
-               cast(round(0.9 - 0.04 * p.rank_zero - (p.h % 1000) / 100000.0, 6) as double) as score,
+        select track_id, cast(rank as integer) as rank, similar_track_id,
+               cast(round(0.9 - 0.04 * (rank - 1) - ((h + offset_) % 1000) / 100000.0, 6) as double) as score,
                '{version}' as model_version
-        from picks p
-        join catalogue n on n.genre = p.genre and n.position = p.h % p.size
-        where n.track_id <> p.track_id
-        qualify row_number() over (partition by p.track_id, n.track_id order by p.rank_zero) = 1
+        from neighbours
+        where rank <= {per_track}
     """
     if replace:
         warehouse.execute(f"create schema if not exists ml; create or replace table ml.similar_tracks as {select}")
@@ -301,8 +303,8 @@ def write_sample_warehouse(
     users: int,
     artists: int = 2000,
     tracks: int = 20000,
-    per_user: int = 10,
-    similar_per_track: int = 10,
+    per_user: int = MAX_K,
+    similar_per_track: int = MAX_K,
     model_version: str = "v1",
     seed: int = 7,
     with_registry: bool = True,
@@ -326,11 +328,13 @@ def write_sample_warehouse(
     )
 
 
-def publish_version(warehouse: Warehouse, model_version: str, *, users: int, per_user: int = 10, seed: int = 8) -> None:
+def publish_version(
+    warehouse: Warehouse, model_version: str, *, users: int, per_user: int = MAX_K, seed: int = 8
+) -> None:
     """Add a new version's rows next to the old ones, then mark it published (in that order,
     as the pipeline does, so a poller never sees a published version without rows)."""
     write_recommendations_sql(warehouse, users, per_user, model_version, seed, replace=False)
-    write_similar_sql(warehouse, 10, model_version, seed, replace=False)
+    write_similar_sql(warehouse, MAX_K, model_version, seed, replace=False)
     _publish_display_fields(warehouse, model_version)
     warehouse.append("ml", "model_registry", registry_row(model_version))
 

@@ -1,56 +1,51 @@
-"""``music-platform serve``: uvicorn workers tuned for 1000+ concurrent keep-alive clients.
+"""``music-platform serve``: the service on Granian, through Granian's public interface.
 
-What zero timeouts at 1000 connections on two cores took (measured with
-``benchmarks/serve_load.py``; docs/serving.md has the figures):
+Granian (a maintained HTTP server: Rust's hyper and tokio for the sockets and HTTP parsing)
+runs ``ServiceApp`` through RSGI, its documented application interface, in ``--workers``
+processes that it starts, watches and restarts. Why Granian and RSGI: at 1000 concurrent
+connections on two cores the per-request overhead of the server decides the throughput, and a
+lookup through RSGI costs a fraction of one through ASGI (``benchmarks/serve_load.py`` prints
+the service beside a bare lookup on the same server; docs/serving.md has the figures).
 
-- **One listening socket per worker, with SO_REUSEPORT.** uvicorn's own ``--workers`` shares
-  one socket, so whichever worker wakes first accepts a whole burst of new connections and
-  keeps them: one core then carries most clients while the other idles. With a socket per
-  worker the kernel spreads connections evenly. Each worker binds before loading but only
-  listens after its snapshot is loaded, so no connection ever waits on a cold worker.
-- **The asyncio event loop, not uvloop, for accepting.** Under full CPU load uvloop accepted
-  about 40 new connections per second per worker, leaving hundreds of clients in the accept
-  queue until their first request timed out; asyncio's accept loop drains the whole queue at
-  once. httptools still parses HTTP.
-- **Hot routes answered in the HTTP parser callback** (``serving/protocol.py``), without the
-  ASGI round of scope, task and send coroutines; everything else goes through uvicorn as usual.
-- A listen backlog as deep as the kernel allows, keep-alive longer than any client pause,
-  no access log (a log line costs more than the lookup) and no ``server`` header.
+What is configured, and why:
 
-A small supervisor forks the workers (after importing the app, so they start warm), restarts
-one that dies and stops them all on SIGINT/SIGTERM.
+- **HTTP/1.1 only, with a head timeout** (``MUSIC_PLATFORM_HEADER_TIMEOUT_SECONDS``, 10 s):
+  a client that has not sent a whole request head by then is disconnected -- slowloris
+  connections trickling header bytes, and connections that never send anything (with HTTP/2
+  detection on, the server would wait for the first bytes without a timer). The same timer
+  ends idle keep-alive connections. Body timeout and size limits are the app's (``app.py``).
+- **Workers forked warm**: the app's modules are imported here, before Granian forks the
+  workers, so each starts with pandas, pyarrow and FastAPI loaded. Each worker loads its
+  snapshot before it accepts connections (``ServiceApp.__rsgi_init__``).
+- **A listen backlog as deep as the kernel allows**; Granian's backpressure (connections
+  per worker) follows it, so 1000+ keep-alive clients are all served.
+- **Metrics of all workers summed**: with several workers, ``PROMETHEUS_MULTIPROC_DIR`` is
+  given to the server process's environment (never written into this one's), so every worker
+  writes its values to shared files; a restarted worker drops a dead one's gauges.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
-import multiprocessing
 import os
 import shutil
-import signal
 import socket
+import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import uvicorn
 
 from music_platform.config import Settings
-from music_platform.serving.protocol import fast_protocol
 from music_platform.serving.service import ServingConfig
-
-if TYPE_CHECKING:
-    from music_platform.serving.app import FastPathApp
 
 log = logging.getLogger(__name__)
 
+APP_TARGET = "music_platform.serving.app:create_app"
 DEFAULT_BACKLOG = 8192
-KEEP_ALIVE_SECONDS = 30
-EVENT_LOOP = "asyncio"
-RESTART_DELAY_SECONDS = 1.0
-QUICK_DEATH_SECONDS = 30.0
-MAX_QUICK_DEATHS = 5
+EVENT_LOOPS = ("asyncio", "uvloop")
+DEFAULT_EVENT_LOOP = "asyncio"
+# A worker that does not stop within this many seconds of SIGTERM is killed.
+WORKERS_KILL_TIMEOUT_SECONDS = 30
 
 
 def listen_backlog() -> int:
@@ -73,11 +68,10 @@ def _family(host: str) -> socket.AddressFamily:
 
 
 def check_port_free(host: str, port: int) -> None:
-    """Fail early, and clearly, if something else listens there: with SO_REUSEPORT a second
-    server of ours could otherwise silently share the port."""
+    """Fail early, and clearly, if something else listens there."""
     with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
         # SO_REUSEADDR lets the probe ignore TIME_WAIT leftovers of a previous run, yet it
-        # still fails on a live listener (and, lacking SO_REUSEPORT, on one of ours).
+        # still fails on a live listener.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
@@ -85,155 +79,105 @@ def check_port_free(host: str, port: int) -> None:
             raise OSError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from exc
 
 
-def worker_socket(host: str, port: int) -> socket.socket:
-    """Bound, not yet listening: uvicorn calls listen() once the app has started."""
-    sock = socket.socket(_family(host), socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if hasattr(socket, "SO_REUSEPORT"):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.set_inheritable(True)
-    return sock
-
-
-def event_loop() -> str:
-    """asyncio unless MUSIC_PLATFORM_SERVE_LOOP says uvloop (see the module docstring)."""
-    chosen = os.environ.get("MUSIC_PLATFORM_SERVE_LOOP", EVENT_LOOP).strip().lower() or EVENT_LOOP
-    if chosen not in ("asyncio", "uvloop"):
+def event_loop(env: dict[str, str] | None = None) -> str:
+    """asyncio unless MUSIC_PLATFORM_SERVE_LOOP says uvloop."""
+    env = os.environ if env is None else env
+    chosen = env.get("MUSIC_PLATFORM_SERVE_LOOP", DEFAULT_EVENT_LOOP).strip().lower() or DEFAULT_EVENT_LOOP
+    if chosen not in EVENT_LOOPS:
         raise ValueError(f"MUSIC_PLATFORM_SERVE_LOOP must be asyncio or uvloop, got {chosen!r}")
     return chosen
 
 
-def uvicorn_config(app: FastPathApp, backlog: int) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,
-        loop=event_loop(),
-        http=fast_protocol(app),
-        lifespan="on",
+def granian_server(
+    host: str, port: int, workers: int, config: ServingConfig, loop: str, backlog: int, target: str = APP_TARGET
+):
+    """The Granian server object (not started), configured as the module docstring says.
+
+    ``target`` is a factory's import path (the load benchmark serves its bare lookup with the
+    same configuration)."""
+    from granian import Granian
+    from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.http import HTTP1Settings
+
+    return Granian(
+        target,
+        factory=True,
+        address=host,
+        port=port,
+        interface=Interfaces.RSGI,
+        workers=workers,
+        http=HTTPModes.http1,
+        websockets=False,
+        http1_settings=HTTP1Settings(
+            header_read_timeout=max(1, round(config.header_timeout_seconds * 1000)), keep_alive=True
+        ),
         backlog=backlog,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        access_log=False,
-        server_header=False,
-        log_level="info",
+        loop=Loops(loop),
+        respawn_failed_workers=True,
+        respawn_interval=1.0,
+        workers_kill_timeout=WORKERS_KILL_TIMEOUT_SECONDS,
+        log_access=False,  # the app writes its own structured access log (middleware.py)
     )
 
 
-def serve_worker(host: str, port: int, backlog: int) -> None:
-    """One worker process: its own app, snapshot and listening socket."""
-    from music_platform.serving.app import create_app
+def run_server(host: str, port: int, workers: int, access_log: bool | None = None) -> None:
+    """Check the settings and the port here, then become the Granian server process.
 
-    # A forked worker inherits the supervisor's handlers: take the defaults back until uvicorn
-    # installs its own, so a stop during start-up is not swallowed.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    sock = worker_socket(host, port)
-    uvicorn.Server(uvicorn_config(create_app(), backlog)).run(sockets=[sock])
-
-
-class Supervisor:
-    """Runs ``workers`` processes of ``serve_worker`` until SIGINT/SIGTERM."""
-
-    def __init__(self, host: str, port: int, workers: int, backlog: int):
-        self.host, self.port, self.workers, self.backlog = host, port, workers, backlog
-        # fork, after run_server imported the app's modules: a worker starts with pandas,
-        # pyarrow and FastAPI already imported (3 s of CPU each on this machine). The parent
-        # holds no connection, socket or event loop a child could inherit.
-        self.context = multiprocessing.get_context("fork")
-        self.processes: list[multiprocessing.process.BaseProcess] = []
-        self.stopping = False
-
-    def _start_one(self) -> multiprocessing.process.BaseProcess:
-        process = self.context.Process(
-            target=serve_worker, args=(self.host, self.port, self.backlog), name="music-platform-worker"
-        )
-        process.start()
-        log.info("started worker process %d", process.pid)
-        return process
-
-    def _stop(self, signum: int, frame: object) -> None:
-        self.stopping = True
-
-    def run(self) -> int:
-        """Returns 0 after a requested stop, 1 when workers kept dying right after starting."""
-        previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-        quick_deaths = 0
-        try:
-            self.processes = [self._start_one() for _ in range(self.workers)]
-            started_at = [time.monotonic()] * self.workers
-            while not self.stopping:
-                for index, process in enumerate(self.processes):
-                    if process.is_alive() or self.stopping:
-                        continue
-                    log.error("worker %d exited with %s: restarting it", process.pid, process.exitcode)
-                    _forget_metrics_of(process.pid)
-                    lived = time.monotonic() - started_at[index]
-                    quick_deaths = quick_deaths + 1 if lived < QUICK_DEATH_SECONDS else 0
-                    if quick_deaths >= MAX_QUICK_DEATHS:
-                        log.error("workers keep dying within %ss of starting: giving up", QUICK_DEATH_SECONDS)
-                        return 1
-                    time.sleep(RESTART_DELAY_SECONDS)
-                    self.processes[index] = self._start_one()
-                    started_at[index] = time.monotonic()
-                time.sleep(0.2)
-            return 0
-        finally:
-            for process in self.processes:
-                if process.is_alive():
-                    os.kill(process.pid, signal.SIGTERM)  # uvicorn finishes in-flight requests
-            for process in self.processes:
-                process.join(timeout=30)
-                if process.is_alive():
-                    process.kill()
-                    process.join()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-
-def _forget_metrics_of(pid: int | None) -> None:
-    if pid is not None and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(pid)
-
-
-def run_server(host: str, port: int, workers: int) -> None:
-    """Serve the recommendation API until interrupted."""
+    The server runs in this process (``execve``), so signals reach Granian directly:
+    SIGINT/SIGTERM stop the workers gracefully. ``access_log`` overrides
+    MUSIC_PLATFORM_ACCESS_LOG for the server (True: stdout, False: off)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if workers < 1:
         raise ValueError("workers must be >= 1")
-    # Fail now, in the parent, on a malformed setting rather than once per worker.
+    env = dict(os.environ)
+    if access_log is not None:
+        env["MUSIC_PLATFORM_ACCESS_LOG"] = "stdout" if access_log else "off"
+    # Fail now, with one clear message, rather than once per worker.
     settings = Settings.from_env()
-    config = ServingConfig.from_env()
-    loop = event_loop()
+    config = ServingConfig.from_env(env)
+    loop = event_loop(env)
     check_port_free(host, port)
-    backlog = listen_backlog()
     log.info(
-        "serving %s on http://%s:%d with %d worker(s) (%s event loop), checking for new model versions %s",
+        "serving %s on http://%s:%d with %d worker(s) (Granian, %s event loop), checking for new model "
+        "versions %s, access log %s",
         settings.target,
         host,
         port,
         workers,
         loop,
         f"every {config.reload_seconds:g} s" if config.reload_seconds else "never (polling off)",
+        config.access_log,
     )
-    if workers == 1:
-        serve_worker(host, port, backlog)
-        return
-    metrics_dir: str | None = None
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    command = [sys.executable, "-m", "music_platform.serving.server", host, str(port), str(workers)]
+    if workers > 1 and not env.get("PROMETHEUS_MULTIPROC_DIR"):
         # Workers share their metric values through files here so /metrics sums them all.
         metrics_dir = tempfile.mkdtemp(prefix="music-platform-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    # Imported once here, inherited by every forked worker. Only now: prometheus_client picks
-    # its multi-process value files at import, from PROMETHEUS_MULTIPROC_DIR.
+        env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        command += ["--remove-on-exit", metrics_dir]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, command, env)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The server process (started by ``run_server``)."""
+    parser = argparse.ArgumentParser(description="The music_platform recommendation service on Granian.")
+    parser.add_argument("host")
+    parser.add_argument("port", type=int)
+    parser.add_argument("workers", type=int)
+    parser.add_argument("--remove-on-exit", help="a directory to delete when the server stops")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = ServingConfig.from_env()
+    # Imported once here, inherited by every forked worker. prometheus_client picks its
+    # multi-process value files at import, from PROMETHEUS_MULTIPROC_DIR (set by run_server).
     import music_platform.serving.app  # noqa: F401
 
-    try:
-        exit_code = Supervisor(host, port, workers, backlog).run()
-    finally:
-        if metrics_dir is not None:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
-            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    if exit_code:
-        raise SystemExit(exit_code)
+    server = granian_server(args.host, args.port, args.workers, config, event_loop(), listen_backlog())
+    if args.remove_on_exit:
+        server.on_shutdown(lambda: shutil.rmtree(args.remove_on_exit, ignore_errors=True))
+    server.serve()
+
+
+if __name__ == "__main__":
+    main()

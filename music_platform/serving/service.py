@@ -24,10 +24,10 @@ from urllib.parse import parse_qsl
 import orjson
 
 from music_platform.config import ConfigError, Settings
+from music_platform.identity import name_key_or_blank, track_query_keys
 from music_platform.serving.coldstart import CatalogueColdStartRecommender, ColdStartRecommender, Suggestion
-from music_platform.serving.normalize import normalize_name
+from music_platform.serving.limits import MAX_K
 from music_platform.serving.snapshot import (
-    MAX_K,
     POPULAR_REASON,
     Snapshot,
     empty_snapshot,
@@ -45,6 +45,14 @@ DEFAULT_RELOAD_SECONDS = 5.0
 # items take about 250 MiB); beyond it answers are formatted per request.
 DEFAULT_PRESERIALISE_MB = 512
 MAX_BODY_BYTES = 64 * 1024
+# Path and query together; longer URLs get a JSON 414 (ids are at most 128 characters).
+MAX_URL_BYTES = 8 * 1024
+# A client that has not sent its whole request head (or body) by then is disconnected:
+# slowloris connections cannot pile up. The head timeout also ends idle keep-alive connections.
+DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0
+DEFAULT_BODY_TIMEOUT_SECONDS = 10.0
+ACCESS_LOG_OFF = "off"
+ACCESS_LOG_STDOUT = "stdout"
 MAX_NAMES = 50
 MAX_NAME_LENGTH = 200
 MAX_SEARCH_LENGTH = 100
@@ -58,25 +66,50 @@ _TRACK_ID = re.compile(TRACK_ID_PATTERN)
 Answer = tuple[int, bytes]
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from exc
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g} seconds, got {value:g}")
+    return value
+
+
 @dataclass(frozen=True)
 class ServingConfig:
-    """Service settings beyond ``Settings``: env vars MUSIC_PLATFORM_RELOAD_SECONDS,
-    MUSIC_PLATFORM_PRESERIALISE_MB and MUSIC_PLATFORM_ADMIN_TOKEN."""
+    """Service settings beyond ``Settings`` (docs/serving.md lists the env vars)."""
 
     reload_seconds: float = DEFAULT_RELOAD_SECONDS  # 0 turns polling off
     admin_token: str | None = None
     preserialise_mb: int = DEFAULT_PRESERIALISE_MB  # 0 formats every answer per request
+    header_timeout_seconds: float = DEFAULT_HEADER_TIMEOUT_SECONDS
+    body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS
+    access_log: str = ACCESS_LOG_STDOUT  # "stdout", "off" or a file to append JSON lines to
+    cors_origins: tuple[str, ...] = ()  # empty: no CORS headers at all; "*" allows any origin
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServingConfig:
         env = os.environ if env is None else env
-        raw = env.get("MUSIC_PLATFORM_RELOAD_SECONDS", "").strip()
-        try:
-            reload_seconds = float(raw) if raw else DEFAULT_RELOAD_SECONDS
-        except ValueError as exc:
-            raise ConfigError(f"MUSIC_PLATFORM_RELOAD_SECONDS must be a number of seconds, got {raw!r}") from exc
-        if reload_seconds < 0:
-            raise ConfigError("MUSIC_PLATFORM_RELOAD_SECONDS must be >= 0 (0 turns polling off)")
+        reload_seconds = _seconds(env, "MUSIC_PLATFORM_RELOAD_SECONDS", DEFAULT_RELOAD_SECONDS, 0, 86400)
+        # The HTTP server takes the head timeout in whole milliseconds, at most 60 s.
+        header_timeout = _seconds(env, "MUSIC_PLATFORM_HEADER_TIMEOUT_SECONDS", DEFAULT_HEADER_TIMEOUT_SECONDS, 0.1, 60)
+        body_timeout = _seconds(env, "MUSIC_PLATFORM_BODY_TIMEOUT_SECONDS", DEFAULT_BODY_TIMEOUT_SECONDS, 0.1, 3600)
+        access_log = env.get("MUSIC_PLATFORM_ACCESS_LOG", "").strip() or ACCESS_LOG_STDOUT
+        if access_log.lower() in ("off", "false", "0", "no", "none"):
+            access_log = ACCESS_LOG_OFF
+        elif access_log.lower() in ("stdout", "on", "true", "1", "yes"):
+            access_log = ACCESS_LOG_STDOUT
+        origins = tuple(
+            o.strip().rstrip("/") for o in env.get("MUSIC_PLATFORM_CORS_ORIGINS", "").split(",") if o.strip()
+        )
+        for origin in origins:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ConfigError(
+                    "MUSIC_PLATFORM_CORS_ORIGINS must be a comma-separated list of origins such as "
+                    f"https://app.example.com (or *), got {origin!r}"
+                )
         raw_budget = env.get("MUSIC_PLATFORM_PRESERIALISE_MB", "").strip()
         try:
             preserialise_mb = int(raw_budget) if raw_budget else DEFAULT_PRESERIALISE_MB
@@ -90,6 +123,10 @@ class ServingConfig:
             reload_seconds=reload_seconds,
             admin_token=env.get("MUSIC_PLATFORM_ADMIN_TOKEN") or None,
             preserialise_mb=preserialise_mb,
+            header_timeout_seconds=header_timeout,
+            body_timeout_seconds=body_timeout,
+            access_log=access_log,
+            cors_origins=origins,
         )
 
 
@@ -128,12 +165,15 @@ def _json(status: int, payload: object) -> Answer:
 
 
 @functools.lru_cache(maxsize=1024)
-def _query_params(query_string: bytes) -> dict[str, str] | str:
-    """The query string as a dict, or an error message (a parameter given twice, bad bytes)."""
+def _query_params(query_string: str) -> dict[str, str] | str:
+    """The query string (as sent, still percent-encoded) as a dict, or an error message (a
+    parameter given twice, too many parameters, bytes that are not UTF-8)."""
     if not query_string:
         return {}
     try:
-        pairs = parse_qsl(query_string.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=20)
+        pairs = parse_qsl(
+            query_string, keep_blank_values=True, strict_parsing=False, max_num_fields=20, errors="strict"
+        )
     except (UnicodeDecodeError, ValueError):
         return "the query string is malformed"
     params: dict[str, str] = {}
@@ -144,26 +184,29 @@ def _query_params(query_string: bytes) -> dict[str, str] | str:
     return params
 
 
-def _int_param(params: dict[str, str], name: str, default: int, low: int, high: int) -> int | str:
+def _int_param(params: dict[str, str], name: str, default: int, low: int, high: int, why: str = "") -> int | str:
     raw = params.get(name)
     if raw is None:
         return default
     text = raw.strip()
     if not (text.isascii() and text.lstrip("+-").isdigit()) or len(text) > 6:
-        return f"{name} must be an integer between {low} and {high}, got {raw[:20]!r}"
+        return f"{name} must be an integer between {low} and {high}{why}, got {raw[:20]!r}"
     value = int(text)
     if not low <= value <= high:
-        return f"{name} must be an integer between {low} and {high}, got {value}"
+        return f"{name} must be an integer between {low} and {high}{why}, got {value}"
     return value
 
 
+K_LIMIT_REASON = f" (the service keeps the top {MAX_K} per user and per track)"
+
+
 @functools.lru_cache(maxsize=1024)
-def parse_k(query_string: bytes) -> int | str:
-    """``k`` from the query string (default 10), or an error message."""
+def parse_k(query_string: str) -> int | str:
+    """``k`` from the query string (default 10, at most ``MAX_K``), or an error message."""
     params = _query_params(query_string)
     if isinstance(params, str):
         return params
-    return _int_param(params, "k", DEFAULT_K, 1, MAX_K)
+    return _int_param(params, "k", DEFAULT_K, 1, MAX_K, K_LIMIT_REASON)
 
 
 def default_cold_start_factory(settings: Settings, model_version: str | None) -> ColdStartRecommender:
@@ -255,7 +298,7 @@ class RecommendationService:
             return CatalogueColdStartRecommender()
 
     # -- handlers ------------------------------------------------------------------------
-    def user_recommendations(self, user_id: str, query_string: bytes) -> Answer:
+    def user_recommendations(self, user_id: str, query_string: str) -> Answer:
         k = parse_k(query_string)
         if isinstance(k, str):
             return 422, error_json(422, k)
@@ -267,7 +310,7 @@ class RecommendationService:
             return 503, error_json(503, "no recommendations available yet: run the pipeline")
         return 200, snapshot.user_recommendations_json(user_id, k)
 
-    def similar_tracks(self, track_id: str, query_string: bytes) -> Answer:
+    def similar_tracks(self, track_id: str, query_string: str) -> Answer:
         k = parse_k(query_string)
         if isinstance(k, str):
             return 422, error_json(422, k)
@@ -298,7 +341,7 @@ class RecommendationService:
             return _json(200, {"status": "degraded", "reason": reason, **details})
         return _json(200, {"status": "ok", **details})
 
-    def sample_users(self, query_string: bytes) -> Answer:
+    def sample_users(self, query_string: str) -> Answer:
         params = _query_params(query_string)
         if isinstance(params, str):
             return 422, error_json(422, params)
@@ -308,7 +351,7 @@ class RecommendationService:
         snapshot = self.state.snapshot
         return _json(200, {"model_version": snapshot.model_version, "users": list(snapshot.sample_users[:limit])})
 
-    def search_artists(self, query_string: bytes) -> Answer:
+    def search_artists(self, query_string: str) -> Answer:
         """Artists whose name contains ``q`` (prefix matches first, then most listened)."""
         params = _query_params(query_string)
         if isinstance(params, str):
@@ -320,7 +363,7 @@ class RecommendationService:
         if len(query) > MAX_SEARCH_LENGTH:
             return 422, error_json(422, f"q must be at most {MAX_SEARCH_LENGTH} characters")
         cat = self.state.snapshot.catalogue
-        needle = normalize_name(query)
+        needle = name_key_or_blank(query)
         found = [
             (not key.startswith(needle), -int(cat.artist_listens[a]), key, a)
             for key, a in cat.artist_by_name.items()
@@ -333,7 +376,7 @@ class RecommendationService:
         ]
         return _json(200, {"query": query, "artists": artists})
 
-    def cold_start(self, body: bytes, query_string: bytes) -> Answer:
+    def cold_start(self, body: bytes, query_string: str) -> Answer:
         """POST /recommendations: ``{"artists": [...], "tracks": [...]}`` for a new listener."""
         k = parse_k(query_string)
         if isinstance(k, str):
@@ -453,7 +496,7 @@ def _resolve(names: Sequence[str], find: Callable[[str], int | None]) -> tuple[l
 
 def _find_artist(snapshot: Snapshot, name: str) -> int | None:
     cat = snapshot.catalogue
-    found = cat.artist_by_name.get(normalize_name(name))
+    found = cat.artist_by_name.get(name_key_or_blank(name))
     if found is None:
         found = cat.artist_index.get(name.strip())
     return found
@@ -464,8 +507,5 @@ def _find_track(snapshot: Snapshot, name: str) -> int | None:
     cat = snapshot.catalogue
     found = cat.track_index.get(name.strip())
     if found is None:
-        found = cat.track_by_name.get(normalize_name(name))
-    if found is None and " - " not in name and "-" in name:
-        artist, _, title = name.partition("-")
-        found = cat.track_by_name.get(f"{normalize_name(artist)} - {normalize_name(title)}")
+        found = next((cat.track_by_name[key] for key in track_query_keys(name) if key in cat.track_by_name), None)
     return found

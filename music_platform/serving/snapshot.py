@@ -35,7 +35,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from music_platform.serving.normalize import normalize_name
+from music_platform.identity import name_key_or_blank, track_lookup_keys
+from music_platform.serving.limits import MAX_K
 from music_platform.serving.published import (
     ARTISTS_TABLE,
     LIVE_PUBLICATION_SQL,
@@ -48,7 +49,6 @@ from music_platform.warehouse.base import Warehouse, WarehouseError
 
 log = logging.getLogger(__name__)
 
-MAX_K = 100
 POPULAR_REASON = "popular with all listeners"
 # Genre and artist candidate lists kept for cold start and similar-track fallbacks.
 TRACKS_PER_GENRE = 500
@@ -323,21 +323,15 @@ def build_catalogue(tracks: pd.DataFrame, artists: pd.DataFrame, recommended_cou
     by_listens = np.argsort(-listens, kind="stable")
     track_by_name: dict[str, int] = {}
     for track in by_listens.tolist():
-        name = track_names[track]
-        if not name:
-            continue
-        key = normalize_name(name)
-        track_by_name.setdefault(key, track)
-        artist_name = track_artist_names[track]
-        if artist_name:
-            track_by_name.setdefault(f"{normalize_name(artist_name)} - {key}", track)
+        for key in track_lookup_keys(track_artist_names[track], track_names[track]):
+            track_by_name.setdefault(key, track)
     artist_listens = np.zeros(len(artist_ids), dtype=np.int64)
     known_artist = track_artist >= 0
     np.add.at(artist_listens, track_artist[known_artist], listens[known_artist])
     artist_by_name: dict[str, int] = {}
     for artist in np.argsort(-artist_listens, kind="stable").tolist():
         if artist_names[artist]:
-            artist_by_name.setdefault(normalize_name(artist_names[artist]), artist)
+            artist_by_name.setdefault(name_key_or_blank(artist_names[artist]), artist)
 
     genre_rows = [(genre, track) for track, genres in enumerate(track_genres) for genre in genres]
     tracks_by_genre: dict[str, np.ndarray] = {}

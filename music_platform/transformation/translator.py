@@ -26,7 +26,7 @@ class MusicPlatformDbtTranslator(DagsterDbtTranslator):
     def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project) -> dg.AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
         node = manifest["nodes"].get(unique_id) or manifest["sources"].get(unique_id) or {}
-        if node.get("resource_type") != "model":
+        if node.get("resource_type") not in ("model", "seed"):
             return spec
         layer = node.get("config", {}).get("schema") or "marts"
         return spec.replace_attributes(

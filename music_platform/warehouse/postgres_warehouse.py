@@ -262,7 +262,13 @@ def create_database_if_missing(url: str, maintenance_db: str = "postgres") -> bo
         with psycopg.connect(make_conninfo(url, dbname=maintenance_db), autocommit=True, connect_timeout=15) as admin:
             if not admin.execute("select 1 from pg_database where datname = %s", [database]).fetchone():
                 try:
-                    admin.execute(sql.SQL("create database {}").format(sql.Identifier(database)))
+                    # UTF-8 whatever the cluster's default: names come in every script, and the
+                    # name key counts characters, not bytes.
+                    admin.execute(
+                        sql.SQL("create database {} encoding 'UTF8' template template0").format(
+                            sql.Identifier(database)
+                        )
+                    )
                     created = True
                 except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
                     pass  # another process created it at the same moment

@@ -66,6 +66,17 @@ _TRACK_WORDS = (
     "Dance", "Stay", "Fall", "Shadow", "Summer", "Ocean", "Storm", "Stars", "Blue", "Alone", "Again",
 )  # fmt: skip
 _COUNTRIES = ("United Kingdom", "Germany", "Brazil", "Japan", "United States", "None", "")
+#: Artist and track names in other scripts and in symbols only, as real listeners' libraries hold
+#: them (``artist_names=``/``track_names=`` of the world; every name has a key of its own).
+ARTISTS_IN_EVERY_SCRIPT = (
+    "고시우", "방탄소년단", "清水 拓真", "周杰倫", "宇多田ヒカル", "ゲスの極み乙女", "Анжела Рожкова", "Земфира",
+    "Мумий Тролль", "Ελένη Φουρέιρα", "عمرو دياب", "فيروز", "עומר אדם", "คาราบาว", "बादशाह", "!!!", "!!!!",
+    "+/-", "†††", "★", "🎵🎶", "Sigur Rós", "Mø", "ＢＴＳ",
+)  # fmt: skip
+TRACKS_IN_EVERY_SCRIPT = (
+    "봄날", "夜に駆ける", "Кукла колдуна", "Ya Nour El Ein", "حبيبي يا نور العين", "אהבה", "ลาวดวงเดือน",
+    "…", "???", "ラブレター", "爱你", "Γκρεμίστε", "Hoppípolla", "Ёлка", "!", "—",
+)  # fmt: skip
 
 #: Real messages and HTTP statuses (API-CONTRACTS.md §1.4). Code 6's status depends on the method.
 ERROR_MESSAGES = {
@@ -197,15 +208,23 @@ class FakeLastfmWorld:
         artists: int = 60,
         private_users: Iterable[str] = (),
         now_playing: bool = True,
+        artist_names: Iterable[str] = (),
+        track_names: Iterable[str] = (),
     ) -> None:
+        """``artist_names`` name the first artists (the rest are generated), ``track_names`` are the
+        pool their tracks are named from (e.g. ``ARTISTS_IN_EVERY_SCRIPT``/``TRACKS_IN_EVERY_SCRIPT``)."""
         rng = random.Random(seed)
+        given_artists, given_tracks = list(artist_names), list(track_names)
         self.end_uts = end_uts if end_uts is not None else int(time.time()) // 86400 * 86400
         self.start_uts = self.end_uts - days * 86400
         self._lock = threading.Lock()
         self.artists: list[Artist] = []
         used_names: set[str] = set()
-        for index in range(artists):
-            name = f"{rng.choice(_WORDS_A)} {rng.choice(_WORDS_B)}"
+        for index in range(max(artists, len(given_artists))):
+            if index < len(given_artists):
+                name = given_artists[index]
+            else:
+                name = f"{rng.choice(_WORDS_A)} {rng.choice(_WORDS_B)}"
             while name in used_names:
                 name = f"{name} {index}"
             used_names.add(name)
@@ -219,6 +238,8 @@ class FakeLastfmWorld:
             album_mbid = _maybe_mbid(rng, 0.5)
             for _ in range(rng.randint(4, 9)):
                 name = f"{rng.choice(_TRACK_WORDS)} {rng.choice(_TRACK_WORDS)}"
+                if artist_index < len(given_artists) and given_tracks:
+                    name = rng.choice(given_tracks)
                 self.tracks.append(
                     Track(name, artist_index, _maybe_mbid(rng, 0.6), album if rng.random() < 0.8 else "", album_mbid,
                           rng.choice((0, rng.randint(120, 420))))
@@ -348,6 +369,8 @@ class FakeLastfmServer:
         private_users: Iterable[str] = (),
         now_playing: bool = True,
         scrobbles_per_day: tuple[int, int] = (15, 60),
+        artist_names: Iterable[str] = (),
+        track_names: Iterable[str] = (),
     ) -> None:
         self.world = FakeLastfmWorld(
             users=users,
@@ -357,6 +380,8 @@ class FakeLastfmServer:
             private_users=private_users,
             now_playing=now_playing,
             scrobbles_per_day=scrobbles_per_day,
+            artist_names=artist_names,
+            track_names=track_names,
         )
         self.api_key = api_key
         self.single_object_lists = single_object_lists

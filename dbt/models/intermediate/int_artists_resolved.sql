@@ -17,13 +17,17 @@ with lastfm_spellings as (
     group by artist_id, artist_key, artist_name
 ),
 
+kaggle_tracks as (
+    {{ with_name_keys(ref('stg_kaggle__tracks'), {'artist_key': 'primary_artist'}) }}
+),
+
 kaggle_spellings as (
     select
         artist_key,
         primary_artist as artist_name,
         row_number() over (partition by artist_key order by count(*) desc, primary_artist) as spelling_rank
-    from {{ ref('stg_kaggle__tracks') }}
-    where artist_key <> ''
+    from kaggle_tracks
+    where artist_key is not null
     group by artist_key, primary_artist
 ),
 
@@ -32,7 +36,7 @@ artists as (
     from lastfm_spellings
     where spelling_rank = 1
     union all
-    select {{ hash_key('k.artist_key') }} as artist_id, k.artist_key, k.artist_name, 'kaggle' as name_source
+    select {{ artist_id_of('k.artist_key') }} as artist_id, k.artist_key, k.artist_name, 'kaggle' as name_source
     from kaggle_spellings as k
     where k.spelling_rank = 1
         and not exists (select 1 from lastfm_spellings as l where l.artist_key = k.artist_key)
@@ -48,12 +52,16 @@ spotify_ids as (
     group by artist_key, spotify_artist_id
 ),
 
+artist_tags as (
+    {{ with_name_keys(ref('stg_lastfm__artist_tags'), {'artist_key': 'artist_name'}) }}
+),
+
 tag_genres as (
     select
         tags.artist_key,
         tags.tag_name as genre,
         row_number() over (partition by tags.artist_key order by tags.tag_rank, tags.tag_count desc) as genre_rank
-    from {{ ref('stg_lastfm__artist_tags') }} as tags
+    from artist_tags as tags
     inner join {{ ref('int_genre_vocabulary') }} as vocabulary on tags.tag_name = vocabulary.genre
 ),
 
@@ -62,8 +70,8 @@ kaggle_genres as (
         artist_key,
         genre,
         row_number() over (partition by artist_key order by count(*) desc, genre) as genre_rank
-    from {{ ref('stg_kaggle__tracks') }}
-    where genre is not null and artist_key <> ''
+    from kaggle_tracks
+    where genre is not null and artist_key is not null
     group by artist_key, genre
 )
 

@@ -1,8 +1,9 @@
--- Every track Last.fm told us about (listened, charted or tag-top), one row per normalised
--- (artist, track): the display names are the most frequently seen spelling.
+-- Every track Last.fm told us about (listened, charted or tag-top), one row per (artist key,
+-- track key) (grain: track_id): the display names are the most frequently seen spelling.
 with mentions as (
     select artist_name, track_name, max(track_mbid) as track_mbid, null as duration_s, count(*) as mentions
     from {{ ref('stg_lastfm__scrobbles') }}
+    where set_aside_reason is null
     group by artist_name, track_name
     union all
     select artist_name, track_name, max(track_mbid), max(duration_s), count(*)
@@ -15,11 +16,17 @@ with mentions as (
 ),
 
 keyed as (
-    select k.artist_key, k.track_key, m.artist_name, m.track_name, m.track_mbid, m.duration_s, m.mentions
+    select
+        artist_keys.name_key as artist_key,
+        track_keys.name_key as track_key,
+        m.artist_name,
+        m.track_name,
+        m.track_mbid,
+        m.duration_s,
+        m.mentions
     from mentions as m
-    inner join {{ ref('int_lastfm__name_keys') }} as k
-        on m.artist_name = k.artist_name and m.track_name = k.track_name
-    where k.artist_key <> '' and k.track_key <> ''
+    inner join {{ ref('int_name_keys') }} as artist_keys on m.artist_name = artist_keys.name
+    inner join {{ ref('int_name_keys') }} as track_keys on m.track_name = track_keys.name
 ),
 
 spellings as (
@@ -42,8 +49,8 @@ ids as (
 )
 
 select
-    {{ hash_key("s.artist_key || '|' || s.track_key") }} as track_id,
-    {{ hash_key("s.artist_key") }} as artist_id,
+    {{ track_id_of('s.artist_key', 's.track_key') }} as track_id,
+    {{ artist_id_of('s.artist_key') }} as artist_id,
     s.artist_key,
     s.track_key,
     s.artist_name,

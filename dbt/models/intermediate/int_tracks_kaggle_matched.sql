@@ -16,8 +16,8 @@ kaggle_versions as (
         row_number() over (
             partition by artist_key, track_key order by popularity desc, spotify_track_id
         ) as version_rank
-    from {{ ref('stg_kaggle__tracks') }}
-    where artist_key <> '' and track_key <> ''
+    from ({{ with_name_keys(ref('stg_kaggle__tracks'), {'artist_key': 'primary_artist', 'track_key': 'track_name'}) }}) as kaggle
+    where artist_key is not null and track_key is not null
 ),
 
 kaggle_best as (

@@ -12,6 +12,14 @@ with matched as (
     select * from {{ ref('int_tracks_kaggle_matched') }}
 ),
 
+spotify_tracks as (
+    {{ with_name_keys(ref('stg_spotify__tracks'), {'artist_key': 'artist_name', 'track_key': 'track_name'}, 'int_spotify__name_keys') }}
+),
+
+kaggle_tracks as (
+    {{ with_name_keys(ref('stg_kaggle__tracks'), {'artist_key': 'primary_artist'}) }}
+),
+
 spotify_versions as (
     select
         spotify_track_id,
@@ -20,8 +28,8 @@ spotify_versions as (
         row_number() over (
             partition by artist_key, track_key order by coalesce(popularity, -1) desc, spotify_track_id
         ) as version_rank
-    from {{ ref('stg_spotify__tracks') }}
-    where artist_key <> '' and track_key <> ''
+    from spotify_tracks
+    where artist_key is not null and track_key is not null
 ),
 
 resolved as (
@@ -88,7 +96,7 @@ select
         else 0
     end as artist_name_conflict
 from resolved as r
-left join {{ ref('stg_kaggle__tracks') }} as k on r.resolved_track_id = k.spotify_track_id
-left join {{ ref('stg_spotify__tracks') }} as s on r.resolved_track_id = s.spotify_track_id
+left join kaggle_tracks as k on r.resolved_track_id = k.spotify_track_id
+left join spotify_tracks as s on r.resolved_track_id = s.spotify_track_id
 left join {{ ref('stg_spotify__audio_features') }} as f on r.resolved_track_id = f.spotify_track_id
 left join {{ ref('int_spotify__artist_genres') }} as g on s.spotify_artist_id = g.spotify_artist_id

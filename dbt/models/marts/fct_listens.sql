@@ -7,14 +7,16 @@
 -- transaction on DuckDB and PostgreSQL (dbt runs pre-hooks there); on Snowflake it commits
 -- before the insert, so readers may see the range empty for the length of the insert.
 --
--- Match keys are computed here, once per distinct (artist, track) spelling of the days being
--- built, with the same normalize_name macro as int_lastfm__name_keys: a daily run then needs
--- nothing but the day's listens, and full history builds normalise each spelling once.
+-- Every staged scrobble without a set_aside_reason becomes exactly one listen; the others go to
+-- audit.listens_set_aside, and audit.listen_ledger checks that the two add up to what staging
+-- holds. Name keys (macros/name_key.sql, never empty for a name) are computed here, once per
+-- distinct name of the days being built: a daily run needs nothing but the day's scrobbles.
 {%- set min_date, max_date = partition_date_range() -%}
 {%- set restate_range = is_incremental() and min_date is not none -%}
 
 {{ config(
     materialized='incremental',
+    tags=['daily'],
     incremental_strategy='delete+insert',
     unique_key='listen_date',
     on_schema_change='fail',
@@ -24,33 +26,28 @@
 with listens as (
     select listen_id, user_id, artist_name, track_name, played_at, listen_date, source
     from {{ ref('stg_lastfm__scrobbles') }}
+    where set_aside_reason is null
     {%- if restate_range %}
-    where listen_date between cast('{{ min_date }}' as date) and cast('{{ max_date }}' as date)
+        and listen_date between cast('{{ min_date }}' as date) and cast('{{ max_date }}' as date)
     {%- endif %}
 ),
 
-spellings as (
-    select distinct artist_name, track_name from listens
+listen_names as (
+    select artist_name as name from listens
+    union
+    select track_name from listens
 ),
 
-keys as (
-    select
-        artist_name,
-        track_name,
-        {{ normalize_name('artist_name') }} as artist_key,
-        {{ normalize_name('track_name') }} as track_key
-    from spellings
-)
+{{ name_key_ctes('listen_name', 'listen_names') }}
 
 select
     s.listen_id,
     s.user_id,
-    {{ hash_key("k.artist_key || '|' || k.track_key") }} as track_id,
-    {{ hash_key("k.artist_key") }} as artist_id,
+    {{ track_id_of('a.name_key', 't.name_key') }} as track_id,
+    {{ artist_id_of('a.name_key') }} as artist_id,
     s.played_at,
     s.listen_date,
     s.source
 from listens as s
-inner join keys as k
-    on s.artist_name = k.artist_name and s.track_name = k.track_name
-where k.artist_key <> '' and k.track_key <> ''
+inner join listen_name_keys as a on s.artist_name = a.name
+inner join listen_name_keys as t on s.track_name = t.name

@@ -10,11 +10,16 @@
 -- them). Without the vars an incremental run restates every pair; the first run and
 -- --full-refresh build from scratch. music_platform_tests/test_incremental_models.py proves
 -- day-by-day builds and restatements equal a full refresh.
+--
+-- Built only from days whose ledger balances: it depends on audit.listen_ledger, whose test
+-- fails the day otherwise, and dbt then skips this model.
+-- depends_on: {{ ref('listen_ledger') }}
 {%- set min_date, max_date = partition_date_range() -%}
 {%- set restate_range = is_incremental() and min_date is not none -%}
 
 {{ config(
     materialized='incremental',
+    tags=['daily'],
     incremental_strategy='delete+insert',
     unique_key=['user_id', 'track_id'],
     on_schema_change='fail',

@@ -32,6 +32,7 @@ from music_platform.policies import (
 )
 from music_platform.quality.completeness import measure_completeness
 from music_platform.quality.contracts import raw_required_fields
+from music_platform.quality.ledger import DUPLICATE, Ledger
 from music_platform.resources import ArtifactStoreResource, LastfmResource, WarehouseResource
 from music_platform.sources.errors import SourceError
 from music_platform.sources.landing import AuditTrailWriter, ScrobbleBatch, iter_scrobble_batches, parse_all, utc_now
@@ -58,6 +59,10 @@ RAW = "raw"
 # token bucket is per process, so one Last.fm step at a time keeps the run processes within it.
 LASTFM_API_POOL = "lastfm_api"
 REJECTS_TABLE = "ingestion_rejects"
+SCROBBLES_ACCOUNTED_FOR = "scrobbles_accounted_for"
+ROWS_ACCOUNTED_FOR = "rows_accounted_for"
+# Payload items that were never data to keep: the now-playing item, an exact repeat of a scrobble.
+NOT_DATA = ("now_playing", DUPLICATE)
 # Artists whose tags were fetched this recently are not asked again (tags change slowly).
 ARTIST_TAGS_MAX_AGE_DAYS = 30
 
@@ -68,6 +73,19 @@ def _key(table: RawTable) -> dg.AssetKey:
 
 def _checks(table: RawTable) -> list[dg.AssetCheckSpec]:
     return [completeness_spec(_key(table)), key_unique_spec(_key(table), table.key)]
+
+
+def _reference_checks(table: RawTable) -> list[dg.AssetCheckSpec]:
+    return [
+        *_checks(table),
+        dg.AssetCheckSpec(
+            ROWS_ACCOUNTED_FOR,
+            asset=_key(table),
+            blocking=True,
+            description="Every item the API returned is a row of the table or quarantined with its reason "
+            "(raw.ingestion_rejects), and at least 95% are rows. Blocking.",
+        ),
+    ]
 
 
 def quarantine(warehouse, table: str, load_id: str, result: ParseResult, context_columns: dict | None = None) -> int:
@@ -99,6 +117,7 @@ def _days_label(days: list[date]) -> str:
 class _ScrobbleLoad:
     """Totals of a scrobble load over its batches, and a few rows to preview."""
 
+    items_received: int = 0
     rows_written: int = 0
     rows_quarantined: int = 0
     pages: int = 0
@@ -110,7 +129,21 @@ class _ScrobbleLoad:
     skipped_users: dict[str, str] = field(default_factory=dict)
     sample: pd.DataFrame = field(default_factory=lambda: to_raw_frame([], LASTFM_SCROBBLES, source=""))
 
+    def ledger(self) -> Ledger:
+        """The payloads' scrobbles: each one written, quarantined, a duplicate or the now-playing item."""
+        return Ledger(
+            "API items -> raw.lastfm_scrobbles",
+            self.items_received,
+            self.rows_written,
+            {
+                "quarantined": self.rows_quarantined,
+                "now_playing": self.now_playing_dropped,
+                DUPLICATE: self.duplicates_removed,
+            },
+        )
+
     def add(self, batch: ScrobbleBatch, frame: pd.DataFrame, written: int, quarantined: int, duplicated: int) -> None:
+        self.items_received += batch.result.items_received
         self.rows_written += written
         self.duplicated_keys += duplicated
         self.rows_quarantined += quarantined
@@ -132,6 +165,13 @@ class _ScrobbleLoad:
     backfill_policy=dg.BackfillPolicy.single_run(),
     check_specs=[
         *_checks(LASTFM_SCROBBLES),
+        dg.AssetCheckSpec(
+            SCROBBLES_ACCOUNTED_FOR,
+            asset=_key(LASTFM_SCROBBLES),
+            blocking=True,
+            description="Every scrobble the API returned for the partition is in raw.lastfm_scrobbles, or quarantined "
+            "with its reason (raw.ingestion_rejects), or an exact duplicate, or the now-playing item. Blocking.",
+        ),
         dg.AssetCheckSpec(
             "tracked_users_loaded",
             asset=_key(LASTFM_SCROBBLES),
@@ -221,6 +261,7 @@ def lastfm_scrobbles(
             f"{load.duplicated_keys} duplicated ({', '.join(LASTFM_SCROBBLES.key)}) values over {len(days)} day(s)"
         ),
     )
+    yield _ledger_result(SCROBBLES_ACCOUNTED_FOR, load.ledger())
     if load.skipped_users:
         yield dg.AssetCheckResult(
             check_name="tracked_users_loaded",
@@ -233,31 +274,48 @@ def lastfm_scrobbles(
         yield dg.AssetCheckResult(check_name="tracked_users_loaded", passed=True)
 
 
+def _ledger_result(check_name: str, ledger: Ledger) -> dg.AssetCheckResult:
+    """Every item of the payloads written, or set aside with a reason; 95% of the data kept."""
+    return dg.AssetCheckResult(
+        check_name=check_name,
+        passed=ledger.passes(not_data=NOT_DATA),
+        metadata={
+            "received": dg.MetadataValue.int(ledger.received),
+            "written": dg.MetadataValue.int(ledger.kept),
+            "set_aside": dg.MetadataValue.json(dict(ledger.set_aside)),
+            "unaccounted": dg.MetadataValue.int(ledger.lost),
+        },
+        description=ledger.describe(),
+    )
+
+
 def _write_reference_table(warehouse, table: RawTable, result: ParseResult, source: str, load_id: str):
     frame = result.frame(source=source, ingested_at=utc_now())
     wh = warehouse.get_warehouse()
-    wh.replace_table(RAW, table.name, frame)
+    written = wh.replace_table(RAW, table.name, frame)
     quarantined = quarantine(wh, table.name, load_id, result)
     completeness = measure_completeness(wh, RAW, table.name, raw_required_fields(table.name))
-    return frame, quarantined, completeness, wh
+    ledger = Ledger(f"API items -> raw.{table.name}", result.items_received, written, {"quarantined": quarantined})
+    return frame, ledger, completeness, wh
 
 
-def _reference_outputs(frame, table, quarantined, completeness, wh, extra: dict):
+def _reference_outputs(frame, table, ledger: Ledger, completeness, wh, extra: dict):
     yield dg.MaterializeResult(
         metadata={
             **table_metadata(frame, table, completeness),
-            "rows_quarantined": dg.MetadataValue.int(quarantined),
+            "rows_quarantined": dg.MetadataValue.int(ledger.set_aside.get("quarantined", 0)),
             **extra,
         }
     )
     yield completeness_result(completeness)
     yield key_unique_result(wh, RAW, table.name, table.key)
+    yield _ledger_result(ROWS_ACCOUNTED_FOR, ledger)
 
 
 @dg.asset(
     key=_key(LASTFM_USERS),
     description="Profiles of the tracked users (user.getInfo).",
-    check_specs=_checks(LASTFM_USERS),
+    check_specs=_reference_checks(LASTFM_USERS),
     group_name="ingestion",
     owners=OWNERS["ingestion"],
     kinds={"python", "lastfm"},
@@ -288,13 +346,13 @@ def lastfm_users(
             audit.write(payload, user=user, method="user.getInfo")
             results.append(parse_user_info(payload, user))
     merged = parse_all(results, LASTFM_USERS)
-    frame, quarantined, completeness, wh = _write_reference_table(
+    frame, ledger, completeness, wh = _write_reference_table(
         warehouse, LASTFM_USERS, merged, lastfm.source_label, "all"
     )
     yield from _reference_outputs(
         frame,
         LASTFM_USERS,
-        quarantined,
+        ledger,
         completeness,
         wh,
         {"users_skipped": dg.MetadataValue.json(skipped), "audit_trail": dg.MetadataValue.path(str(audit.path))},
@@ -304,7 +362,7 @@ def lastfm_users(
 @dg.asset(
     key=_key(LASTFM_TAG_TOP_TRACKS),
     description="Top tracks of each genre tag (tag.getTopTracks) for LASTFM_TAGS (at least six genres).",
-    check_specs=_checks(LASTFM_TAG_TOP_TRACKS),
+    check_specs=_reference_checks(LASTFM_TAG_TOP_TRACKS),
     group_name="ingestion",
     owners=OWNERS["ingestion"],
     kinds={"python", "lastfm"},
@@ -329,13 +387,13 @@ def lastfm_tag_top_tracks(
             audit.write(payload, tag=tag, method="tag.getTopTracks")
             results.append(parse_tag_top_tracks(payload, tag))
     merged = parse_all(results, LASTFM_TAG_TOP_TRACKS)
-    frame, quarantined, completeness, wh = _write_reference_table(
+    frame, ledger, completeness, wh = _write_reference_table(
         warehouse, LASTFM_TAG_TOP_TRACKS, merged, lastfm.source_label, "all"
     )
     yield from _reference_outputs(
         frame,
         LASTFM_TAG_TOP_TRACKS,
-        quarantined,
+        ledger,
         completeness,
         wh,
         {"tags": dg.MetadataValue.json(list(tags)), "audit_trail": dg.MetadataValue.path(str(audit.path))},
@@ -345,7 +403,7 @@ def lastfm_tag_top_tracks(
 @dg.asset(
     key=_key(LASTFM_CHART_TOP_TRACKS),
     description="The global Last.fm chart (chart.getTopTracks).",
-    check_specs=_checks(LASTFM_CHART_TOP_TRACKS),
+    check_specs=_reference_checks(LASTFM_CHART_TOP_TRACKS),
     group_name="ingestion",
     owners=OWNERS["ingestion"],
     kinds={"python", "lastfm"},
@@ -366,13 +424,13 @@ def lastfm_chart_top_tracks(
         payload = client.get_chart_top_tracks(limit=100)
         audit.write(payload, method="chart.getTopTracks")
     result = parse_chart_top_tracks(payload)
-    frame, quarantined, completeness, wh = _write_reference_table(
+    frame, ledger, completeness, wh = _write_reference_table(
         warehouse, LASTFM_CHART_TOP_TRACKS, result, lastfm.source_label, "all"
     )
     yield from _reference_outputs(
         frame,
         LASTFM_CHART_TOP_TRACKS,
-        quarantined,
+        ledger,
         completeness,
         wh,
         {"audit_trail": dg.MetadataValue.path(str(audit.path))},
@@ -384,7 +442,7 @@ def lastfm_chart_top_tracks(
     description="Top tags of every artist heard (artist.getTopTags); incremental: artists whose tags "
     f"were fetched in the last {ARTIST_TAGS_MAX_AGE_DAYS} days are not asked again.",
     deps=[_key(LASTFM_SCROBBLES), _key(LASTFM_TAG_TOP_TRACKS)],
-    check_specs=_checks(LASTFM_ARTIST_TAGS),
+    check_specs=_reference_checks(LASTFM_ARTIST_TAGS),
     group_name="ingestion",
     owners=OWNERS["ingestion"],
     kinds={"python", "lastfm"},
@@ -428,13 +486,16 @@ def lastfm_artist_tags(
     merged = parse_all(results, LASTFM_ARTIST_TAGS)
     frame = merged.frame(source=lastfm.source_label, ingested_at=utc_now())
     # Replace the fetched artists' rows only: the others keep their recent tags.
-    wh.replace_partition(RAW, LASTFM_ARTIST_TAGS.name, frame, "artist_name", to_fetch)
+    written = wh.replace_partition(RAW, LASTFM_ARTIST_TAGS.name, frame, "artist_name", to_fetch)
     quarantined = quarantine(wh, LASTFM_ARTIST_TAGS.name, utc_now().date().isoformat(), merged)
+    ledger = Ledger(
+        f"API items -> raw.{LASTFM_ARTIST_TAGS.name}", merged.items_received, written, {"quarantined": quarantined}
+    )
     completeness = measure_completeness(wh, RAW, LASTFM_ARTIST_TAGS.name, raw_required_fields(LASTFM_ARTIST_TAGS.name))
     yield from _reference_outputs(
         frame,
         LASTFM_ARTIST_TAGS,
-        quarantined,
+        ledger,
         completeness,
         wh,
         {

@@ -44,11 +44,12 @@ from music_platform.recommender.scoring import popularity_recommendations, recom
 from music_platform.recommender.stable_split import stable_holdout
 from music_platform.recommender.training import BlendParams, train_model
 from music_platform.resources import ArtifactStoreResource, WarehouseResource
+from music_platform.serving.limits import MAX_K as STORED_K
 from music_platform.sources.landing import utc_now
 
 ML = "ml"
 MARTS = "marts"
-TOP_K = 10
+TOP_K = 10  # evaluation and the gate; the pipeline stores STORED_K (the service's maximum k)
 GATE_METRIC = f"precision@{TOP_K}"
 GATE = "beats_popularity_baseline"
 
@@ -304,7 +305,7 @@ def _servable_version(registry: ModelRegistry, evaluated_version: str) -> str:
 
 @dg.asset(
     key=RECOMMENDATIONS,
-    description=f"Top {TOP_K} tracks per user that the user has not heard, with score and a short reason, "
+    description=f"Top {STORED_K} tracks per user that the user has not heard, with score and a short reason, "
     "vectorised over user batches. Table ml.user_recommendations, one set of rows per model_version.",
     deps=[EVALUATION],
     ins={"training_data": dg.AssetIn(TRAINING_DATA), "lightfm_model": dg.AssetIn(MODEL)},
@@ -322,7 +323,7 @@ def _servable_version(registry: ModelRegistry, evaluated_version: str) -> str:
             "full_lists",
             asset=RECOMMENDATIONS,
             blocking=True,
-            description=f"At least 95% of users get exactly {TOP_K} recommendations.",
+            description=f"At least 95% of users get exactly {STORED_K} recommendations.",
         ),
         dg.AssetCheckSpec(
             "no_heard_tracks",
@@ -343,13 +344,13 @@ def user_recommendations(
     registry = _registry(artifacts)
     version = _servable_version(registry, lightfm_model)
     model = registry.load(version)
-    recs = recommend_top_k(model, training_data, k=TOP_K)
+    recs = recommend_top_k(model, training_data, k=STORED_K)
     # Users with a profile but no listens yet get the popularity list (flagged by its reason).
     wh = warehouse.get_warehouse()
     known = set(map(str, training_data.user_ids))
     listeners = [u for u in wh.read_table(MARTS, "dim_users", ["user_id"])["user_id"].astype(str) if u not in known]
     if listeners:
-        popular = popularity_recommendations(model, k=TOP_K)
+        popular = popularity_recommendations(model, k=STORED_K)
         fallback = pd.concat([popular.assign(user_id=u) for u in listeners], ignore_index=True)
         recs = pd.concat([recs, fallback[recs.columns]], ignore_index=True)
     recs["model_version"] = version
@@ -362,7 +363,7 @@ def user_recommendations(
     where = f"{PUBLICATION_COLUMN} = {sql_text(publication.publication_id)}"
     per_user = recs.groupby("user_id").size()
     all_users = training_data.n_users + len(listeners)
-    full_share = float((per_user == TOP_K).sum()) / max(all_users, 1)
+    full_share = float((per_user == STORED_K).sum()) / max(all_users, 1)
     heard = set(
         zip(training_data.user_ids[training_data.user_idx], training_data.item_ids[training_data.item_idx], strict=True)
     )
@@ -391,7 +392,7 @@ def user_recommendations(
         check_name="full_lists",
         passed=full_share >= 0.95,
         metadata={"full_list_share": dg.MetadataValue.float(full_share)},
-        description=f"{full_share:.2%} of {all_users} users have {TOP_K} recommendations",
+        description=f"{full_share:.2%} of {all_users} users have {STORED_K} recommendations",
     )
     yield dg.AssetCheckResult(
         check_name="no_heard_tracks",
@@ -403,7 +404,7 @@ def user_recommendations(
 
 @dg.asset(
     key=SIMILAR,
-    description=f"Top {TOP_K} similar tracks per track (cosine over the model's item embeddings). "
+    description=f"Top {STORED_K} similar tracks per track (cosine over the model's item embeddings). "
     "Table ml.similar_tracks.",
     deps=[EVALUATION],
     ins={"lightfm_model": dg.AssetIn(MODEL)},
@@ -434,7 +435,7 @@ def similar_tracks(
     registry = _registry(artifacts)
     version = _servable_version(registry, lightfm_model)
     model = registry.load(version)
-    similar = similar_items(model, k=TOP_K)
+    similar = similar_items(model, k=STORED_K)
     similar["model_version"] = version
     wh = warehouse.get_warehouse()
     wh.replace_partition(ML, "similar_tracks", similar, "model_version", [version])

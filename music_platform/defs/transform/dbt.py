@@ -36,11 +36,15 @@ _settings = Settings.from_env()
 dbt_project = get_dbt_project(_settings.target)
 translator = MusicPlatformDbtTranslator(target=_settings.target)
 
-# The day-partitioned models are the incremental ones: each accepts the vars min_date/max_date.
-DAILY_MODELS_SELECTION = "config.materialized:incremental"
+# The day-partitioned models are tagged "daily" (the incremental models, which accept the vars
+# min_date/max_date, and the ledger view that judges their days); every other node is in the
+# unpartitioned asset. Selected by tag rather than by excluding the daily models, because dbt
+# drops the tests of excluded models.
+DAILY_MODELS_SELECTION = "tag:daily"
 OTHER_MODELS_SELECTION = " ".join(
-    f"config.materialized:{m}" for m in ("table", "view", "ephemeral", "materialized_view")
+    [*(f"config.materialized:{m}" for m in ("table", "view", "ephemeral", "materialized_view")), "resource_type:seed"]
 )
+OTHER_MODELS_EXCLUSION = DAILY_MODELS_SELECTION
 
 
 class DailyDbtConfig(dg.Config):
@@ -92,6 +96,7 @@ def dbt_daily_models(
     project=dbt_project,
     dagster_dbt_translator=translator,
     select=OTHER_MODELS_SELECTION,
+    exclude=OTHER_MODELS_EXCLUSION,
     name="dbt_models",
     pool="warehouse",
 )

@@ -69,6 +69,9 @@ class ParseResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     now_playing_dropped: int = 0
+    # Items the payloads held, counted before parsing: the ledger of the load checks that every
+    # one became a row, a reject or the dropped now-playing item.
+    items_received: int = 0
 
     @property
     def item_count(self) -> int:
@@ -86,6 +89,7 @@ class ParseResult:
         self.rows.extend(other.rows)
         self.rejects.extend(Reject(r.reason, r.position + offset, r.record) for r in other.rejects)
         self.now_playing_dropped += other.now_playing_dropped
+        self.items_received += other.items_received
 
 
 class Paging(NamedTuple):
@@ -243,7 +247,8 @@ def _per_page(root: Mapping) -> int | None:
 
 
 def _collect(table: RawTable, items: Iterable[Any], build) -> ParseResult:
-    result = ParseResult(table=table)
+    items = list(items)
+    result = ParseResult(table=table, items_received=len(items))
     for position, item in enumerate(items):
         if not isinstance(item, Mapping):
             result.rejects.append(Reject(f"item is a {type(item).__name__}, not an object", position, item))

@@ -86,7 +86,8 @@ def _popularity(value: Any) -> int | None:
 
 
 def _collect(table: RawTable, objects: Iterable[Any], build: Callable[[Mapping], dict[str, Any]]) -> ParseResult:
-    result = ParseResult(table)
+    objects = list(objects)
+    result = ParseResult(table, items_received=len(objects))
     for position, obj in enumerate(objects):
         if not isinstance(obj, Mapping):
             result.rejects.append(Reject(f"not a JSON object: {type(obj).__name__}", position, obj))

@@ -1,4 +1,4 @@
--- Kaggle Spotify tracks: one row per Spotify track id, typed, with match keys.
+-- Kaggle Spotify tracks: one row per Spotify track id, typed.
 select
     track_id as spotify_track_id,
     artists,
@@ -22,8 +22,6 @@ select
     cast(time_signature as integer) as time_signature,
     lower(trim(track_genre)) as genre,
     lower(genres) as genres,
-    {{ normalize_name('primary_artist') }} as artist_key,
-    {{ normalize_name('track_name') }} as track_key,
     source,
     ingested_at
 from {{ source('kaggle', 'kaggle_tracks') }}

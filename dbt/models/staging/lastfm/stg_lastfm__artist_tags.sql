@@ -18,7 +18,6 @@ with ranked as (
 select
     artist_name,
     artist_mbid,
-    {{ normalize_name('artist_name') }} as artist_key,
     tag_name,
     tag_count,
     cast(tag_count as {{ dbt.type_float() }}) / 100.0 as tag_weight,

@@ -25,8 +25,6 @@ select
     playcount,
     listeners,
     duration_s,
-    {{ normalize_name('artist_name') }} as artist_key,
-    {{ normalize_name('track_name') }} as track_key,
     source,
     ingested_at
 from ranked

@@ -23,8 +23,6 @@ select
     artist_name,
     artist_mbid,
     duration_s,
-    {{ normalize_name('artist_name') }} as artist_key,
-    {{ normalize_name('track_name') }} as track_key,
     source,
     ingested_at
 from ranked

@@ -1,4 +1,4 @@
--- Spotify artists: one row per Spotify artist id (the latest answer), with a name match key.
+-- Spotify artists: one row per Spotify artist id (the latest answer).
 -- genres stays ';'-joined and lower case; null where Spotify no longer sends it.
 with ranked as (
     select
@@ -14,7 +14,6 @@ select
     nullif(lower(trim(genres)), '') as genres,
     cast(popularity as integer) as popularity,
     cast(followers as {{ dbt.type_bigint() }}) as followers,
-    {{ normalize_name('artist_name') }} as artist_key,
     source,
     ingested_at
 from ranked

@@ -1,4 +1,4 @@
--- Spotify tracks: one row per Spotify track id (the latest answer), typed, with match keys.
+-- Spotify tracks: one row per Spotify track id (the latest answer), typed.
 with ranked as (
     select
         *,
@@ -20,8 +20,6 @@ select
     explicit,
     cast(popularity as integer) as popularity,
     nullif(trim(isrc), '') as isrc,
-    {{ normalize_name('primary_artist_name') }} as artist_key,
-    {{ normalize_name('track_name') }} as track_key,
     source,
     ingested_at
 from ranked

@@ -1,0 +1,39 @@
+-- Scrobbles that could not become listens, each with the reason (grain: listen_id). Together
+-- with marts.fct_listens they hold every staged scrobble exactly once; audit.listen_ledger
+-- adds them up per day. Reasons: missing_user, missing_artist_name, missing_track_name,
+-- missing_played_at, missing_listen_date, listen_date_mismatch, played_at_in_future
+-- (macros/listen_set_aside_reason.sql).
+--
+-- Incremental by listening day exactly like fct_listens (same vars, same restatement), so the
+-- two always describe the same days.
+{%- set min_date, max_date = partition_date_range() -%}
+{%- set restate_range = is_incremental() and min_date is not none -%}
+
+{{ config(
+    materialized='incremental',
+    tags=['daily'],
+    incremental_strategy='delete+insert',
+    unique_key='listen_date',
+    on_schema_change='fail',
+    pre_hook="{% if is_incremental() %}delete from {{ this }}{% if var('min_date', none) is not none %} where listen_date between cast('{{ var('min_date') }}' as date) and cast('{{ var('max_date') }}' as date){% endif %}{% endif %}",
+) }}
+
+select
+    listen_id,
+    set_aside_reason as reason,
+    user_id,
+    artist_name,
+    track_name,
+    album_name,
+    played_at_uts,
+    played_at,
+    listen_date,
+    track_mbid,
+    artist_mbid,
+    source,
+    ingested_at
+from {{ ref('stg_lastfm__scrobbles') }}
+where set_aside_reason is not null
+{%- if restate_range %}
+    and listen_date between cast('{{ min_date }}' as date) and cast('{{ max_date }}' as date)
+{%- endif %}
