@@ -6,16 +6,19 @@ the command so that ``music-platform --help`` stays fast.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     name="music-platform",
     help="Listening data to personalised music recommendations (Dagster + dbt + LightFM).",
     no_args_is_help=True,
     add_completion=False,
+    context_settings=HELP_OPTIONS,
 )
 model_app = typer.Typer(help="Model versions: list them, roll back the published one.", no_args_is_help=True)
 collect_app = typer.Typer(help="Standalone collectors: timestamped JSON into data/external/.", no_args_is_help=True)
@@ -23,11 +26,35 @@ app.add_typer(collect_app, name="collect")
 app.add_typer(model_app, name="model")
 
 
+class _Options:
+    """What the root options asked for, read by ``main`` after the command has ended."""
+
+    debug = False
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"music-platform {version('music-platform')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback of an error (also MUSIC_PLATFORM_LOG_LEVEL=DEBUG).")
+    ] = False,
+    _version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
     """Listening data to personalised music recommendations (Dagster + dbt + LightFM)."""
+    from music_platform.config import environment
     from music_platform.runs.guard import stop_on_sigterm
 
+    _Options.debug = debug or environment().get("MUSIC_PLATFORM_LOG_LEVEL", "").strip().upper() == "DEBUG"
     stop_on_sigterm()  # SIGTERM stops every command as cleanly as Ctrl-C does
 
 
@@ -173,8 +200,18 @@ def model_rollback() -> None:
     typer.echo(f"retired {retired.version}; {live.version} is live again (the service switches on its next poll)")
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+def main() -> None:
+    """The console entry point: an operator error (a setting, an unreachable warehouse, refused
+    credentials) is one line on stderr and exit code 1; ``--debug`` adds the traceback."""
+    from music_platform.operator_errors import OPERATOR_ERRORS, operator_message
+
+    try:
+        app()
+    except OPERATOR_ERRORS as error:
+        if _Options.debug:
+            raise
+        typer.echo(f"music-platform: {operator_message(error)} (--debug shows the traceback)", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -27,6 +27,15 @@ class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the env var to fix."""
 
 
+def environment(dotenv_file: Path = Path(".env")) -> dict[str, str]:
+    """The settings every entry point reads: the process environment over the ``.env`` file of the
+    current directory (a variable set in the environment wins over the file)."""
+    from dotenv import dotenv_values
+
+    from_file = {k: v for k, v in dotenv_values(dotenv_file).items() if v is not None} if dotenv_file.is_file() else {}
+    return {**from_file, **os.environ}
+
+
 def _csv(value: str | None) -> tuple[str, ...]:
     return tuple(item.strip() for item in (value or "").split(",") if item.strip())
 
@@ -74,7 +83,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ if env is None else env)
+        env = environment() if env is None else dict(env)
         target = env.get("MUSIC_PLATFORM_TARGET", "duckdb").strip().lower() or "duckdb"
         if target not in TARGETS:
             raise ConfigError(f"MUSIC_PLATFORM_TARGET must be one of {', '.join(TARGETS)}, got {target!r}")
@@ -83,7 +92,6 @@ class Settings:
             raise ConfigError(f"MUSIC_PLATFORM_SOURCE must be one of {', '.join(SOURCE_MODES)}, got {source_mode!r}")
         data_dir = Path(env.get("MUSIC_PLATFORM_DATA_DIR") or "data")
         duckdb_path = env.get("MUSIC_PLATFORM_DUCKDB_PATH")
-        port = env.get("SNOWFLAKE_PORT")
         return cls(
             target=target,
             data_dir=data_dir,
@@ -97,7 +105,7 @@ class Settings:
             snowflake_warehouse=env.get("SNOWFLAKE_WAREHOUSE") or None,
             snowflake_role=env.get("SNOWFLAKE_ROLE") or None,
             snowflake_host=env.get("SNOWFLAKE_HOST") or None,
-            snowflake_port=int(port) if port else None,
+            snowflake_port=_int(env, "SNOWFLAKE_PORT", 0) or None,
             snowflake_protocol=env.get("SNOWFLAKE_PROTOCOL") or None,
             lastfm_api_key=env.get("LASTFM_API_KEY") or None,
             lastfm_users=_csv(env.get("LASTFM_USERS")),

@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from music_platform.config import environment
+
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
@@ -45,7 +47,7 @@ def configure_environment(users: int, seed: int, first_day: date) -> None:
     os.environ["MUSIC_PLATFORM_SOURCE"] = "synthetic"
     os.environ["MUSIC_PLATFORM_SYNTHETIC_USERS"] = str(users)
     os.environ["MUSIC_PLATFORM_SEED"] = str(seed)
-    start = os.environ.get("MUSIC_PLATFORM_PARTITIONS_START")
+    start = environment().get("MUSIC_PLATFORM_PARTITIONS_START")
     if not start or date.fromisoformat(start) > first_day:
         os.environ["MUSIC_PLATFORM_PARTITIONS_START"] = first_day.isoformat()
 
@@ -103,9 +105,11 @@ def run_demo(users: int = 2000, days: int = 30, seed: int = 42) -> int:
     from music_platform.warehouse import connect_warehouse
 
     settings = Settings.from_env()
+    warehouse = connect_warehouse(settings)
+    warehouse.check_reachable()  # an unreachable warehouse is one line before any run starts
     console.print(
         f"[bold]music_platform demo[/]: {users} synthetic listeners, {days} days "
-        f"({first_day} .. {last_day}), seed {seed}, warehouse {connect_warehouse(settings).describe()}"
+        f"({first_day} .. {last_day}), seed {seed}, warehouse {warehouse.describe()}"
     )
     definitions = load_defs()
     job = definitions.resolve_implicit_global_asset_job_def()

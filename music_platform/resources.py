@@ -6,6 +6,7 @@ them) and hand out plain objects from the Dagster-free packages.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -162,6 +163,14 @@ class SpotifyResource(dg.ConfigurableResource):
         )
 
 
+def _secret(name: str, value: str | None):
+    """A secret as an ``EnvVar`` reference (the UI never shows its value) when the process environment
+    holds it; a value that came from the ``.env`` file only is passed as it is (in-process runs)."""
+    if not value:
+        return None
+    return dg.EnvVar(name) if os.environ.get(name) == value else value
+
+
 def build_resources(settings: Settings) -> dict[str, object]:
     """Resources for the given settings; secrets become EnvVar references."""
     from music_platform.transformation.project import dbt_cli_resource
@@ -171,12 +180,12 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "warehouse": WarehouseResource(
             target=settings.target,
             duckdb_path=str(settings.resolved_duckdb_path),
-            postgres_url=dg.EnvVar("MUSIC_PLATFORM_POSTGRES_URL") if settings.postgres_url else None,
+            postgres_url=_secret("MUSIC_PLATFORM_POSTGRES_URL", settings.postgres_url),
         ),
         "artifacts": ArtifactStoreResource(data_dir=str(settings.data_dir)),
         "lastfm": LastfmResource(
             use_synthetic=synthetic,
-            api_key=dg.EnvVar("LASTFM_API_KEY") if settings.lastfm_api_key else None,
+            api_key=_secret("LASTFM_API_KEY", settings.lastfm_api_key),
             api_root=settings.lastfm_api_root,
             users=list(settings.lastfm_users),
             tags=list(settings.lastfm_tags),
@@ -191,8 +200,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
             seed=settings.synthetic_seed,
         ),
         "spotify": SpotifyResource(
-            client_id=dg.EnvVar("SPOTIFY_CLIENT_ID") if settings.spotify_client_id else None,
-            client_secret=dg.EnvVar("SPOTIFY_CLIENT_SECRET") if settings.spotify_client_secret else None,
+            client_id=_secret("SPOTIFY_CLIENT_ID", settings.spotify_client_id),
+            client_secret=_secret("SPOTIFY_CLIENT_SECRET", settings.spotify_client_secret),
             api_root=settings.spotify_api_root,
             accounts_root=settings.spotify_accounts_root,
         ),

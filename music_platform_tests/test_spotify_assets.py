@@ -319,9 +319,9 @@ def whole_graph(tmp_path_factory):
     run = GraphRun(data_dir)
     outcome: dict[str, object] = {}
     with _environment(run.env):
-        kaggle_csv, label = build_resources(Settings.from_env())["kaggle"].resolve()
-        assert label == "synthetic"
-        catalogue = FakeCatalogue.from_kaggle_csv(kaggle_csv[0])
+        kaggle_files, labels = build_resources(Settings.from_env())["kaggle"].resolve()
+        assert [labels[path.name] for path in kaggle_files] == ["synthetic"]
+        catalogue = FakeCatalogue.from_kaggle_csv(kaggle_files[0])
         with FakeSpotifyServer("dev_2026", catalogue=catalogue) as fake:
             with _environment({**run.env, **fake.env()}):
                 settings = run.settings(fake)

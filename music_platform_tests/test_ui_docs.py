@@ -1,7 +1,8 @@
 """The operator documentation stays true to the code (issue 8).
 
 - docs/operations.md lists every asset check of the definitions, by asset, and no check that
-  does not exist (``python -m music_platform_tests.test_ui_docs`` prints the table to paste);
+  does not exist (``python -m music_platform_tests.test_ui_docs`` prints the table, ``--write``
+  rewrites it in place);
 - the documentation set exists and its links to files in the repository resolve.
 """
 
@@ -81,10 +82,25 @@ def test_the_documentation_set_exists_and_its_links_resolve(relative):
     assert not broken, f"{relative} links to missing files: {broken}"
 
 
+def rewrite_operations_table(table: str) -> None:
+    """Replace the generated table under "Every check, by asset" in docs/operations.md."""
+    head, rest = OPERATIONS.read_text(encoding="utf-8").split("### Every check, by asset", 1)
+    lines = rest.splitlines(keepends=True)
+    first = next(i for i, line in enumerate(lines) if TABLE_ROW.match(line.strip()) or line.startswith("| asset |"))
+    last = first
+    while last < len(lines) and lines[last].startswith("|"):
+        last += 1
+    rest = "".join(lines[:first]) + table + "\n" + "".join(lines[last:])
+    OPERATIONS.write_text(head + "### Every check, by asset" + rest, encoding="utf-8")
+
+
 if __name__ == "__main__":
     import contextlib
     import sys
 
     with contextlib.redirect_stdout(sys.stderr):  # dbt's selection notices go to stderr
         table = checks_table(checks_by_asset())
-    print(table)
+    if "--write" in sys.argv[1:]:
+        rewrite_operations_table(table)
+    else:
+        print(table)

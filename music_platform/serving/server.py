@@ -35,7 +35,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from music_platform.config import Settings
+from music_platform.config import Settings, environment
 from music_platform.serving.service import ServingConfig
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ def run_server(host: str, port: int, workers: int, access_log: bool | None = Non
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if workers < 1:
         raise ValueError("workers must be >= 1")
-    env = dict(os.environ)
+    env = environment()  # the server process sees the .env values too
     if access_log is not None:
         env["MUSIC_PLATFORM_ACCESS_LOG"] = "stdout" if access_log else "off"
     # Fail now, with one clear message, rather than once per worker.
@@ -137,6 +137,9 @@ def run_server(host: str, port: int, workers: int, access_log: bool | None = Non
     config = ServingConfig.from_env(env)
     loop = event_loop(env)
     check_port_free(host, port)
+    from music_platform.warehouse import connect_warehouse
+
+    connect_warehouse(settings).check_reachable()
     log.info(
         "serving %s on http://%s:%d with %d worker(s) (Granian, %s event loop), checking for new model "
         "versions %s, access log %s",

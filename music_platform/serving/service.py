@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from music_platform.config import ConfigError, Settings
+from music_platform.config import ConfigError, Settings, environment
 from music_platform.identity import name_key_or_blank, track_query_keys
 from music_platform.serving.coldstart import CatalogueColdStartRecommender, ColdStartRecommender, Suggestion
 from music_platform.serving.limits import MAX_K
@@ -91,7 +91,7 @@ class ServingConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServingConfig:
-        env = os.environ if env is None else env
+        env = environment() if env is None else env
         reload_seconds = _seconds(env, "MUSIC_PLATFORM_RELOAD_SECONDS", DEFAULT_RELOAD_SECONDS, 0, 86400)
         # The HTTP server takes the head timeout in whole milliseconds, at most 60 s.
         header_timeout = _seconds(env, "MUSIC_PLATFORM_HEADER_TIMEOUT_SECONDS", DEFAULT_HEADER_TIMEOUT_SECONDS, 0.1, 60)

@@ -55,6 +55,11 @@ class Warehouse(ABC):
     @abstractmethod
     def table_exists(self, schema: str, table: str) -> bool: ...
 
+    def check_reachable(self) -> None:
+        """Raise WarehouseError now when the warehouse cannot be reached or refuses the credentials
+        (commands call this before starting work, so the operator gets one clear line)."""
+        self.query_df("select 1 as reachable")
+
     @abstractmethod
     def replace_table(self, schema: str, table: str, df: pd.DataFrame) -> int:
         """Atomically replace the whole table with ``df``; returns rows written."""

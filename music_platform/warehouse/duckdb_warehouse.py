@@ -59,6 +59,12 @@ class DuckDBWarehouse(Warehouse):
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
+    def check_reachable(self) -> None:
+        """The embedded file is created by the first write; only its folder must be usable."""
+        folder = Path(self.path).parent
+        if folder.exists() and not folder.is_dir():
+            raise WarehouseError(f"cannot create the DuckDB warehouse {self.path}: {folder} is not a folder")
+
     def describe(self) -> str:
         return f"duckdb:{self.path}"
 
