@@ -10,6 +10,7 @@ Runs land in the Dagster instance at DAGSTER_HOME when it is set (``make demo`` 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -19,6 +20,8 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from music_platform.config import environment
+
+COLUMNS_WHEN_PIPED = 400
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
@@ -92,7 +95,9 @@ def _run_stage(name, job, instance, selection, tags=None, run_id=None) -> StageO
 
 
 def run_demo(users: int = 2000, days: int = 30, seed: int = 42) -> int:
-    console = Console()
+    # Piped output (make demo | cat, a log file) gets no terminal width: tables then take the
+    # width their content needs, so check names are never cut.
+    console = Console() if sys.stdout.isatty() else Console(width=COLUMNS_WHEN_PIPED)
     first_day, last_day = demo_days(days)
     configure_environment(users, seed, first_day)
 
@@ -208,7 +213,7 @@ def _print_summary(console: Console, settings, outcomes: list[StageOutcome], tot
     console.print(rows)
 
     checks = Table(title="Asset checks")
-    checks.add_column("check")
+    checks.add_column("check", overflow="fold")  # shown in full, folded on a narrow terminal
     checks.add_column("result")
     checks.add_column("detail", overflow="fold")
     for outcome in outcomes:
