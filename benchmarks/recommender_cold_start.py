@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from music_platform.recommender.cold_start import cold_start_split, evaluate_cold_start
-from music_platform.recommender.hetrec import load_hetrec_lastfm
+from music_platform.recommender.hetrec import leak_free_side_features, load_hetrec_lastfm
 from music_platform.recommender.lightfm_model import train_lightfm
 from music_platform.recommender.models import train_als, train_ease, train_popularity
 from music_platform.recommender.training import BlendParams, blend_models
@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for seed in (int(s) for s in args.seeds.split(",")):
         kept, named, rest = cold_start_split(dataset, fraction=args.fraction, n_named=args.named, seed=seed)
+        # The new listeners' tag assignments are never seen (their users have no training pairs).
+        kept = leak_free_side_features(kept, kept.with_interactions(np.zeros(kept.n_interactions, dtype=bool)))
         fitted = {
             "popularity": train_popularity(kept),
             "als": train_als(kept, blend.als),

@@ -27,7 +27,7 @@ import numpy as np
 
 from music_platform.recommender.evaluation import evaluate_model
 from music_platform.recommender.features import FeatureConfig
-from music_platform.recommender.hetrec import load_hetrec_lastfm
+from music_platform.recommender.hetrec import leak_free_side_features, load_hetrec_lastfm
 from music_platform.recommender.lightfm_model import LightFMParams, train_lightfm
 from music_platform.recommender.models import ALSParams, EaseParams, train_als, train_ease
 from music_platform.recommender.splits import split_holdout
@@ -37,8 +37,11 @@ from music_platform.recommender.training import blend_models
 def inner_splits(data_dir: Path, seeds: list[int], feature_config: FeatureConfig | None = None):
     dataset = load_hetrec_lastfm(data_dir, feature_config)
     for seed in seeds:
-        train, _test_never_used = split_holdout(dataset, "random", 0.2, seed=seed)
-        yield split_holdout(train, "random", 0.2, seed=seed + 1000)
+        train, test_never_scored = split_holdout(dataset, "random", 0.2, seed=seed)
+        inner, valid = split_holdout(train, "random", 0.2, seed=seed + 1000)
+        # Tags of validation and test pairs stay unseen (the test part's are dropped too).
+        inner = leak_free_side_features(leak_free_side_features(inner, valid), test_never_scored)
+        yield inner, valid
 
 
 def score(results: list[dict], label: str, config: dict, rows: list[dict]) -> None:

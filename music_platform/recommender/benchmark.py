@@ -19,7 +19,12 @@ import numpy as np
 
 from music_platform.recommender.dataset import RecDataset
 from music_platform.recommender.evaluation import METRICS, evaluate_model, metric_key
-from music_platform.recommender.hetrec import DATASET_NAME, MissingDatasetError, load_hetrec_lastfm
+from music_platform.recommender.hetrec import (
+    DATASET_NAME,
+    MissingDatasetError,
+    leak_free_side_features,
+    load_hetrec_lastfm,
+)
 from music_platform.recommender.lightfm_model import ids_only, train_lightfm
 from music_platform.recommender.models import TrainedModel, train_als, train_ease, train_popularity
 from music_platform.recommender.splits import split_holdout
@@ -119,13 +124,19 @@ def format_table(results: dict, metric_keys: list[str]) -> str:
     return "\n".join([render(header), render(["-" * w for w in widths]), *(render(r) for r in lines)])
 
 
+def benchmark_split(dataset: RecDataset, seed: int) -> tuple[RecDataset, RecDataset]:
+    """(train, test) of one seed; train's tag features never see a test pair's tag assignments."""
+    train, test = split_holdout(dataset, "random", TEST_FRACTION, seed=seed)
+    return leak_free_side_features(train, test), test
+
+
 def benchmark_dataset(
     dataset: RecDataset, seeds: list[int], names: list[str], k: int, log: Callable[[str], None]
 ) -> dict:
     per_model: dict[str, dict[str, list[float]]] = {n: {} for n in names}
     for seed in seeds:
         log(f"seed {seed}: splitting ({TEST_FRACTION:.0%} of each user's interactions held out)")
-        train, test = split_holdout(dataset, "random", TEST_FRACTION, seed=seed)
+        train, test = benchmark_split(dataset, seed)
         for name, model in fit_models(train, names, log).items():
             started = time.perf_counter()
             metrics = evaluate_model(model, train, test, k=k)
@@ -143,6 +154,7 @@ def benchmark_dataset(
             "test_fraction": TEST_FRACTION,
             "relevance": "binary (any plays)",
             "excluded": "training items",
+            "side_features": "tags without the assignments of held-out (user, artist) pairs",
             "k": k,
         },
         "seeds": seeds,
