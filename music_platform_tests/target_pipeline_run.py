@@ -92,7 +92,9 @@ def run(users: int, days: int, seed: int, last_day: date) -> dict:
         "similar_per_track": _histogram(wh, "similar_tracks", "track_id"),
     }
     if wh.table_exists("ml", "model_evaluation"):
-        evaluation = wh.query_df("select metric, value, baseline_value from ml.model_evaluation")
+        evaluation = wh.query_df(
+            "select metric, value, baseline_value from ml.model_evaluation where coalesce(selected, true)"
+        )
         report["evaluation"] = {
             r.metric: [_rounded(r.value), _rounded(r.baseline_value)] for r in evaluation.itertuples()
         }

@@ -67,7 +67,7 @@ def test_benchmark_cli_prints_table_and_writes_json(tmp_path):
             "--seeds",
             "1,2",
             "--models",
-            "popularity,ease,als,lightfm-ids,lightfm,blend",
+            "popularity,ease,als,lightfm-ids,lightfm,blend,production,production-norefit",
             "--k",
             "5",
             "--json",
@@ -90,9 +90,18 @@ def test_benchmark_cli_prints_table_and_writes_json(tmp_path):
             "coverage@5",
             "full_list_share@5",
         }
-        assert all({"mean", "std"} == set(stat) for stat in entry["metrics"].values())
+        assert all({"mean", "std"} <= set(stat) for stat in entry["metrics"].values())
+        assert entry["metrics"]["ndcg@5"]["stderr"] > 0  # per-user standard error, not the spread over seeds
         assert entry["fit_seconds"]["mean"] >= 0
     models = payload["models"]
+    assert payload["production_model"]["name"] == "production" and "production" in models
+    assert len(payload["production_model"]["selected_per_seed"]) == 2
+    assert set(payload["production_model"]["selected_per_seed"]) <= {"lightfm", "blend"}
+    # Paired differences to the production configuration: zero for itself, and present for every model.
+    assert models["production"]["paired_difference_to_production"]["ndcg@5"] == {"mean": 0.0, "stderr": 0.0}
+    assert "precision@5" in models["popularity"]["paired_difference_to_production"]
+    assert models["popularity"]["paired_difference_to_production"]["ndcg@5"]["mean"] < 0
+    assert "Δndcg@5 vs production" in result.output
     assert models["ease"]["metrics"]["precision@5"]["mean"] > models["popularity"]["metrics"]["precision@5"]["mean"]
 
 

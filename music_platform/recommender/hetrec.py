@@ -62,11 +62,7 @@ def load_tag_assignments(data_dir: Path) -> pd.DataFrame:
 
 def artist_tags_from_assignments(assignments: pd.DataFrame) -> pd.DataFrame:
     """artist_id, tag_name, tag_weight (count / the artist's top tag count), tag_rank."""
-    counts = (
-        assignments.groupby(["artist_id", "tag_name"], as_index=False)
-        .size()
-        .rename(columns={"size": "count"})
-    )
+    counts = assignments.groupby(["artist_id", "tag_name"], as_index=False).size().rename(columns={"size": "count"})
     counts["tag_weight"] = counts["count"] / counts.groupby("artist_id")["count"].transform("max")
     counts = counts.sort_values(["artist_id", "count", "tag_name"], ascending=[True, False, True])
     counts["tag_rank"] = counts.groupby("artist_id").cumcount() + 1
