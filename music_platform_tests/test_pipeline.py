@@ -133,6 +133,18 @@ def test_gate_keeps_a_worse_candidate_out_and_rollback_restores_the_previous_ver
     registry = ModelRegistry(Settings.from_env().models_dir)
     assert registry.list_versions()[-1].status == "rejected"
 
+    # Demanding a 100% lift over the live model: the retrained default is held, not published. The
+    # check fails with WARN (not blocking), and the live model's recommendations are refreshed.
+    result = _ml_run("auto", min_lift_vs_live=1.0, gate_confidence=0.999)
+    gate = [e for e in result.get_asset_check_evaluations() if e.check_name == "beats_popularity_baseline"]
+    assert gate and not gate[0].passed and gate[0].severity.value == "WARN"
+    assert gate[0].metadata["decision"].value == "hold" and gate[0].metadata["live_version"].value == live
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert {"ml/user_recommendations", "ml/model_registry"} <= materialized
+    assert _published(wh) == live
+    held = registry.list_versions()[-1]
+    assert held.status == "candidate" and held.metrics["gate"]["decision"] == "hold"
+
     # The default configuration retrained (not clearly worse than the live one: the same config) is
     # published when the gate is told to refresh rather than demand a lift (99.9% intervals keep
     # "clearly worse" for real regressions); rolling back returns to the version before it.
