@@ -24,12 +24,21 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
-from music_platform.recommender.evaluation import evaluate_model
+from music_platform.recommender.evaluation import evaluate_model, ranking_metrics
 from music_platform.recommender.features import FeatureConfig
-from music_platform.recommender.hetrec import load_hetrec_lastfm
+from music_platform.recommender.hetrec import leak_free_side_features, load_hetrec_lastfm
 from music_platform.recommender.lightfm_model import LightFMParams, train_lightfm
-from music_platform.recommender.models import ALSParams, EaseParams, train_als, train_ease
+from music_platform.recommender.models import (
+    ALSParams,
+    EaseParams,
+    EaseScorer,
+    _standardise_rows,
+    train_als,
+    train_ease,
+)
+from music_platform.recommender.scoring import top_k
 from music_platform.recommender.splits import split_holdout
 from music_platform.recommender.training import blend_models
 
@@ -37,8 +46,11 @@ from music_platform.recommender.training import blend_models
 def inner_splits(data_dir: Path, seeds: list[int], feature_config: FeatureConfig | None = None):
     dataset = load_hetrec_lastfm(data_dir, feature_config)
     for seed in seeds:
-        train, _test_never_used = split_holdout(dataset, "random", 0.2, seed=seed)
-        yield split_holdout(train, "random", 0.2, seed=seed + 1000)
+        train, test_never_scored = split_holdout(dataset, "random", 0.2, seed=seed)
+        inner, valid = split_holdout(train, "random", 0.2, seed=seed + 1000)
+        # Tags of validation and test pairs stay unseen (the test part's are dropped too).
+        inner = leak_free_side_features(leak_free_side_features(inner, valid), test_never_scored)
+        yield inner, valid
 
 
 def score(results: list[dict], label: str, config: dict, rows: list[dict]) -> None:
@@ -143,11 +155,56 @@ def tune_blend(data_dir: Path, seeds: list[int], rows: list[dict]) -> None:
         score(values, "blend", {k: round(v, 3) for k, v in weights.items()}, rows)
 
 
+def _standardised_scores(model, inner, valid) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix, sp.csr_matrix]:
+    """Per-user z-scored scores (as BlendScorer computes them) of the validation users."""
+    users = np.flatnonzero(np.diff(valid.interactions.indptr) > 0)
+    history = inner.play_counts[users]
+    raw = model.scorer
+    scores = raw.raw_score(users, history) if isinstance(raw, EaseScorer) else raw.score(users, history)
+    return _standardise_rows(scores), users, history, valid.interactions[users]
+
+
+def tune_blend_grid(data_dir: Path, seeds: list[int], rows: list[dict]) -> None:
+    """Blend weights over a simplex (step 0.1) for EASE l2 and ALS factor variants, each component
+    fitted once per split and its standardised validation scores reused across weight vectors."""
+    components: dict[str, list] = {}
+    for inner, valid in inner_splits(data_dir, seeds):
+        fitted = {"lightfm": train_lightfm(inner, LightFMParams())}
+        fitted.update({f"ease l2={l2:g}": train_ease(inner, EaseParams(l2=l2)) for l2 in (50.0, 100.0, 200.0, 400.0)})
+        fitted.update({f"als f={f}": train_als(inner, ALSParams(factors=f)) for f in (24, 48, 96)})
+        for name, model in fitted.items():
+            components.setdefault(name, []).append(_standardised_scores(model, inner, valid))
+        print(f"fitted {', '.join(fitted)}", flush=True)
+    steps = [round(0.1 * i, 1) for i in range(11)]
+    for ease in [n for n in components if n.startswith("ease")]:
+        for als in [n for n in components if n.startswith("als")]:
+            for w_l in steps:
+                for w_e in steps:
+                    w_a = round(1.0 - w_l - w_e, 1)
+                    if w_a < 0:
+                        continue
+                    results = []
+                    for split in range(len(seeds)):
+                        lf, users, history, relevant = components["lightfm"][split]
+                        total = w_l * lf + w_e * components[ease][split][0] + w_a * components[als][split][0]
+                        items, _ = top_k(total, 10, exclude=history)
+                        metrics = ranking_metrics(items, relevant, 10)
+                        results.append(
+                            {
+                                "precision@10": float(np.nanmean(metrics["precision"])),
+                                "ndcg@10": float(np.nanmean(metrics["ndcg"])),
+                                "fit_seconds": 0.0,
+                            }
+                        )
+                    config = {"lightfm": w_l, ease: w_e, als: w_a}
+                    score(results, "grid", config, rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--seeds", default="101,102", help="outer split seeds (keep them apart from 7,8,9)")
-    parser.add_argument("--stage", default="all", choices=["all", "ease", "als", "lightfm", "blend"])
+    parser.add_argument("--stage", default="all", choices=["all", "ease", "als", "lightfm", "blend", "grid"])
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -158,7 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     stages = ["ease", "als", "lightfm", "blend"] if args.stage == "all" else [args.stage]
     for stage in stages:
-        {"ease": tune_ease, "als": tune_als, "lightfm": tune_lightfm, "blend": tune_blend}[stage](
+        stage_functions = {
+            "ease": tune_ease,
+            "als": tune_als,
+            "lightfm": tune_lightfm,
+            "blend": tune_blend,
+            "grid": tune_blend_grid,
+        }
+        stage_functions[stage](
             args.data_dir, seeds, rows
         )
     print(f"total {time.perf_counter() - started:.0f}s")

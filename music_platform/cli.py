@@ -170,16 +170,16 @@ def benchmark(
 
 @model_app.command("list")
 def model_list() -> None:
-    """Every model version with its status (published, candidate, rejected, retired)."""
+    """Every model version: status, which one is live, held-out metrics and the gate's decision and why."""
     from music_platform.config import get_settings
-    from music_platform.recommender.registry import ModelRegistry
+    from music_platform.recommender.registry import ModelRegistry, describe_versions
 
-    versions = ModelRegistry(get_settings().models_dir).list_versions()
-    if not versions:
+    registry = ModelRegistry(get_settings().models_dir)
+    if not registry.list_versions():
         typer.echo("no model versions yet: materialise ml/lightfm_model (music-platform demo, or the Dagster UI)")
-    for v in versions:
-        published = f" published {v.published_at:%Y-%m-%d %H:%M}" if v.published_at else ""
-        typer.echo(f"{v.version}  {v.kind:<10} {v.status:<9} created {v.created_at:%Y-%m-%d %H:%M}{published}")
+        return
+    for line in describe_versions(registry):
+        typer.echo(line)
 
 
 @model_app.command("rollback")

@@ -227,7 +227,8 @@ def _print_summary(console: Console, settings, outcomes: list[StageOutcome], tot
     if wh.table_exists("ml", "model_evaluation"):
         evaluation = wh.query_df(
             "select metric, k, value, baseline_value from ml.model_evaluation "
-            "where model_version = (select max(model_version) from ml.model_evaluation) order by metric"
+            "where model_version = (select max(model_version) from ml.model_evaluation) "
+            "and coalesce(selected, true) order by metric"
         )
         table = Table(title="Model evaluation (held-out split)")
         for col in ("metric", "k", "model", "popularity baseline"):

@@ -17,7 +17,7 @@ dbt models when there are any, and writes row counts before and after as JSON.
 from __future__ import annotations
 
 import argparse
-import functools
+import dataclasses
 import json
 from collections import Counter
 from datetime import date, timedelta
@@ -56,11 +56,14 @@ def _checks_of(result) -> list[tuple[str, bool]]:
 
 def run(users: int, days: int, seed: int, last_day: date) -> dict:
     from music_platform import demo
-    from music_platform.defs.ml import assets as ml_assets
+    from music_platform.recommender import training
 
     first_day = last_day - timedelta(days=days - 1)
     demo.demo_days = lambda days, today=None: (first_day, last_day)  # the same days on every target
-    ml_assets.LightFMParams = functools.partial(ml_assets.LightFMParams, num_threads=1)
+    # The pipeline's LightFM params are built by training.ProductionConfig (ModelConfig.production());
+    # refits reuse the stored params, so one thread holds for every fit.
+    pipeline_params = training.ProductionConfig.lightfm_params
+    training.ProductionConfig.lightfm_params = lambda self: dataclasses.replace(pipeline_params(self), num_threads=1)
 
     stages: list = []
     run_stage = demo._run_stage
@@ -92,7 +95,9 @@ def run(users: int, days: int, seed: int, last_day: date) -> dict:
         "similar_per_track": _histogram(wh, "similar_tracks", "track_id"),
     }
     if wh.table_exists("ml", "model_evaluation"):
-        evaluation = wh.query_df("select metric, value, baseline_value from ml.model_evaluation")
+        evaluation = wh.query_df(
+            "select metric, value, baseline_value from ml.model_evaluation where coalesce(selected, true)"
+        )
         report["evaluation"] = {
             r.metric: [_rounded(r.value), _rounded(r.baseline_value)] for r in evaluation.itertuples()
         }

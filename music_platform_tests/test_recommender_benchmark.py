@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from music_platform.cli import app
 from music_platform.recommender import LightFMParams, evaluate_model, split_holdout, train_lightfm, train_popularity
-from music_platform.recommender.hetrec import load_hetrec_lastfm, load_hetrec_tables
+from music_platform.recommender.benchmark import TEST_FRACTION, benchmark_split
+from music_platform.recommender.hetrec import leak_free_side_features, load_hetrec_lastfm, load_hetrec_tables
 from music_platform_tests.conftest import require_shared_data
 
 
@@ -64,7 +67,7 @@ def test_benchmark_cli_prints_table_and_writes_json(tmp_path):
             "--seeds",
             "1,2",
             "--models",
-            "popularity,ease,als,lightfm-ids,lightfm,blend",
+            "popularity,ease,als,lightfm-ids,lightfm,blend,production,production-norefit",
             "--k",
             "5",
             "--json",
@@ -87,9 +90,18 @@ def test_benchmark_cli_prints_table_and_writes_json(tmp_path):
             "coverage@5",
             "full_list_share@5",
         }
-        assert all({"mean", "std"} == set(stat) for stat in entry["metrics"].values())
+        assert all({"mean", "std"} <= set(stat) for stat in entry["metrics"].values())
+        assert entry["metrics"]["ndcg@5"]["stderr"] > 0  # per-user standard error, not the spread over seeds
         assert entry["fit_seconds"]["mean"] >= 0
     models = payload["models"]
+    assert payload["production_model"]["name"] == "production" and "production" in models
+    assert len(payload["production_model"]["selected_per_seed"]) == 2
+    assert set(payload["production_model"]["selected_per_seed"]) <= {"lightfm", "blend"}
+    # Paired differences to the production configuration: zero for itself, and present for every model.
+    assert models["production"]["paired_difference_to_production"]["ndcg@5"] == {"mean": 0.0, "stderr": 0.0}
+    assert "precision@5" in models["popularity"]["paired_difference_to_production"]
+    assert models["popularity"]["paired_difference_to_production"]["ndcg@5"]["mean"] < 0
+    assert "Δndcg@5 vs production" in result.output
     assert models["ease"]["metrics"]["precision@5"]["mean"] > models["popularity"]["metrics"]["precision@5"]["mean"]
 
 
@@ -119,3 +131,24 @@ def test_real_hetrec_lightfm_far_above_popularity():
     popularity = evaluate_model(train_popularity(train), train, test, compute_auc=False)
     assert popularity["precision@10"] == pytest.approx(0.068, abs=0.01)
     assert lightfm["precision@10"] > 2 * popularity["precision@10"]
+
+
+def test_benchmark_tag_features_never_see_held_out_pairs(tmp_path):
+    """A tag assigned only on held-out (user, artist) pairs must not reach the training features."""
+    dataset = load_hetrec_lastfm(write_hetrec_fixture(tmp_path / "hetrec"))
+    _, test = split_holdout(dataset, "random", TEST_FRACTION, seed=5)
+    held_users = test.user_ids[test.user_idx][:2].astype(str)
+    held_artists = test.item_ids[test.item_idx][:2].astype(str)
+    secret = pd.DataFrame({"user_id": held_users, "artist_id": held_artists, "tag_name": ["!!! 秘密", "!!! 秘密"]})
+    dataset = replace(dataset, tag_assignments=pd.concat([dataset.tag_assignments, secret], ignore_index=True))
+
+    train, test_again = benchmark_split(dataset, seed=5)
+    assert test_again.n_interactions == test.n_interactions
+    assert "tag:!!! 秘密" not in set(train.item_feature_names)
+    assert "genre:!!! 秘密" not in set(train.item_feature_names)
+    # The same rebuild with nothing held out does carry the tag: the assertion above can fail.
+    nothing_held = test.with_interactions(np.zeros(test.n_interactions, dtype=bool))
+    leaky = leak_free_side_features(replace(train, tag_assignments=dataset.tag_assignments), nothing_held)
+    assert "tag:!!! 秘密" in set(leaky.item_feature_names)
+    # Tags of training pairs stay.
+    assert any(name.startswith("tag:") for name in train.item_feature_names)

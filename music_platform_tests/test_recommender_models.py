@@ -37,7 +37,9 @@ from music_platform.recommender import (
 from music_platform.recommender.cold_start import cold_start_split, evaluate_cold_start
 from music_platform.recommender.lightfm_model import refit_params
 from music_platform.recommender.scoring import best_heard_items
+from music_platform.recommender.stable_split import stable_holdout
 from music_platform.recommender.synthetic import taste_clusters
+from music_platform.recommender.training import ProductionConfig, train_production
 
 FAST_LIGHTFM = LightFMParams(no_components=16, max_epochs=20, eval_every=5, patience=2, random_state=7)
 
@@ -294,3 +296,22 @@ def test_the_refit_on_all_data_is_not_cut_by_the_budget(dataset):
     refit = refit_params(replace(FAST_LIGHTFM, time_budget_seconds=60.0), searched)
     assert refit.time_budget_seconds is None and not refit.early_stopping
     assert refit.max_epochs == searched.training_info["epochs"]
+
+
+def test_production_selects_on_the_hold_out_and_refits_the_winner(dataset):
+    config = ProductionConfig(max_epochs=4, no_components=8)
+    selection, holdout_model, served = train_production(dataset, config)
+    assert set(selection.metrics) == {"lightfm", "blend"}
+    best = max(m["ndcg@10"] for m in selection.metrics.values())
+    assert selection.metrics[selection.winner]["ndcg@10"] == best
+    assert holdout_model is selection.models[selection.winner] and served.kind == selection.winner
+    # The served model is refitted on every interaction; its twin never saw the hold-out.
+    train, _ = stable_holdout(dataset, config.test_fraction)
+    assert selection.refit["done"] and served is not holdout_model
+    assert served.item_popularity.sum() == dataset.n_interactions > holdout_model.item_popularity.sum()
+    assert holdout_model.item_popularity.sum() == train.n_interactions
+    summary = selection.summary()
+    assert summary["winner"] == selection.winner and set(summary["candidates"]) == {"lightfm", "blend"}
+    # A refit expected to exceed its budget is skipped, and the record says why.
+    skipped, twin, same = train_production(dataset, replace(config, refit_max_seconds=1e-9))
+    assert same is twin and not skipped.refit["done"] and "refit_max_seconds" in skipped.refit["reason"]

@@ -204,10 +204,16 @@ def cold_start_split(
 
 
 def evaluate_cold_start(
-    model: TrainedModel, named: sp.csr_matrix, rest: sp.csr_matrix, k: int = 10
+    model: TrainedModel,
+    named: sp.csr_matrix,
+    rest: sp.csr_matrix,
+    k: int = 10,
+    per_user: dict[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
-    """Mean precision/recall/NDCG/MAP@k of ``model`` for listeners known only by ``named`` items."""
+    """Mean precision/recall/NDCG/MAP@k of ``model`` for listeners known only by ``named`` items
+    (``per_user`` receives each metric per listener, for standard errors and paired tests)."""
     sums: dict[str, float] = {}
+    parts: dict[str, list[np.ndarray]] = {}
     for begin in range(0, named.shape[0], 1024):
         rows = slice(begin, min(begin + 1024, named.shape[0]))
         history = named[rows]
@@ -215,7 +221,10 @@ def evaluate_cold_start(
         items, _ = top_k(scores, k, exclude=history)
         for metric, values in ranking_metrics(items, rest[rows], k).items():
             sums[metric] = sums.get(metric, 0.0) + float(np.nansum(values))
+            parts.setdefault(metric, []).append(values)
     users = max(named.shape[0], 1)
     result = {f"{metric}@{k}": value / users for metric, value in sums.items()}
     result["users"] = float(named.shape[0])
+    if per_user is not None:
+        per_user.update({f"{metric}@{k}": np.concatenate(values) for metric, values in parts.items()})
     return result

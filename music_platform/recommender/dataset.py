@@ -52,6 +52,9 @@ class RecDataset:
     user_feature_names: np.ndarray | None = None
     rejected: pd.DataFrame = field(default_factory=pd.DataFrame)
     feature_config: FeatureConfig = field(default_factory=FeatureConfig)
+    # Per-user tag assignments (user_id, artist_id, tag_name) when the source has them (HetRec);
+    # lets an evaluation rebuild tag features from training pairs only (hetrec.leak_free_side_features).
+    tag_assignments: pd.DataFrame | None = None
 
     # -- shape ------------------------------------------------------------------------
     @property

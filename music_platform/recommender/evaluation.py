@@ -109,8 +109,13 @@ def evaluate_model(
     batch_size: int = 1024,
     compute_auc: bool = True,
     num_threads: int = 2,
+    per_user: dict[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
-    """Metrics of ``model`` on the (train, test) split, keyed ``precision@10``, ``auc``, … plus ``users``."""
+    """Metrics of ``model`` on the (train, test) split, keyed ``precision@10``, ``auc``, … plus ``users``.
+
+    Pass a dict as ``per_user`` to receive each ranking metric per evaluated user (``ndcg@10`` →
+    array) and ``"users"`` → their dataset row indices, for paired tests between models.
+    """
     history = history_in_model_space(model, train)
     relevant = history_in_model_space(model, test).copy()  # a copy: the dataset caches its matrices
     relevant.data = np.ones_like(relevant.data)
@@ -121,6 +126,7 @@ def evaluate_model(
     auc_users = 0
     full_lists = 0
     recommended = np.zeros(model.n_items, dtype=bool)
+    per_user_parts: dict[str, list[np.ndarray]] = {name: [] for name in RANKING_METRICS}
     for begin in range(0, len(users), batch_size):
         rows = users[begin : begin + batch_size]
         batch_history = history[rows]
@@ -132,6 +138,7 @@ def evaluate_model(
             auc_users += int(np.isfinite(auc).sum())
         items, _ = top_k(scores, k, exclude=batch_history, num_threads=num_threads)
         for name, values in ranking_metrics(items, batch_relevant, k).items():
+            per_user_parts[name].append(values)
             sums[name] += float(np.nansum(values))
             squares[name] += float(np.nansum(values * values))
         full_lists += int((items >= 0).all(axis=1).sum())
@@ -147,6 +154,10 @@ def evaluate_model(
     result[metric_key("coverage", k)] = float(recommended.mean()) if model.n_items else 0.0
     result[metric_key("full_list_share", k)] = full_lists / n_users
     result["users"] = float(len(users))
+    if per_user is not None:
+        per_user["users"] = users
+        for name, parts in per_user_parts.items():
+            per_user[metric_key(name, k)] = np.concatenate(parts) if parts else np.zeros(0)
     return result
 
 
@@ -156,15 +167,20 @@ def evaluate_models(
     test: RecDataset,
     k: int = 10,
     compute_auc: bool = True,
+    per_user: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> pd.DataFrame:
     """Long table of every model's metrics on one split: columns model, metric, k, value, stderr, users.
 
     ``k`` is null for AUC (not a cut-off metric). Pass the popularity model among ``models`` and use
-    :func:`with_baseline` to get the ``ml.model_evaluation`` shape.
+    :func:`with_baseline` to get the ``ml.model_evaluation`` shape. ``per_user`` receives each
+    model's per-user values (see :func:`evaluate_model`), for paired tests.
     """
     rows = []
     for name, model in models.items():
-        metrics = evaluate_model(model, train, test, k=k, compute_auc=compute_auc)
+        mine: dict[str, np.ndarray] | None = {} if per_user is not None else None
+        metrics = evaluate_model(model, train, test, k=k, compute_auc=compute_auc, per_user=mine)
+        if per_user is not None:
+            per_user[name] = mine
         users = int(metrics.pop("users"))
         for key, value in metrics.items():
             if key.endswith(STDERR_SUFFIX):

@@ -2,7 +2,11 @@
 
 - ``model.pkl``     the pickled :class:`TrainedModel` (scorer, estimator, catalogue);
 - ``mappings.json`` user and item id lists (index ``i`` = row/column ``i`` of the model);
-- ``params.json``   hyperparameters; ``metrics.json`` evaluation figures;
+- ``params.json``   hyperparameters; ``metrics.json`` evaluation figures (candidates compared
+  at selection, held-out metrics, the gate's decision and numbers);
+- ``holdout_model.pkl`` (optional) the same configuration trained on the stable training split
+  only, when ``model.pkl`` was refitted on all data: the gate evaluates this one, since the
+  refitted model has seen the held-out interactions;
 - ``meta.json``     version, kind, status, created_at, published_at, data_snapshot_id.
 
 Statuses follow ``ml.model_registry``: candidate → published | rejected, published → retired.
@@ -96,6 +100,7 @@ class ModelRegistry:
         status: str = "candidate",
         version: str | None = None,
         created_at: datetime | None = None,
+        holdout_model: TrainedModel | None = None,
     ) -> ModelVersion:
         """Write a new version; returns it. ``version`` defaults to a sortable UTC timestamp id."""
         _check_status(status)
@@ -113,6 +118,10 @@ class ModelRegistry:
             model.version = version
             with open(staging / "model.pkl", "wb") as handle:
                 pickle.dump(model, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            if holdout_model is not None:
+                holdout_model.version = version
+                with open(staging / "holdout_model.pkl", "wb") as handle:
+                    pickle.dump(holdout_model, handle, protocol=pickle.HIGHEST_PROTOCOL)
             _dump(
                 staging / "mappings.json",
                 {"user_ids": list(map(str, model.user_ids)), "item_ids": list(map(str, model.item_ids))},
@@ -147,6 +156,14 @@ class ModelRegistry:
         if status == "published":
             meta["published_at"] = (at or datetime.now(UTC)).isoformat()
         _dump(meta_path, meta)
+        return self.get(version)
+
+    def update_metrics(self, version: str, updates: dict[str, Any]) -> ModelVersion:
+        """Merge ``updates`` into the version's metrics.json (atomic replace)."""
+        path = self._dir(version) / "metrics.json"
+        metrics = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        metrics.update(updates)
+        _dump(path, metrics)
         return self.get(version)
 
     def publish(self, version: str, at: datetime | None = None) -> ModelVersion:
@@ -243,6 +260,18 @@ class ModelRegistry:
         model.version = version
         return model
 
+    def load_holdout(self, version: str) -> TrainedModel:
+        """The model to evaluate on the stable hold-out: trained without it (see the module doc)."""
+        path = self._dir(version) / "holdout_model.pkl"
+        if not path.is_file():
+            return self.load(version)
+        with open(path, "rb") as handle:
+            model = pickle.load(handle)
+        if not isinstance(model, TrainedModel):
+            raise RegistryError(f"{version}/holdout_model.pkl does not hold a TrainedModel")
+        model.version = version
+        return model
+
     def load_latest_published(self) -> TrainedModel | None:
         live = self.latest_published()
         return self.load(live.version) if live else None
@@ -259,3 +288,49 @@ class ModelRegistry:
 def _check_status(status: str) -> None:
     if status not in STATUSES:
         raise RegistryError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+
+
+def describe_versions(registry: ModelRegistry) -> list[str]:
+    """``music-platform model list``: a header, one line per version (newest last) with its status,
+    a ``*`` on the live one, held-out P@10 / NDCG@10 (popularity beside them), what selection picked
+    among which candidates, and an indented line with the gate's decision and reason."""
+    live = registry.latest_published()
+    header = (
+        f"{'':2}{'version':<24} {'kind':<10} {'status':<9} {'created':<16} "
+        f"{'P@10':>6} {'NDCG@10':>7} {'pop NDCG':>8}  selected / gate"
+    )
+    lines = [header, "-" * len(header)]
+    for v in registry.list_versions():
+        holdout = v.metrics.get("holdout", {})
+        popularity = v.metrics.get("popularity", {})
+        gate = v.metrics.get("gate", {})
+        selection = v.metrics.get("selection", {})
+
+        def figure(values: dict, key: str, width: int) -> str:
+            value = values.get(key)
+            return f"{value:>{width}.4f}" if isinstance(value, int | float) else f"{'-':>{width}}"
+
+        candidates = selection.get("candidates", {})
+        metric = selection.get("metric", "ndcg@10")
+        chosen = (
+            f"{selection.get('winner')} of "
+            + ", ".join(f"{n} {m.get(metric, float('nan')):.4f}" for n, m in candidates.items())
+            if candidates
+            else "-"
+        )
+        mark = "* " if live is not None and v.version == live.version else "  "
+        lines.append(
+            f"{mark}{v.version:<24} {v.kind:<10} {v.status:<9} {v.created_at:%Y-%m-%d %H:%M} "
+            f"{figure(holdout, 'precision@10', 6)} {figure(holdout, 'ndcg@10', 7)} {figure(popularity, 'ndcg@10', 8)}  "
+            f"{chosen}"
+        )
+        published = f"published {v.published_at:%Y-%m-%d %H:%M}; " if v.published_at else ""
+        live_note = "LIVE; " if mark == "* " else ""
+        if gate:
+            lines.append(f"    {live_note}{published}gate: {gate.get('decision')}: {gate.get('reason')}")
+        elif published or live_note:
+            lines.append(f"    {live_note}{published}gate: not recorded (evaluated before the paired gate)")
+        else:
+            lines.append("    gate: not evaluated yet")
+    lines.append("* = live (the published version the service serves)")
+    return lines

@@ -25,14 +25,14 @@ from music_platform.quality.completeness import measure_completeness
 from music_platform.quality.contracts import ML_REQUIRED_FIELDS
 from music_platform.recommender.dataset import RecDataset, build_dataset, dataset_stats
 from music_platform.recommender.evaluation import evaluate_models, metrics_dict, with_baseline
-from music_platform.recommender.gate import should_publish
-from music_platform.recommender.lightfm_model import LightFMParams
+from music_platform.recommender.gate import HOLD, PUBLISH, REJECT, paired_gate
 from music_platform.recommender.models import train_popularity
 from music_platform.recommender.publication import (
     MIN_NAMED_SHARE,
     PUBLICATION_COLUMN,
     Publication,
     check_publication,
+    columns_of,
     ensure_publication_column,
     new_publication_id,
     publish,
@@ -42,7 +42,13 @@ from music_platform.recommender.publication import (
 from music_platform.recommender.registry import ModelRegistry
 from music_platform.recommender.scoring import popularity_recommendations, recommend_top_k, similar_items
 from music_platform.recommender.stable_split import stable_holdout
-from music_platform.recommender.training import BlendParams, train_model
+from music_platform.recommender.training import (
+    PRODUCTION,
+    ProductionConfig,
+    refit_on_all,
+    train_model,
+    train_production,
+)
 from music_platform.resources import ArtifactStoreResource, WarehouseResource
 from music_platform.serving.limits import MAX_K as STORED_K
 from music_platform.sources.landing import utc_now
@@ -50,7 +56,7 @@ from music_platform.sources.landing import utc_now
 ML = "ml"
 MARTS = "marts"
 TOP_K = 10  # evaluation and the gate; the pipeline stores STORED_K (the service's maximum k)
-GATE_METRIC = f"precision@{TOP_K}"
+GATE_METRIC = f"ndcg@{TOP_K}"  # selection and the paired gate compare per-user NDCG@10
 GATE = "beats_popularity_baseline"
 
 TRAINING_DATA = dg.AssetKey([ML, "training_data"])
@@ -65,31 +71,58 @@ DAILY_ML_FRESHNESS = RECOMMENDATIONS_FRESHNESS
 
 
 class ModelConfig(dg.Config):
-    """Which model kind the pipeline trains, and how the gate judges it."""
+    """Which model the pipeline trains, how it is selected, and how the gate judges it.
 
-    model_kind: str = "lightfm"  # lightfm (hybrid) | blend (LightFM + EASE) | ease | als
-    test_fraction: float = 0.2
-    regression_tolerance: float = 0.02
-    # LightFM budget for the pipeline: early stopping picks the epoch count within max_epochs,
-    # and the model is not refitted a second time (the daily pipeline values time over the
-    # last fraction of a point; the benchmark measures the refitted model).
-    max_epochs: int = 20
-    no_components: int = 64
+    The defaults are ``recommender.training.PRODUCTION``, the configuration ``music-platform
+    benchmark`` measures as ``production``.
+    """
+
+    # auto: train every kind in `candidates` on the stable training split and keep the one with the
+    # best held-out NDCG@10; or one kind: lightfm (hybrid) | blend (LightFM + EASE + ALS) | ease | als.
+    model_kind: str = "auto"
+    candidates: list[str] = list(PRODUCTION.candidates)
+    test_fraction: float = PRODUCTION.test_fraction
+    # After selection, retrain the winner on all interactions (the served model); the gate judges
+    # the split-trained twin (kept as holdout_model.pkl). Measured in docs/recommender.md.
+    refit_on_full: bool = PRODUCTION.refit_on_full
+    refit_max_seconds: float | None = PRODUCTION.refit_max_seconds
+    ease_max_items: int = PRODUCTION.ease_max_items
+    # The paired gate (per-user NDCG@10, paired t-test): the candidate must beat popularity by this
+    # relative lift at the lower confidence bound, and the live model by min_lift_vs_live.
+    min_lift_vs_popularity: float = 0.10
+    min_lift_vs_live: float = 0.0
+    gate_confidence: float = 0.95
+    # True: a candidate not clearly better than the live model is held (kept as candidate, not
+    # published). False: it is published unless clearly worse (refresh on new data).
+    hold_unless_better: bool = True
+    # LightFM budget for the pipeline: early stopping picks the epoch count within max_epochs
+    # (the refit on all data reuses that count instead of searching again).
+    max_epochs: int = PRODUCTION.max_epochs
+    no_components: int = PRODUCTION.no_components
     # Wall-time ceiling on the epoch search (None: none). Small catalogues stop early long before
     # it; at 10 M scrobbles (2.45 M interactions, 2 cores) an epoch takes ~35 s and early
     # stopping alone ran 12 epochs (488 s) for 0.3% more validation precision than epoch 4.
-    training_time_budget_seconds: float | None = 300.0
+    training_time_budget_seconds: float | None = PRODUCTION.time_budget_seconds
 
-    def training_params(self):
-        if self.model_kind not in ("lightfm", "blend"):
-            return None
-        params = LightFMParams(
+    def production(self) -> ProductionConfig:
+        return ProductionConfig(
+            candidates=tuple(self.candidates),
+            test_fraction=self.test_fraction,
+            refit_on_full=self.refit_on_full,
+            refit_max_seconds=self.refit_max_seconds,
+            ease_max_items=self.ease_max_items,
             max_epochs=self.max_epochs,
             no_components=self.no_components,
-            refit_on_full=False,
             time_budget_seconds=self.training_time_budget_seconds,
         )
-        return params if self.model_kind == "lightfm" else BlendParams(lightfm=params)
+
+    def training_params(self, kind: str | None = None):
+        kind = kind or self.model_kind
+        if kind == "lightfm":
+            return self.production().lightfm_params()
+        if kind == "blend":
+            return self.production().blend_params()
+        return None
 
 
 def _registry(artifacts: ArtifactStoreResource) -> ModelRegistry:
@@ -168,10 +201,28 @@ def training_data(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
 def lightfm_model(
     context: dg.AssetExecutionContext, config: ModelConfig, training_data: RecDataset, artifacts: ArtifactStoreResource
 ):
-    train, _ = stable_holdout(training_data, config.test_fraction)
-    model = train_model(config.model_kind, train, config.training_params())
+    train, test = stable_holdout(training_data, config.test_fraction)
+    selection = None
+    if config.model_kind == "auto":
+        selection, holdout_model, model = train_production(training_data, config.production(), (train, test))
+        kind = selection.winner
+        context.log.info(
+            "selected %s: %s",
+            kind,
+            ", ".join(f"{n} {m[GATE_METRIC]:.4f}" for n, m in selection.metrics.items()),
+        )
+    else:
+        kind = config.model_kind
+        holdout_model = train_model(kind, train, config.training_params())
+        model = refit_on_all(kind, holdout_model, training_data) if config.refit_on_full else holdout_model
     registry = _registry(artifacts)
-    version = registry.save(model, data_snapshot_id=training_data.snapshot_id(), status="candidate")
+    version = registry.save(
+        model,
+        metrics={"selection": selection.summary()} if selection else {"selection": {"winner": kind, "candidates": {}}},
+        data_snapshot_id=training_data.snapshot_id(),
+        status="candidate",
+        holdout_model=holdout_model if model is not holdout_model else None,
+    )
     reloaded = registry.load(version.version)
     sample = recommend_top_k(reloaded, train, k=TOP_K, users=list(train.user_ids[:5]), with_reasons=False)
     yield dg.Output(
@@ -179,19 +230,28 @@ def lightfm_model(
         metadata={
             "model_version": dg.MetadataValue.text(version.version),
             "model_kind": dg.MetadataValue.text(model.kind),
+            "selection": dg.MetadataValue.json(selection.summary() if selection else {"winner": kind}),
+            "refit_on_full": dg.MetadataValue.bool(config.refit_on_full),
             "params": dg.MetadataValue.json(json.loads(json.dumps(model.params, default=str))),
             "fit_seconds": dg.MetadataValue.float(round(model.fit_seconds, 3)),
             # how the epoch search ended: early_stopping, max_epochs or time_budget
             **{
-                key: dg.MetadataValue.text(str(model.training_info[key]))
+                key: dg.MetadataValue.text(str(holdout_model.training_info[key]))
                 for key in ("epochs", "epochs_trained", "best_epoch", "stopped_by")
-                if key in model.training_info
+                if key in holdout_model.training_info
             },
             "data_snapshot_id": dg.MetadataValue.text(training_data.snapshot_id()),
             "data_source": dg.MetadataValue.text(
-                f"ml/training_data snapshot {training_data.snapshot_id()} (training split)"
+                f"ml/training_data snapshot {training_data.snapshot_id()} "
+                + (
+                    "(all interactions after selection on the training split)"
+                    if config.refit_on_full
+                    else "(training split)"
+                )
             ),
-            "training_interactions": dg.MetadataValue.int(train.n_interactions),
+            "training_interactions": dg.MetadataValue.int(
+                training_data.n_interactions if config.refit_on_full else train.n_interactions
+            ),
             "artifact": dg.MetadataValue.path(str(artifacts.models_dir / version.version)),
         },
     )
@@ -215,8 +275,10 @@ def lightfm_model(
             GATE,
             asset=EVALUATION,
             blocking=True,
-            description=f"The model gate: the candidate's {GATE_METRIC} beats the popularity baseline and does not "
-            "regress the published model beyond the tolerance. Blocking: a failing candidate is never published.",
+            description=f"The model gate: a paired t-test over test users of per-user {GATE_METRIC}. The candidate "
+            "must beat popularity by the minimum lift and be clearly better than the live model (publish); not "
+            "clearly better: hold (WARN, kept as a candidate, the live model keeps serving); clearly worse or "
+            "not above popularity: reject (ERROR, blocking).",
         )
     ],
     **_common,
@@ -230,76 +292,141 @@ def model_evaluation(
     artifacts: ArtifactStoreResource,
 ):
     registry = _registry(artifacts)
-    candidate = registry.load(lightfm_model)
+    # The split-trained twin when the served model was refitted on all data (it has seen the test part).
+    candidate = registry.load_holdout(lightfm_model)
     train, test = stable_holdout(training_data, config.test_fraction)
     models = {"candidate": candidate, "popularity": train_popularity(train)}
     published = registry.latest_published()
     if published is not None and published.version != lightfm_model:
-        models["published"] = registry.load(published.version)
-    evaluation = evaluate_models(models, train, test, k=TOP_K)
+        models["published"] = registry.load_holdout(published.version)
+    per_user: dict[str, dict] = {}
+    evaluation = evaluate_models(models, train, test, k=TOP_K, per_user=per_user)
+    decision = paired_gate(
+        per_user["candidate"][GATE_METRIC],
+        per_user["popularity"][GATE_METRIC],
+        per_user["published"][GATE_METRIC] if "published" in models else None,
+        metric=GATE_METRIC,
+        min_lift_vs_popularity=config.min_lift_vs_popularity,
+        min_lift_vs_live=config.min_lift_vs_live,
+        confidence=config.gate_confidence,
+        hold_unless_better=config.hold_unless_better,
+    )
+
     rows = with_baseline(evaluation, "candidate")
-    rows.insert(0, "model_version", lightfm_model)
     rows["model"] = candidate.kind
-    published_rows = evaluation[evaluation["model"] == "published"][["metric", "k", "value"]]
+    rows["selected"] = True
+    selection = registry.get(lightfm_model).metrics.get("selection", {})
+    baseline = metrics_dict(evaluation, "popularity")
+    others = [
+        {"model": name, "metric": key.partition("@")[0], "k": float(key.partition("@")[2]), "value": value}
+        for name, figures in selection.get("candidates", {}).items()
+        if name != selection.get("winner")
+        for key, value in figures.items()
+        if "@" in key
+        and not key.endswith(":stderr")
+        and key.partition("@")[0] in ("precision", "recall", "ndcg", "map")
+    ]
+    if others:
+        other_rows = pd.DataFrame(others)
+        other_rows["baseline_value"] = [
+            baseline.get(f"{m}@{int(k)}") for m, k in zip(other_rows["metric"], other_rows["k"], strict=True)
+        ]
+        other_rows["selected"] = False
+        rows = pd.concat([rows.astype({"k": "float64"}), other_rows], ignore_index=True)
+    rows.insert(0, "model_version", lightfm_model)
+    published_rows = evaluation[evaluation["model"] == "published"][["metric", "k", "value"]].astype({"k": "float64"})
+    rows["k"] = rows["k"].astype("float64")  # AUC has no cut-off (null k)
     rows = rows.merge(published_rows.rename(columns={"value": "published_value"}), on=["metric", "k"], how="left")
+    rows.loc[~rows["selected"].astype(bool), "published_value"] = None
     rows["published_version"] = pd.Series(
         [published.version if "published" in models else None] * len(rows), dtype="string"
     )
+    rows["gate_decision"] = pd.Series([decision.decision] * len(rows), dtype="string")
     rows["evaluated_at"] = pd.Timestamp(utc_now())
-    rows["k"] = rows["k"].astype("float64")  # AUC has no cut-off (null k)
+    rows["selected"] = rows["selected"].astype(bool)
     wh = warehouse.get_warehouse()
+    _ensure_columns(wh, "model_evaluation", {"selected": "boolean", "gate_decision": "varchar"})
     wh.replace_partition(ML, "model_evaluation", rows, "model_version", [lightfm_model])
 
     candidate_metrics = metrics_dict(evaluation, "candidate")
-    decision = should_publish(
-        candidate_metrics,
-        metrics_dict(evaluation, "popularity"),
-        metrics_dict(evaluation, "published") if "published" in models else None,
-        tolerance=config.regression_tolerance,
-        metric=GATE_METRIC,
-        candidate_stderr=metrics_dict(evaluation, "candidate", "stderr").get(GATE_METRIC, 0.0),
-        published_stderr=metrics_dict(evaluation, "published", "stderr").get(GATE_METRIC, 0.0),
+    registry.update_metrics(
+        lightfm_model,
+        {
+            "holdout": {k: round(v, 6) for k, v in candidate_metrics.items()},
+            "popularity": {k: round(v, 6) for k, v in baseline.items()},
+            "gate": {
+                **decision.as_dict(),
+                "metric": GATE_METRIC,
+                "live_version": published.version if "published" in models else None,
+            },
+        },
     )
-    registry.set_status(lightfm_model, "candidate" if decision.publish else "rejected")
+    registry.set_status(lightfm_model, "rejected" if decision.decision == REJECT else "candidate")
+    comparison_metadata = {
+        f"{name}_{field}": dg.MetadataValue.float(round(float(value), 6))
+        for name, comparison in decision.comparisons.items()
+        for field, value in comparison._asdict().items()
+        if field in ("mean_difference", "stderr", "ci_low", "ci_high", "p_value", "required_lift", "reference_mean")
+    }
     yield dg.MaterializeResult(
         metadata={
             "dagster/row_count": dg.MetadataValue.int(len(rows)),
             "dagster/column_schema": column_schema(rows),
-            "metrics": dg.MetadataValue.md(preview_markdown(rows[["metric", "k", "value", "baseline_value"]], rows=20)),
+            "metrics": dg.MetadataValue.md(
+                preview_markdown(rows[["model", "selected", "metric", "k", "value", "baseline_value"]], rows=30)
+            ),
             "preview": dg.MetadataValue.md(preview_markdown(rows)),
             "data_source": dg.MetadataValue.text(
                 f"model {lightfm_model}, the popularity baseline"
                 + (f" and the published model {published.version}" if "published" in models else "")
                 + f", on the stable {config.test_fraction:.0%} hold-out of ml/training_data"
             ),
+            "selected_model": dg.MetadataValue.text(str(selection.get("winner", candidate.kind))),
+            "gate_decision": dg.MetadataValue.text(decision.decision),
             **{f"candidate_{k}": dg.MetadataValue.float(round(v, 5)) for k, v in candidate_metrics.items()},
             # every metric beside the popularity baseline's (plotted side by side in the UI)
-            **{
-                f"baseline_{k}": dg.MetadataValue.float(round(v, 5))
-                for k, v in metrics_dict(evaluation, "popularity").items()
-            },
+            **{f"baseline_{k}": dg.MetadataValue.float(round(v, 5)) for k, v in baseline.items()},
             "test_users": dg.MetadataValue.int(int(evaluation["users"].max())),
         }
     )
     yield dg.AssetCheckResult(
         check_name=GATE,
-        passed=decision.publish,
-        severity=dg.AssetCheckSeverity.ERROR,
+        passed=decision.decision == PUBLISH,
+        # A held candidate is not an alarm: the live model keeps serving (its recommendations are
+        # refreshed downstream). A rejected one is: nothing downstream runs.
+        severity=dg.AssetCheckSeverity.WARN if decision.decision == HOLD else dg.AssetCheckSeverity.ERROR,
         description=decision.reason,
         metadata={
             "model_version": dg.MetadataValue.text(lightfm_model),
+            "decision": dg.MetadataValue.text(decision.decision),
             "reason": dg.MetadataValue.text(decision.reason),
+            "metric": dg.MetadataValue.text(GATE_METRIC),
+            "live_version": dg.MetadataValue.text(published.version if "published" in models else "(none)"),
+            **comparison_metadata,
         },
     )
 
 
+def _ensure_columns(wh, table: str, columns: dict[str, str]) -> None:
+    """Tables written before these columns existed get them (older rows read as null)."""
+    existing = {c.lower() for c in columns_of(wh, ML, table)}
+    if not existing:
+        return
+    for name, sql_type in columns.items():
+        if name not in existing:
+            wh.execute(f"alter table {wh.qualified(ML, table)} add column {name} {sql_type}")
+
+
 def _servable_version(registry: ModelRegistry, evaluated_version: str) -> str:
-    """The version whose recommendations to write: the evaluated one unless the gate rejected it."""
-    if registry.get(evaluated_version).status != "rejected":
+    """The version whose recommendations to write: the evaluated one if the gate said publish,
+    else the live one (a held candidate leaves the live model serving, on fresh data)."""
+    evaluated = registry.get(evaluated_version)
+    decision = evaluated.metrics.get("gate", {}).get("decision")
+    if evaluated.status != "rejected" and decision in (PUBLISH, None):  # None: evaluated before the paired gate
         return evaluated_version
     published = registry.latest_published()
     if published is None:
-        raise dg.Failure(f"model {evaluated_version} was rejected by the gate and no model is published yet")
+        raise dg.Failure(f"model {evaluated_version} was not published by the gate ({decision}) and none is live yet")
     return published.version
 
 
@@ -469,7 +596,7 @@ def _metrics_beside_baseline(wh, version: str) -> str:
         return "(not evaluated)"
     frame = wh.query_df(
         f"select metric, k, value, baseline_value from {wh.qualified(ML, 'model_evaluation')} "
-        f"where model_version = '{version}' order by metric"
+        f"where model_version = '{version}' and coalesce(selected, true) order by metric"
     )
     frame.columns = [c.lower() for c in frame.columns]
     return preview_markdown(frame.round(5), rows=len(frame)) if len(frame) else "(not evaluated)"
