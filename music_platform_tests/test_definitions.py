@@ -1,7 +1,5 @@
 """The code location loads, and every asset carries what operators rely on in the UI."""
 
-import json
-
 import dagster as dg
 import pytest
 
@@ -129,17 +127,3 @@ def test_relationships_from_daily_models_are_judged_on_the_dimensions(graph):
     assert ("marts/dim_artists", "relationships_fct_listens_artist_id__artist_id__ref_dim_artists_") in names
     assert ("marts/user_track_interactions", "not_null_user_track_interactions_user_id") in names
 
-
-def test_the_daily_and_unpartitioned_dbt_assets_split_the_models(definitions):
-    from music_platform.defs.transform.dbt import dbt_daily_models, dbt_models, dbt_project
-
-    manifest = json.loads(dbt_project.manifest_path.read_text())
-    models = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] in ("model", "seed")}
-    daily = {k.path[-1] for k in dbt_daily_models.keys}
-    other = {k.path[-1] for k in dbt_models.keys}
-    assert not daily & other, daily & other
-    assert daily | other == models, models ^ (daily | other)
-    tagged_daily = {
-        n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "model" and "daily" in n["tags"]
-    }
-    assert daily == tagged_daily

@@ -153,6 +153,8 @@ def test_a_partition_window_becomes_inclusive_dbt_vars():
     assert json.loads(args[args.index("--vars") + 1]) == {"min_date": "2025-03-01", "max_date": "2025-03-03"}
     # relationships to the (unpartitioned) dimensions are judged when those are rebuilt
     assert args[args.index("--indirect-selection") + 1] == "cautious"
+    # dbt unit tests check logic a partition does not change: the unpartitioned build runs them
+    assert args[args.index("--exclude-resource-type") + 1] == "unit_test"
     assert "--full-refresh" not in args
 
 

@@ -176,7 +176,7 @@ def source_ledgers(warehouse) -> list[Ledger]:
     """Per reference source table (tags, charts, profiles, Kaggle, Spotify): raw -> staging."""
     frame = _lower(
         warehouse.query_df(
-            "select source_table, received_rows, missing_required_rows, duplicate_rows, staged_rows "
+            "select source_table, received_rows, missing_required_rows, superseded_rows, duplicate_rows, staged_rows "
             f"from {warehouse.qualified(AUDIT, SOURCE_LEDGER)} order by source_table"
         )
     )
@@ -185,7 +185,11 @@ def source_ledgers(warehouse) -> list[Ledger]:
             str(row.source_table),
             int(row.received_rows),
             int(row.staged_rows),
-            {"missing_required_field": int(row.missing_required_rows), DUPLICATE: int(row.duplicate_rows)},
+            {
+                "missing_required_field": int(row.missing_required_rows),
+                "superseded_by_a_newer_fetch": int(row.superseded_rows),
+                DUPLICATE: int(row.duplicate_rows),
+            },
         )
         for row in frame.itertuples(index=False)
     ]
