@@ -57,3 +57,18 @@ def test_the_service_and_the_ml_assets_are_exposures_of_the_marts_they_read(mani
     assert {"recommendation_service", "recommender_training"} <= set(exposures)
     training = {n.split(".")[-1] for n in exposures["recommender_training"]["depends_on"]["nodes"]}
     assert {"user_track_interactions", "dim_tracks", "artist_tags"} <= training
+
+
+def test_every_source_declares_its_columns_loaded_at_field_and_freshness(manifest):
+    sources = list(manifest["sources"].values())
+    assert len(sources) == 9
+    for source in sources:
+        name = f"{source['source_name']}.{source['name']}"
+        assert source["loaded_at_field"] == "ingested_at", name
+        freshness = source["freshness"] or {}
+        assert (freshness.get("warn_after") or {}).get("count"), name
+        assert "ingested_at" in source["columns"] and len(source["columns"]) >= 7, name
+        assert all(column["description"] for column in source["columns"].values()), name
+    scrobbles = manifest["sources"]["source.music_platform.lastfm.lastfm_scrobbles"]["freshness"]
+    assert scrobbles["warn_after"] == {"count": 6, "period": "hour"}
+    assert scrobbles["error_after"] == {"count": 26, "period": "hour"}
