@@ -72,3 +72,25 @@ def test_every_source_declares_its_columns_loaded_at_field_and_freshness(manifes
     scrobbles = manifest["sources"]["source.music_platform.lastfm.lastfm_scrobbles"]["freshness"]
     assert scrobbles["warn_after"] == {"count": 6, "period": "hour"}
     assert scrobbles["error_after"] == {"count": 26, "period": "hour"}
+
+
+def test_a_schema_prefix_gives_a_run_schemas_of_its_own(tmp_path, monkeypatch):
+    """Issue 17 §6: development and CI runs get prefixed schemas; production keeps plain names."""
+    from music_platform.config import Settings
+    from music_platform_tests.dbt_runner import run_dbt
+
+    settings = Settings.from_env({"MUSIC_PLATFORM_DATA_DIR": str(tmp_path)})
+    monkeypatch.setenv("MUSIC_PLATFORM_SCHEMA_PREFIX", "ci_42_")
+    listed = run_dbt(
+        ["ls", "--resource-type", "model", "seed", "--output", "json", "--output-keys", "name schema"],
+        settings, tmp_path,
+    ).stdout  # fmt: skip
+    rows = [json.loads(line) for line in listed.splitlines() if line.startswith("{")]
+    schemas = {row["schema"] for row in rows}
+    assert schemas == {"ci_42_staging", "ci_42_intermediate", "ci_42_marts", "ci_42_audit", "ci_42_reference"}
+    plain = {n["schema"] for n in manifest_without_prefix()["nodes"].values() if n["resource_type"] == "model"}
+    assert plain == {"staging", "intermediate", "marts", "audit"}
+
+
+def manifest_without_prefix() -> dict:
+    return json.loads(get_dbt_project("duckdb").manifest_path.read_text())

@@ -320,6 +320,11 @@ def test_day_by_day_builds_and_restatements_equal_a_full_refresh(tmp_path, make_
         restated = assert_same_marts(incremental, full)
         assert listen_days(restated) == set(DAYS) - {emptied}
 
-        # 4. an incremental run without vars restates everything
-        run_dbt(["build", *ONLY_THESE_MODELS], inc_settings, inc_dir)
-        assert_same_marts(incremental, full)
+        # 4. a plain incremental run (no vars) restates only the days from the newest stored one
+        # minus lookback_days, never the whole history: an old day re-fetched under another
+        # source label stays as stored, and the marts still equal the full refresh.
+        old_day = DAYS[0]
+        write_day(incremental, old_day, days[old_day].assign(source="refetched"))
+        run_dbt(["build", "--vars", json.dumps({"lookback_days": 0}), *ONLY_THESE_MODELS], inc_settings, inc_dir)
+        kept = assert_same_marts(incremental, full)["fct_listens"]
+        assert set(kept[pd.to_datetime(kept["listen_date"]).dt.date == old_day]["source"]) == {"synthetic"}
