@@ -102,3 +102,28 @@ def test_schedules_and_sensors_exist(definitions):
     sensors = {s.name for s in definitions.sensors}
     assert {"daily_ingestion_schedule", "weekly_retrain_schedule"} <= schedules
     assert {"automation_sensor", "kaggle_drop_folder_sensor", "run_failure_alert_sensor"} <= sensors
+
+
+def test_every_dbt_model_has_a_uniqueness_check_on_its_grain(graph):
+    """Issue 13 §3: `unique` on a one-column grain, `unique_combination_of_columns` on a wider one."""
+    dbt_keys = [n.key for n in _materializable(graph) if "dbt" in n.kinds]
+    assert len(dbt_keys) > 20
+    grain_checks = {
+        check.asset_key
+        for check in graph.asset_check_keys
+        if check.name.startswith(("unique_", "unique_combination_of_columns_"))
+    }
+    missing = sorted(k.to_user_string() for k in dbt_keys if k not in grain_checks)
+    assert not missing, missing
+
+
+def test_relationships_from_daily_models_are_judged_on_the_dimensions(graph):
+    """A daily model runs before the dimensions it references are rebuilt: the relationship
+    checks belong to the dimensions, which the unpartitioned dbt run builds."""
+    names = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
+    for dimension, column in (("dim_users", "user_id"), ("dim_tracks", "track_id")):
+        check = f"relationships_user_track_interactions_{column}__{column}__ref_{dimension}_"
+        assert (f"marts/{dimension}", check) in names, check
+    assert ("marts/dim_artists", "relationships_fct_listens_artist_id__artist_id__ref_dim_artists_") in names
+    assert ("marts/user_track_interactions", "not_null_user_track_interactions_user_id") in names
+

@@ -263,7 +263,8 @@ def check_dg(command: DocCommand) -> None:
 def check_dbt(command: DocCommand, monkeypatch) -> None:
     from dbt.cli.main import cli
 
-    monkeypatch.chdir(PROJECT_ROOT / "dbt")  # dbt runs from the project folder, next to profiles.yml
+    # dbt runs from the project folder, next to profiles.yml, or from the root with --project-dir dbt
+    monkeypatch.chdir(PROJECT_ROOT if "--project-dir" in command.words else PROJECT_ROOT / "dbt")
     _parse_click(cli, "dbt", _drop_placeholders(command.words[1:]))
 
 

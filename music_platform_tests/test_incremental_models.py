@@ -155,6 +155,8 @@ def test_a_partition_window_becomes_inclusive_dbt_vars():
     assert json.loads(args[args.index("--vars") + 1]) == {"min_date": "2025-03-01", "max_date": "2025-03-03"}
     # relationships to the (unpartitioned) dimensions are judged when those are rebuilt
     assert args[args.index("--indirect-selection") + 1] == "cautious"
+    # dbt unit tests check logic a partition does not change: the unpartitioned build runs them
+    assert args[args.index("--exclude-resource-type") + 1] == "unit_test"
     assert "--full-refresh" not in args
 
 
@@ -324,6 +326,11 @@ def test_day_by_day_builds_and_restatements_equal_a_full_refresh(tmp_path, make_
         restated = assert_same_marts(incremental, full)
         assert listen_days(restated) == set(DAYS) - {emptied}
 
-        # 4. an incremental run without vars restates everything
-        run_dbt(["build", *ONLY_THESE_MODELS], inc_settings, inc_dir)
-        assert_same_marts(incremental, full)
+        # 4. a plain incremental run (no vars) restates only the days from the newest stored one
+        # minus lookback_days, never the whole history: an old day re-fetched under another
+        # source label stays as stored, and the marts still equal the full refresh.
+        old_day = DAYS[0]
+        write_day(incremental, old_day, days[old_day].assign(source="refetched"))
+        run_dbt(["build", "--vars", json.dumps({"lookback_days": 0}), *ONLY_THESE_MODELS], inc_settings, inc_dir)
+        kept = assert_same_marts(incremental, full)["fct_listens"]
+        assert set(kept[pd.to_datetime(kept["listen_date"]).dt.date == old_day]["source"]) == {"synthetic"}

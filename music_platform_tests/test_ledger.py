@@ -66,3 +66,14 @@ def test_items_that_were_never_data_are_accounted_for_but_not_counted_against_th
     assert ledger.passes(not_data=("now_playing", "duplicate"))
     quarantined = Ledger("API items", received=100, kept=90, set_aside={"now_playing": 2, "quarantined": 8})
     assert not quarantined.passes(not_data=("now_playing", "duplicate"))
+
+
+def test_an_older_chart_superseded_by_the_latest_is_accounted_for_without_failing_the_share():
+    from music_platform.quality.ledger import SUPERSEDED
+
+    chart = Ledger("lastfm.lastfm_chart_top_tracks", received=150, kept=50, set_aside={SUPERSEDED: 100})
+    assert chart.lost == 0
+    assert not LedgerVerdict([chart]).passed  # counted as data, a third kept would fail
+    assert LedgerVerdict([chart], not_data=(SUPERSEDED,)).passed
+    lost_one = Ledger("lastfm.lastfm_chart_top_tracks", received=150, kept=49, set_aside={SUPERSEDED: 100})
+    assert not LedgerVerdict([lost_one], not_data=(SUPERSEDED,)).passed

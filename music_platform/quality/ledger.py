@@ -21,6 +21,8 @@ LISTEN_LEDGER = "listen_ledger"
 LISTENS_SET_ASIDE = "listens_set_aside"
 SOURCE_LEDGER = "source_ledger"
 DUPLICATE = "duplicate"
+# Rows of an older fetch that a newer one replaces as a whole (the chart): never data to keep.
+SUPERSEDED = "superseded_by_a_newer_fetch"
 
 
 @dataclass(frozen=True)
@@ -79,10 +81,11 @@ class Ledger:
 class LedgerVerdict:
     ledgers: Sequence[Ledger]
     threshold: float = DEFAULT_THRESHOLD
+    not_data: tuple[str, ...] = ()  # reasons left out of the kept share (see ``Ledger.passes``)
 
     @property
     def failing(self) -> list[Ledger]:
-        return [ledger for ledger in self.ledgers if not ledger.passes(self.threshold)]
+        return [ledger for ledger in self.ledgers if not ledger.passes(self.threshold, self.not_data)]
 
     @property
     def passed(self) -> bool:
@@ -176,7 +179,7 @@ def source_ledgers(warehouse) -> list[Ledger]:
     """Per reference source table (tags, charts, profiles, Kaggle, Spotify): raw -> staging."""
     frame = _lower(
         warehouse.query_df(
-            "select source_table, received_rows, missing_required_rows, duplicate_rows, staged_rows "
+            "select source_table, received_rows, missing_required_rows, superseded_rows, duplicate_rows, staged_rows "
             f"from {warehouse.qualified(AUDIT, SOURCE_LEDGER)} order by source_table"
         )
     )
@@ -185,7 +188,11 @@ def source_ledgers(warehouse) -> list[Ledger]:
             str(row.source_table),
             int(row.received_rows),
             int(row.staged_rows),
-            {"missing_required_field": int(row.missing_required_rows), DUPLICATE: int(row.duplicate_rows)},
+            {
+                "missing_required_field": int(row.missing_required_rows),
+                SUPERSEDED: int(row.superseded_rows),
+                DUPLICATE: int(row.duplicate_rows),
+            },
         )
         for row in frame.itertuples(index=False)
     ]

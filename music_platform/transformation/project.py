@@ -1,8 +1,10 @@
 """The dbt project: where it is, which target it runs against, and a fresh manifest.
 
-The public settings (MUSIC_PLATFORM_TARGET, the DuckDB path, the PostgreSQL URL, SNOWFLAKE_*)
-are turned here into the variables ``dbt/profiles.yml`` reads, so users never configure dbt
-separately and dbt always writes the same warehouse as the Python assets.
+``dbt/profiles.yml`` reads the public settings (MUSIC_PLATFORM_TARGET, MUSIC_PLATFORM_DUCKDB_PATH,
+MUSIC_PLATFORM_POSTGRES_URL, SNOWFLAKE_*) itself, so plain dbt works. Dagster and the tests also
+pass the internal MUSIC_PLATFORM_DBT_* variables derived here from their typed ``Settings`` (an
+absolute DuckDB path, the URL split and percent-decoded), which the profile prefers: dbt always
+writes the same warehouse as the Python assets, whatever the working directory.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@
 -- missing_played_at, missing_listen_date, listen_date_mismatch, played_at_in_future
 -- (macros/listen_set_aside_reason.sql).
 --
--- Incremental by listening day exactly like fct_listens (same vars, same restatement), so the
--- two always describe the same days.
-{%- set min_date, max_date = partition_date_range() -%}
+-- Incremental by listening day exactly like fct_listens (same vars, same lookback rule, so the
+-- two describe the same days; its own newest day can only be older, which restates more).
+{%- set min_date, max_date = restated_day_range('max(listen_date)') -%}
 {%- set restate_range = is_incremental() and min_date is not none -%}
 
 {{ config(
@@ -15,7 +15,7 @@
     incremental_strategy='delete+insert',
     unique_key='listen_date',
     on_schema_change='fail',
-    pre_hook="{% if is_incremental() %}delete from {{ this }}{% if var('min_date', none) is not none %} where listen_date between cast('{{ var('min_date') }}' as date) and cast('{{ var('max_date') }}' as date){% endif %}{% endif %}",
+    pre_hook="{% if is_incremental() %}{% set first, last = restated_day_range('max(listen_date)') %}{% if first is not none %}delete from {{ this }} where listen_date between cast('{{ first }}' as date) and cast('{{ last }}' as date){% endif %}{% endif %}",
 ) }}
 
 select

@@ -1,17 +1,22 @@
 -- One row per listen, keyed to the user, track and artist dimensions.
 --
--- Incremental by listening day. With the vars min_date/max_date (ISO dates; Dagster passes a
--- daily partition range) a run restates exactly those days: the pre-hook deletes them, the
--- model selects them again. Without the vars an incremental run restates every day; the first
--- run and --full-refresh build the whole history. The delete runs inside the model's
--- transaction on DuckDB and PostgreSQL (dbt runs pre-hooks there); on Snowflake it commits
--- before the insert, so readers may see the range empty for the length of the insert.
+-- Incremental by listening day: strategy delete+insert with unique_key listen_date, because a
+-- day is the unit that changes (a re-fetched partition may add, change or remove listens, so a
+-- merge on listen_id could not remove the vanished ones). The days restated
+-- (macros/partition_date_range.sql: restated_day_range) are the vars min_date/max_date (ISO
+-- dates; Dagster passes a daily partition range), or without them the newest stored day minus
+-- the var lookback_days (default 3, for late scrobbles) onwards: a plain scheduled `dbt build`
+-- processes recent data only and never deletes history. The pre-hook deletes the restated days
+-- (also those now without listens, which delete+insert alone would keep) and the model selects
+-- them again; the first run and --full-refresh build the whole history. The delete runs inside
+-- the model's transaction on DuckDB and PostgreSQL (dbt runs pre-hooks there); on Snowflake it
+-- commits before the insert, so readers may see the range empty for the length of the insert.
 --
 -- Every staged scrobble without a set_aside_reason becomes exactly one listen; the others go to
 -- audit.listens_set_aside, and audit.listen_ledger checks that the two add up to what staging
 -- holds. Name keys (macros/name_key.sql, never empty for a name) are computed here, once per
 -- distinct name of the days being built: a daily run needs nothing but the day's scrobbles.
-{%- set min_date, max_date = partition_date_range() -%}
+{%- set min_date, max_date = restated_day_range('max(listen_date)') -%}
 {%- set restate_range = is_incremental() and min_date is not none -%}
 
 {{ config(
@@ -20,7 +25,7 @@
     incremental_strategy='delete+insert',
     unique_key='listen_date',
     on_schema_change='fail',
-    pre_hook="{% if is_incremental() %}delete from {{ this }}{% if var('min_date', none) is not none %} where listen_date between cast('{{ var('min_date') }}' as date) and cast('{{ var('max_date') }}' as date){% endif %}{% endif %}",
+    pre_hook="{% if is_incremental() %}{% set first, last = restated_day_range('max(listen_date)') %}{% if first is not none %}delete from {{ this }} where listen_date between cast('{{ first }}' as date) and cast('{{ last }}' as date){% endif %}{% endif %}",
 ) }}
 
 with listens as (

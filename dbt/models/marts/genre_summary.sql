@@ -1,4 +1,5 @@
--- Catalogue and listening per genre.
+-- Catalogue and listening per genre (grain: genre). The averages are cast to the float type of
+-- the audio features, so the contract's column types are the same on every warehouse.
 with listens as (
     select t.genre, count(*) as listen_count, count(distinct l.user_id) as listener_count
     from {{ ref('fct_listens') }} as l
@@ -13,10 +14,10 @@ select
     count(*) as track_count,
     coalesce(max(l.listen_count), 0) as listen_count,
     coalesce(max(l.listener_count), 0) as listener_count,
-    avg(t.danceability) as avg_danceability,
-    avg(t.energy) as avg_energy,
-    avg(t.valence) as avg_valence,
-    avg(t.tempo) as avg_tempo
+    cast(avg(t.danceability) as {{ dbt.type_float() }}) as avg_danceability,
+    cast(avg(t.energy) as {{ dbt.type_float() }}) as avg_energy,
+    cast(avg(t.valence) as {{ dbt.type_float() }}) as avg_valence,
+    cast(avg(t.tempo) as {{ dbt.type_float() }}) as avg_tempo
 from {{ ref('dim_tracks') }} as t
 left join listens as l on t.genre = l.genre
 where t.genre is not null

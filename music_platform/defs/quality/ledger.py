@@ -15,7 +15,7 @@ import dagster as dg
 
 from music_platform.partitions import daily_partitions
 from music_platform.quality.completeness import DEFAULT_THRESHOLD
-from music_platform.quality.ledger import LedgerVerdict, listen_ledgers, source_ledgers
+from music_platform.quality.ledger import SUPERSEDED, LedgerVerdict, listen_ledgers, source_ledgers
 from music_platform.resources import WarehouseResource
 
 FCT_LISTENS = dg.AssetKey(["marts", "fct_listens"])
@@ -97,11 +97,12 @@ def listens_accounted_for(context: dg.AssetCheckExecutionContext, warehouse: War
     name="sources_accounted_for",
     blocking=True,
     description="For every reference source (artist tags, tag and chart top tracks, profiles, the Kaggle file, "
-    "Spotify): the raw rows are the staged rows plus the duplicates staging removed plus the rows set aside for a "
-    f"missing required field; staging keeps at least {DEFAULT_THRESHOLD:.0%} of each. Blocking.",
+    "Spotify): the raw rows are the staged rows plus the duplicates staging removed plus the rows of an older "
+    "chart superseded by the latest plus the rows set aside for a missing required field; staging keeps at least "
+    f"{DEFAULT_THRESHOLD:.0%} of each (superseded rows were never data to keep). Blocking.",
 )
 def sources_accounted_for(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    verdict = LedgerVerdict(source_ledgers(warehouse.get_warehouse()))
+    verdict = LedgerVerdict(source_ledgers(warehouse.get_warehouse()), not_data=(SUPERSEDED,))
     return dg.AssetCheckResult(
         passed=verdict.passed,
         severity=dg.AssetCheckSeverity.ERROR,

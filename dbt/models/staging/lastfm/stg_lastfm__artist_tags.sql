@@ -1,4 +1,6 @@
--- Tags per artist, latest fetch wins; weight is Last.fm's 0-100 count scaled to 0..1.
+-- Tags per artist (grain: artist_name, tag_name), latest fetch wins; weight is Last.fm's 0-100
+-- count scaled to 0..1. Deduplicated on the names as output (trimmed; tags also lower case), so
+-- spellings that differ only in padding are one row.
 with ranked as (
     select
         trim(artist_name) as artist_name,
@@ -9,7 +11,7 @@ with ranked as (
         source,
         ingested_at,
         row_number() over (
-            partition by artist_name, lower(trim(tag_name)) order by ingested_at desc, tag_rank
+            partition by trim(artist_name), lower(trim(tag_name)) order by ingested_at desc, tag_rank
         ) as duplicate_rank
     from {{ source('lastfm', 'lastfm_artist_tags') }}
     where artist_name is not null and tag_name is not null

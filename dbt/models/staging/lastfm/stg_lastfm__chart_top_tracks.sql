@@ -1,5 +1,8 @@
--- The latest global chart.
-with ranked as (
+-- The latest global chart (grain: chart_rank): the rows of the newest fetch only. A newer chart
+-- replaces the older one as a whole: a shorter newest chart does not keep an older chart's rows
+-- at the ranks it lacks. Rows of older fetches are superseded (counted in audit.source_ledger),
+-- a rank repeated within the newest fetch keeps its most played row.
+with chart as (
     select
         cast(chart_rank as integer) as chart_rank,
         trim(track_name) as track_name,
@@ -10,10 +13,24 @@ with ranked as (
         cast(listeners as {{ dbt.type_bigint() }}) as listeners,
         cast(duration_s as integer) as duration_s,
         source,
-        ingested_at,
-        row_number() over (partition by chart_rank order by ingested_at desc) as duplicate_rank
+        ingested_at
     from {{ source('lastfm', 'lastfm_chart_top_tracks') }}
     where track_name is not null and artist_name is not null
+),
+
+latest_chart as (
+    select *
+    from chart
+    where ingested_at = (select max(ingested_at) from chart)
+),
+
+ranked as (
+    select
+        *,
+        row_number() over (
+            partition by chart_rank order by coalesce(playcount, -1) desc, track_name, artist_name
+        ) as duplicate_rank
+    from latest_chart
 )
 
 select

@@ -1,4 +1,4 @@
--- Latest profile per user.
+-- Latest profile per user (grain: user_id, the trimmed user name).
 with ranked as (
     select
         trim(user_name) as user_id,
@@ -11,7 +11,7 @@ with ranked as (
         cast(registered_at as {{ dbt.type_timestamp() }}) as registered_at,
         source,
         ingested_at,
-        row_number() over (partition by user_name order by ingested_at desc) as recency_rank
+        row_number() over (partition by trim(user_name) order by ingested_at desc) as recency_rank
     from {{ source('lastfm', 'lastfm_users') }}
     where user_name is not null
 )

@@ -1,7 +1,0 @@
-{#- The combination of columns identifies a row. -#}
-{% test unique_combination(model, columns) %}
-select {{ columns | join(', ') }}, count(*) as occurrences
-from {{ model }}
-group by {{ columns | join(', ') }}
-having count(*) > 1
-{% endtest %}
