@@ -4,14 +4,17 @@ Protocol per seed: 10% of users are held out entirely; models train on the other
 held-out listener "names" their five most-played artists (``cold_start_split``); the model folds
 those in (LightFM: mean of the named items' feature-based representations; EASE: named items ×
 item weights; ALS: least-squares user factors) and ranks all other artists; the listener's
-remaining artists are the relevant set. ``production`` is what the pipeline publishes by default
+remaining artists are the relevant set; a blend mixes them with its cold-start weights
+(``BlendParams.cold_start_weights``), exactly as ``recommend_cold_start`` serves a new listener.
+``production`` is what the pipeline publishes by default
 (``training.train_production``: its candidates selected on the stable hold-out of the kept users'
 data, the winner refitted on all of it). Tag features never include the new listeners' tag
-assignments. Reported: P@10 / NDCG@10 (mean ± std over seeds), the per-user standard error and
-the ratio to popularity (targets: ≥ 1.5×; the production model ≥ 2.5×).
+assignments. Reported: P@10 / NDCG@10 (mean ± std over seeds), the per-user standard error, the
+ratio to popularity (targets: ≥ 1.5×; the production model ≥ 2.5×) and the paired per-listener
+difference to popularity. ``--models`` measures a subset (popularity always).
 
     .venv/bin/python benchmarks/recommender_cold_start.py \
-        --data-dir /work/shared/data/hetrec2011-lastfm-2k --seeds 7,8,9
+        --data-dir /work/shared/data/hetrec2011-lastfm-2k --seeds 11,12,13 [--models popularity,production]
 """
 
 from __future__ import annotations
