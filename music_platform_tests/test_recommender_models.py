@@ -36,6 +36,7 @@ from music_platform.recommender import (
 )
 from music_platform.recommender.cold_start import cold_start_split, evaluate_cold_start
 from music_platform.recommender.lightfm_model import refit_params
+from music_platform.recommender.models import _standardise_rows
 from music_platform.recommender.scoring import best_heard_items
 from music_platform.recommender.stable_split import stable_holdout
 from music_platform.recommender.synthetic import taste_clusters
@@ -243,13 +244,41 @@ def test_params_round_trip_through_the_registry_form(kind):
         "lightfm": LightFMParams(no_components=8, max_sampled=12),
         "ease": EaseParams(l2=7.0),
         "als": ALSParams(factors=5),
-        "blend": BlendParams(weights={"lightfm": 0.6, "als": 0.4}, als=ALSParams(factors=5)),
+        "blend": BlendParams(
+            weights={"lightfm": 0.6, "als": 0.4},
+            als=ALSParams(factors=5),
+            cold_start_weights={"lightfm": 0.5, "als": 0.5, "popularity": 0.1},
+        ),
         "popularity": None,
     }[kind]
     stored = json.loads(json.dumps({"kind": kind, **(asdict(params) if params else {})}))
     assert params_from_dict(kind, stored) == params
     with pytest.raises(ValueError, match="unknown model kind"):
         params_from_dict("svd", {})
+
+
+def test_blend_cold_start_weights_apply_to_folded_in_listeners_only(models, dataset):
+    parts = {"lightfm": models["lightfm"], "ease": models["ease"], "als": models["als"]}
+    warm_only = blend_models(parts, {"lightfm": 0.5, "ease": 0.5})
+    cold = {"lightfm": 0.4, "als": 0.6, "popularity": 0.2}
+    mixed = blend_models(parts, {"lightfm": 0.5, "ease": 0.5}, cold)
+    assert mixed.params["cold_start_weights"] == cold
+    history = dataset.play_counts[:6]
+    users = np.array([0, 1, 2, -1, -1, -1])
+    got = mixed.scorer.score(users, history)
+    # Known listeners: the warm mix, untouched by the cold-start weights (ALS has warm weight 0).
+    np.testing.assert_allclose(got[:3], warm_only.scorer.score(users[:3], history[:3]), rtol=1e-5, atol=1e-5)
+    # Folded-in listeners: the cold mix of the same standardised component scores, plus the prior.
+    unknown, rows = users[3:], history[3:]
+    prior = np.log1p(models["lightfm"].item_popularity.astype(np.float32))
+    expected = (
+        0.4 * _standardise_rows(models["lightfm"].scorer.score(unknown, rows))
+        + 0.6 * _standardise_rows(models["als"].scorer.score(unknown, rows))
+        + 0.2 * ((prior - prior.mean()) / prior.std())[None, :]
+    )
+    np.testing.assert_allclose(got[3:], expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="cold_start_weights"):
+        BlendParams(cold_start_weights={"popularity": 1.0})
 
 
 def test_models_survive_pickling(models, dataset):

@@ -94,7 +94,7 @@ def fit_models(train: RecDataset, names: list[str], log: Callable[[str], None]) 
     fitted: dict[str, TrainedModel] = {}
     blend_params = BlendParams()
     standalone = {"lightfm": blend_params.lightfm, "ease": EaseParams(), "als": ALSParams()}
-    blend_parts = {n for n, w in blend_params.weights.items() if w > 0}
+    blend_parts = set(blend_params.components())
     # A blend component with its own params (the blend's ALS has more factors) is fitted apart.
     own = {n for n in blend_parts if getattr(blend_params, n) != standalone[n]}
     needs = set(names) | ({n for n in blend_parts - own} if "blend" in names else set())
@@ -119,7 +119,7 @@ def fit_models(train: RecDataset, names: list[str], log: Callable[[str], None]) 
         component_trainers = {"lightfm": train_lightfm, "ease": train_ease, "als": train_als}
         parts.update({n: component_trainers[n](train, getattr(blend_params, n)) for n in own})
         own_cpu = time.process_time() - cpu_started
-        fitted["blend"] = blend_models(parts, blend_params.weights)
+        fitted["blend"] = blend_models(parts, blend_params.weights, blend_params.cold_start_weights)
         fitted["blend"].training_info["fit_cpu_seconds"] = own_cpu + sum(
             fitted[n].training_info["fit_cpu_seconds"] for n in blend_parts - own
         )

@@ -226,12 +226,21 @@ class BlendScorer:
     Standardising per user makes scores of different scales (LightFM dot products, EASE
     weights) comparable without a global calibration. An item is unrecommendable only when no
     component can score it; EASE contributes its raw score (0 for items it has no weights for).
+
+    Listeners the model has never seen (``users == -1``: cold start, a few named artists folded
+    in) get ``cold_weights`` instead of ``weights`` when set, plus ``cold_prior_weight`` × the
+    standardised log popularity ``prior``. The folds-in differ in quality from the trained user
+    vectors (LightFM's is a mean of item representations, ALS's an exact least-squares solve), so
+    the mix that ranks best for a five-artist history is not the warm one (docs/recommender.md).
     """
 
     components: list[Any]
     weights: list[float]
     explainer: int = 0  # which component's affinity explains recommendations
     similarity: int = 0  # which component's embeddings give similar items
+    cold_weights: list[float] | None = None  # per component, for listeners folded in from history
+    cold_prior_weight: float = 0.0
+    prior: np.ndarray | None = None  # log1p(training listeners) per item
 
     @property
     def n_items(self) -> int:
@@ -241,15 +250,36 @@ class BlendScorer:
     def min_affinity(self) -> float:
         return self.components[self.explainer].min_affinity
 
+    def _row_weights(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n_users × n_components weights, n_users prior weights); versions pickled before the
+        cold-start weights existed have no such attributes and score every listener alike."""
+        warm = np.asarray(self.weights, dtype=np.float32)
+        per_row = np.broadcast_to(warm, (len(users), len(warm))).copy()
+        prior = np.zeros(len(users), dtype=np.float32)
+        cold_weights = getattr(self, "cold_weights", None)
+        unknown = users < 0
+        if cold_weights is not None and unknown.any():
+            per_row[unknown] = np.asarray(cold_weights, dtype=np.float32)
+            prior[unknown] = float(getattr(self, "cold_prior_weight", 0.0))
+        return per_row, prior
+
     def score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        per_row, prior_weight = self._row_weights(users)
         total = np.zeros((len(users), self.n_items), dtype=np.float32)
-        for component, weight in zip(self.components, self.weights, strict=True):
+        for slot, component in enumerate(self.components):
+            column = per_row[:, slot]
+            if not column.any():
+                continue  # e.g. a component only the warm or only the cold mix uses
             raw = (
                 component.raw_score(users, history)
                 if isinstance(component, EaseScorer)
                 else component.score(users, history)
             )
-            total += weight * _standardise_rows(raw)
+            total += column[:, None] * _standardise_rows(raw)
+        prior = getattr(self, "prior", None)
+        if prior is not None and prior_weight.any():
+            std = float(prior.std()) or 1.0
+            total += prior_weight[:, None] * ((prior - prior.mean()) / std)[None, :].astype(np.float32)
         return total
 
     def affinity(self, heard: np.ndarray, candidates: np.ndarray) -> np.ndarray:

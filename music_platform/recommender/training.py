@@ -46,21 +46,48 @@ class BlendParams:
     lightfm: LightFMParams = field(default_factory=LightFMParams)
     ease: EaseParams = field(default_factory=EaseParams)
     als: ALSParams = field(default_factory=lambda: ALSParams(factors=48))
+    # Weights for listeners folded in from a few named items (cold start); None: ``weights``.
+    # May add "popularity": the standardised log listener count as a prior. LightFM 0.9 + ALS 0.1
+    # (no EASE) was the best mix of the blend's own components for five named artists, pooled over
+    # the cold-start splits of tuning seeds 101 and 102 (docs/recommender.md#cold-start).
+    cold_start_weights: dict[str, float] | None = field(default_factory=lambda: {"lightfm": 0.9, "als": 0.1})
 
     def __post_init__(self) -> None:
         unknown = set(self.weights) - set(BLENDABLE)
         if unknown or not any(w > 0 for w in self.weights.values()) or any(w < 0 for w in self.weights.values()):
             raise ValueError(f"blend weights must be >= 0 over {', '.join(BLENDABLE)} with one > 0, got {self.weights}")
+        cold = self.cold_start_weights
+        if cold is not None and (
+            set(cold) - {*BLENDABLE, "popularity"}
+            or any(w < 0 for w in cold.values())
+            or not any(cold.get(n, 0.0) > 0 for n in BLENDABLE)
+        ):
+            raise ValueError(
+                f"cold_start_weights must be >= 0 over {', '.join(BLENDABLE)}, popularity (a model > 0), got {cold}"
+            )
+
+    def components(self) -> list[str]:
+        """The models to train: positive weight in the warm or the cold-start mix."""
+        cold = self.cold_start_weights or {}
+        return [n for n in BLENDABLE if self.weights.get(n, 0.0) > 0 or cold.get(n, 0.0) > 0]
 
 
-def blend_models(models: Mapping[str, TrainedModel], weights: Mapping[str, float]) -> TrainedModel:
+def blend_models(
+    models: Mapping[str, TrainedModel],
+    weights: Mapping[str, float],
+    cold_start_weights: Mapping[str, float] | None = None,
+) -> TrainedModel:
     """Combine models fitted on the same training data (fit time is their sum).
+
+    ``cold_start_weights`` (optional) mix the same models, plus a "popularity" prior, for
+    listeners folded in from history alone (``BlendScorer``).
 
     Reasons come from EASE when it is part of the blend (its weights say which heard item drove a
     recommendation); similar items from LightFM when present (its embeddings cover unplayed items).
     """
-    names = [name for name in models if weights.get(name, 0.0) > 0]
-    if not names:
+    cold = dict(cold_start_weights or {})
+    names = [name for name in models if weights.get(name, 0.0) > 0 or cold.get(name, 0.0) > 0]
+    if not any(weights.get(name, 0.0) > 0 for name in names):
         raise ValueError("a blend needs at least one model with a positive weight")
     first = models[names[0]]
     for name in names[1:]:
@@ -72,9 +99,12 @@ def blend_models(models: Mapping[str, TrainedModel], weights: Mapping[str, float
     similarity = kinds.index("lightfm") if "lightfm" in kinds else (with_vectors[0] if with_vectors else 0)
     scorer = BlendScorer(
         components=[models[n].scorer for n in names],
-        weights=[float(weights[n]) for n in names],
+        weights=[float(weights.get(n, 0.0)) for n in names],
         explainer=explainer,
         similarity=similarity,
+        cold_weights=[float(cold.get(n, 0.0)) for n in names] if cold_start_weights is not None else None,
+        cold_prior_weight=float(cold.get("popularity", 0.0)),
+        prior=np.log1p(first.item_popularity.astype(np.float32)) if cold.get("popularity", 0.0) > 0 else None,
     )
     return TrainedModel(
         kind="blend",
@@ -83,7 +113,11 @@ def blend_models(models: Mapping[str, TrainedModel], weights: Mapping[str, float
         item_ids=first.item_ids,
         catalog=first.catalog,
         item_popularity=first.item_popularity,
-        params={"weights": {n: float(weights[n]) for n in names}, **{n: models[n].params for n in names}},
+        params={
+            "weights": {n: float(weights.get(n, 0.0)) for n in names},
+            "cold_start_weights": cold or None,
+            **{n: models[n].params for n in names},
+        },
         fit_seconds=sum(models[n].fit_seconds for n in names),
         training_info={n: models[n].training_info for n in names},
         estimator=models[names[0]].estimator,
@@ -98,8 +132,8 @@ def train_blend(train: RecDataset, params: BlendParams | None = None) -> Trained
         "ease": lambda: train_ease(train, params.ease),
         "als": lambda: train_als(train, params.als),
     }
-    fitted = {name: trainers[name]() for name, weight in params.weights.items() if weight > 0}
-    model = blend_models(fitted, params.weights)
+    fitted = {name: trainers[name]() for name in params.components()}
+    model = blend_models(fitted, params.weights, params.cold_start_weights)
     model.fit_seconds = time.perf_counter() - started
     model.params = asdict(params)
     return model
@@ -145,6 +179,7 @@ def params_from_dict(kind: str, params: Mapping[str, Any] | None) -> Any:
         defaults = BlendParams()
         return BlendParams(
             weights=dict(params.get("weights") or defaults.weights),
+            cold_start_weights=params.get("cold_start_weights") if "weights" in params else defaults.cold_start_weights,
             lightfm=_from_dict(LightFMParams, params.get("lightfm")),
             ease=_from_dict(EaseParams, params.get("ease")),
             als=_from_dict(ALSParams, params.get("als")),
@@ -207,13 +242,13 @@ def select_candidate(
     }
     needed = {c for c in candidates if c != "blend"}
     if "blend" in candidates:
-        needed |= {name for name, weight in params.weights.items() if weight > 0}
+        needed |= set(params.components())
     for name in BLENDABLE:
         if name in needed:
             components[name] = trainers[name]()
     models: dict[str, TrainedModel] = {c: components[c] for c in candidates if c != "blend"}
     if "blend" in candidates:
-        blend = blend_models(components, params.weights)
+        blend = blend_models(components, params.weights, params.cold_start_weights)
         blend.params = asdict(params)
         models["blend"] = blend
     metrics = {name: evaluate_model(model, train, test, k=k, compute_auc=False) for name, model in models.items()}
