@@ -10,7 +10,7 @@ ranked as (
         tags.artist_key,
         tags.tag_name as genre,
         row_number() over (
-            partition by tags.artist_key order by tags.tag_rank, tags.tag_count desc, tags.tag_name
+            partition by tags.artist_key order by tags.tag_rank asc, tags.tag_count desc, tags.tag_name asc
         ) as genre_rank
     from artist_tags as tags
     inner join {{ ref('int_genre_vocabulary') }} as vocabulary on tags.tag_name = vocabulary.genre
