@@ -38,6 +38,10 @@ def test_the_verdict_follows_dbts_rule():
     assert judge(rule, now - timedelta(hours=7), now).status == "warn"
     assert judge(rule, now - timedelta(hours=27), now).status == "error"
     assert judge(rule, None, now).status == "error"  # an empty table was never landed
+    # Spotify without credentials lands nothing: a warn-only source may be empty, not stale.
+    spotify = _rule(dg.AssetKey(["raw", "spotify_tracks"]))
+    assert spotify.error_after is None and judge(spotify, None, now).status == "empty"
+    assert judge(spotify, now - timedelta(days=9), now).status == "warn"
 
 
 def _raw_table(wh, name: str, ingested_at: datetime) -> None:

@@ -49,7 +49,7 @@ class SourceFreshnessRule:
 
 @dataclass(frozen=True)
 class FreshnessVerdict:
-    status: str  # "pass" | "warn" | "error"
+    status: str  # "pass" | "warn" | "error" | "empty" (no rows in a warn-only source)
     newest_loaded_at: datetime | None
     age: timedelta | None
     description: str
@@ -96,11 +96,18 @@ def newest_loaded_at(warehouse: Warehouse, rule: SourceFreshnessRule) -> datetim
 
 
 def judge(rule: SourceFreshnessRule, newest: datetime | None, now: datetime) -> FreshnessVerdict:
-    """dbt's rule: error when older than error_after, else warn when older than warn_after."""
+    """dbt's rule: error when older than error_after, else warn when older than warn_after.
+
+    An empty table fails (error) when its source has an error_after; a warn-only source
+    (optional or static) may be empty.
+    """
     where = f"{rule.schema}.{rule.table}"
     if newest is None:
-        status = "error" if rule.error_after else "warn"
-        return FreshnessVerdict(status, None, None, f"{where} has no rows: nothing was ever landed")
+        if rule.error_after:
+            return FreshnessVerdict("error", None, None, f"{where} has no rows: nothing was ever landed")
+        # A source that only warns is optional or static (Spotify without credentials, an empty
+        # Kaggle drop folder): empty is its normal state, which other checks report, not staleness.
+        return FreshnessVerdict("empty", None, None, f"{where} has no rows: an optional source, nothing to judge")
     age = now - newest
     if rule.error_after and age > rule.error_after:
         status, limit = "error", f"older than the fail window {rule.error_after}"

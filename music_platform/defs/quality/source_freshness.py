@@ -3,9 +3,10 @@
 One ``source_freshness`` check per dbt source table with a freshness (every one): the windows and
 the ``loaded_at_field`` come from the dbt manifest (the sources' YAML), so the UI and
 ``dbt source freshness`` judge alike. Past ``error_after`` the check fails (ERROR), past
-``warn_after`` it fails as a WARN. Freshness worsens while nothing runs, so the checks are
-evaluated hourly (automation) besides running with their raw asset's materialisations. Not
-blocking: stale raw data is reported, the last good data still flows.
+``warn_after`` it fails as a WARN; an empty table fails unless its source only warns (Spotify
+without credentials, an empty Kaggle drop folder: other checks report those). Freshness worsens
+while nothing runs, so the checks are evaluated hourly (automation) besides running with their raw
+asset's materialisations. Not blocking: stale raw data is reported, the last good data flows on.
 """
 
 import json
@@ -57,7 +58,7 @@ def raw_source_freshness(context: dg.AssetCheckExecutionContext, warehouse: Ware
         yield dg.AssetCheckResult(
             asset_key=check_key.asset_key,
             check_name=CHECK_NAME,
-            passed=verdict.status == "pass",
+            passed=verdict.status in ("pass", "empty"),
             severity=_SEVERITY.get(verdict.status, dg.AssetCheckSeverity.WARN),
             metadata=metadata,
             description=verdict.description,
