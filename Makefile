@@ -49,8 +49,15 @@ dev: install
 serve: install
 	$(UV) run --frozen music-platform serve
 
+# SQL: sqlfluff with the dbt templater renders the models as dbt does (dbt/.sqlfluff has the rules);
+# it needs no warehouse: the DuckDB path is a throwaway file, and dbt's parse goes to its own
+# target directory, away from the manifest Dagster reads.
+SQLFLUFF_DIR := $(CURDIR)/dbt/target/sqlfluff
 lint: install
 	$(UV) run --frozen ruff check music_platform music_platform_tests benchmarks
+	MUSIC_PLATFORM_TARGET=duckdb DBT_TARGET_PATH=$(SQLFLUFF_DIR) \
+		MUSIC_PLATFORM_DUCKDB_PATH=$(SQLFLUFF_DIR)/lint.duckdb MUSIC_PLATFORM_DBT_DUCKDB_PATH=$(SQLFLUFF_DIR)/lint.duckdb \
+		$(UV) run --frozen --directory dbt sqlfluff lint models
 
 clean:
 	rm -rf .venv .tools .dagster_home data dbt/target dbt/logs

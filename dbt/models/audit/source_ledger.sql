@@ -24,7 +24,9 @@
 
 with ledger as (
     {%- for source_name, table_name, staging_model, required, dedup_key in sources %}
-    {{ source_ledger_row(source_name, table_name, staging_model, required, dedup_key, table_name in latest_fetch_only) }}
+    {{ source_ledger_row(
+        source_name, table_name, staging_model, required, dedup_key, table_name in latest_fetch_only
+    ) }}
     {%- if not loop.last %}
     union all
     {%- endif %}

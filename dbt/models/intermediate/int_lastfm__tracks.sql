@@ -6,11 +6,11 @@ with mentions as (
     where set_aside_reason is null
     group by artist_name, track_name
     union all
-    select artist_name, track_name, max(track_mbid), max(duration_s), count(*)
+    select artist_name, track_name, max(track_mbid) as track_mbid, max(duration_s) as duration_s, count(*) as mentions
     from {{ ref('stg_lastfm__tag_top_tracks') }}
     group by artist_name, track_name
     union all
-    select artist_name, track_name, max(track_mbid), max(duration_s), count(*)
+    select artist_name, track_name, max(track_mbid) as track_mbid, max(duration_s) as duration_s, count(*) as mentions
     from {{ ref('stg_lastfm__chart_top_tracks') }}
     group by artist_name, track_name
 ),
@@ -36,7 +36,7 @@ spellings as (
         artist_name,
         track_name,
         row_number() over (
-            partition by artist_key, track_key order by sum(mentions) desc, artist_name, track_name
+            partition by artist_key, track_key order by sum(mentions) desc, artist_name asc, track_name asc
         ) as spelling_rank
     from keyed
     group by artist_key, track_key, artist_name, track_name

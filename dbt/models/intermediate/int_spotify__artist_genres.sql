@@ -6,7 +6,9 @@
 with artists as (
     select
         spotify_artist_id,
-        ';' || trim({{ regexp_replace_all(regexp_replace_all('genres', '[^a-z0-9;]+', ' '), ' *; *', ';') }}) || ';' as genre_list
+        ';'
+        || trim({{ regexp_replace_all(regexp_replace_all('genres', '[^a-z0-9;]+', ' '), ' *; *', ';') }})
+        || ';' as genre_list
     from {{ ref('stg_spotify__artists') }}
     where genres is not null
 ),

@@ -14,9 +14,11 @@ kaggle_versions as (
         artist_key,
         track_key,
         row_number() over (
-            partition by artist_key, track_key order by popularity desc, spotify_track_id
+            partition by artist_key, track_key order by popularity desc, spotify_track_id asc
         ) as version_rank
-    from ({{ with_name_keys(ref('stg_kaggle__tracks'), {'artist_key': 'primary_artist', 'track_key': 'track_name'}) }}) as kaggle
+    from (
+        {{ with_name_keys(ref('stg_kaggle__tracks'), {'artist_key': 'primary_artist', 'track_key': 'track_name'}) }}
+    ) as kaggle
     where artist_key is not null and track_key is not null
 ),
 

@@ -13,7 +13,9 @@ with matched as (
 ),
 
 spotify_tracks as (
-    {{ with_name_keys(ref('stg_spotify__tracks'), {'artist_key': 'artist_name', 'track_key': 'track_name'}, 'int_spotify__name_keys') }}
+    {{ with_name_keys(
+        ref('stg_spotify__tracks'), {'artist_key': 'artist_name', 'track_key': 'track_name'}, 'int_spotify__name_keys'
+    ) }}
 ),
 
 kaggle_tracks as (
@@ -64,7 +66,10 @@ select
         when r.duration_s is not null then 'lastfm'
     end as duration_source,
     coalesce(s.popularity, k.popularity) as popularity,
-    case when s.popularity is not null then 'spotify' when k.popularity is not null then 'kaggle' end as popularity_source,
+    case
+        when s.popularity is not null then 'spotify'
+        when k.popularity is not null then 'kaggle'
+    end as popularity_source,
     coalesce(g.genre, k.genre) as genre,
     case when g.genre is not null then g.genres else k.genres end as genres,
     case when g.genre is not null then 'spotify' when k.genre is not null then 'kaggle' end as genre_source,

@@ -11,7 +11,7 @@ with ranked as (
         source,
         ingested_at,
         row_number() over (
-            partition by trim(artist_name), lower(trim(tag_name)) order by ingested_at desc, tag_rank
+            partition by trim(artist_name), lower(trim(tag_name)) order by ingested_at desc, tag_rank asc
         ) as duplicate_rank
     from {{ source('lastfm', 'lastfm_artist_tags') }}
     where artist_name is not null and tag_name is not null

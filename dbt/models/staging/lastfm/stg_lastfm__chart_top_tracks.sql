@@ -19,16 +19,16 @@ with chart as (
 ),
 
 latest_chart as (
-    select *
+    select chart.*
     from chart
-    where ingested_at = (select max(ingested_at) from chart)
+    where chart.ingested_at = (select max(fetches.ingested_at) from chart as fetches)
 ),
 
 ranked as (
     select
         *,
         row_number() over (
-            partition by chart_rank order by coalesce(playcount, -1) desc, track_name, artist_name
+            partition by chart_rank order by coalesce(playcount, -1) desc, track_name asc, artist_name asc
         ) as duplicate_rank
     from latest_chart
 )
