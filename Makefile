@@ -11,7 +11,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 PYTEST_ARGS ?= -n 2 --dist loadfile --timeout 1800
 
-.PHONY: help install demo test test-fast dev serve lint clean
+.PHONY: help install demo test test-extended test-fast dev serve lint clean
 
 help:
 	@echo "make demo   - install, then run the whole pipeline on synthetic data (DuckDB)"
@@ -38,10 +38,14 @@ demo: install
 	$(UV) run --frozen music-platform demo $(DEMO_ARGS)
 
 test: install
-	$(UV) run --frozen pytest $(PYTEST_ARGS)
+	$(UV) run --frozen pytest -m "not extended" $(PYTEST_ARGS)
+
+# The cross-warehouse equivalence suite (PostgreSQL, fakesnow): CI runs it after `make test`.
+test-extended: install
+	$(UV) run --frozen pytest -m extended $(PYTEST_ARGS)
 
 test-fast: install
-	$(UV) run --frozen pytest -m "not slow" $(PYTEST_ARGS)
+	$(UV) run --frozen pytest -m "not slow and not extended" $(PYTEST_ARGS)
 
 dev: install
 	$(UV) run --frozen dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

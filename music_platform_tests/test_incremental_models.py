@@ -286,7 +286,11 @@ def _snowflake(work_dir: Path, name: str, stack: ExitStack, request) -> Settings
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "make_settings",
-    [_duckdb, pytest.param(_postgres, marks=pytest.mark.postgres), _snowflake],
+    [
+        _duckdb,
+        pytest.param(_postgres, marks=[pytest.mark.postgres, pytest.mark.extended]),
+        pytest.param(_snowflake, marks=pytest.mark.extended),
+    ],
     ids=["duckdb", "postgres", "snowflake"],
 )
 def test_day_by_day_builds_and_restatements_equal_a_full_refresh(tmp_path, make_settings, request):

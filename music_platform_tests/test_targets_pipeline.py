@@ -36,7 +36,7 @@ from music_platform.transformation.project import get_dbt_project
 from music_platform_tests.pg_utils import admin_url, database_url, drop_database, server_unavailable_reason
 from music_platform_tests.snowflake_utils import FakesnowUnavailable, running_fakesnow
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.extended]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The PostgreSQL runs carry the `postgres` marker like every test that needs the server.

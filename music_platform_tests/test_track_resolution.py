@@ -396,6 +396,7 @@ def test_match_rate_counts_methods_and_sources(resolved):
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_resolution_models_build_the_same_on_postgres(tmp_path, postgres_url):
     warehouse = build_resolution_models(_postgres_settings(tmp_path, postgres_url), tmp_path)
     tracks = warehouse.query_df(
