@@ -84,11 +84,15 @@ def newest_loaded_at(warehouse: Warehouse, rule: SourceFreshnessRule) -> datetim
     """The newest ``loaded_at_field`` value of the table (UTC), None when it is missing or empty."""
     if not warehouse.table_exists(rule.schema, rule.table):
         return None
+    # The row count decides emptiness: some drivers (Snowflake's through pandas) turn the NULL
+    # max() of an empty table into the epoch rather than a missing value.
     frame = warehouse.query_df(
-        f"select max({rule.loaded_at_field}) as newest from {warehouse.qualified(rule.schema, rule.table)}"
+        f"select count(*) as row_count, max({rule.loaded_at_field}) as newest "
+        f"from {warehouse.qualified(rule.schema, rule.table)}"
     )
-    value = frame.iloc[0, 0]
-    if value is None or pd.isna(value):
+    frame.columns = [c.lower() for c in frame.columns]
+    value = frame["newest"].iloc[0]
+    if int(frame["row_count"].iloc[0]) == 0 or value is None or pd.isna(value):
         return None
     newest = pd.Timestamp(value).to_pydatetime()
     # The raw tables store UTC; a naive timestamp is UTC.
