@@ -1,13 +1,24 @@
-"""Partitions shared by ingestion, schedules and sensors: daily UTC days of listening."""
+"""Partitions shared by ingestion, the dbt models, checks, schedules and sensors: UTC days of listening.
+
+Built from the settings (``Settings.partitions_start_date``: MUSIC_PLATFORM_PARTITIONS_START, else
+the first day the demo loaded into the data dir, else 2025-01-01), never at import: the
+``@dg.definitions`` functions of ``music_platform/defs/`` call ``daily_partitions(settings)``.
+"""
 
 from __future__ import annotations
 
-import os
+from functools import cache
 
 import dagster as dg
 
-# The first day the platform keeps; MUSIC_PLATFORM_PARTITIONS_START moves it (the demo does,
-# when asked for a longer history than the default covers).
-PARTITIONS_START = os.environ.get("MUSIC_PLATFORM_PARTITIONS_START") or "2025-01-01"
+from music_platform.config import Settings
 
-daily_partitions = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone="UTC")
+
+def daily_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
+    """The daily partitions of the code location built from ``settings`` (one object per start day)."""
+    return _daily_partitions(settings.partitions_start_date)
+
+
+@cache
+def _daily_partitions(start_date: str) -> dg.DailyPartitionsDefinition:
+    return dg.DailyPartitionsDefinition(start_date=start_date, timezone="UTC")

@@ -13,11 +13,12 @@ from datetime import UTC, date, datetime
 import dagster as dg
 import pytest
 
+from music_platform.config import Settings
 from music_platform.defs.ingestion import lastfm_sensor as sensor_module
 from music_platform.defs.ingestion.lastfm_sensor import (
     LASTFM_API_POOL,
     MAX_REQUESTS_PER_TICK,
-    lastfm_recent_scrobbles_sensor,
+    recent_scrobbles_sensor,
 )
 from music_platform.resources import LastfmResource
 from music_platform.sources.http import NO_RETRY, RateLimiter
@@ -33,6 +34,10 @@ from music_platform_tests.fakes.lastfm_server import FakeLastfmServer, Fault
 DAY_S = 86_400
 END = int(datetime(2025, 3, 8, tzinfo=UTC).timestamp())  # the fake's histories end 2025-03-08 00:00 UTC
 KEY = "SeNsOrKeY0123456789abcdef0123456"
+# The sensor as the code location builds it for a real Last.fm source, partitions from 2025-01-01.
+lastfm_recent_scrobbles_sensor = recent_scrobbles_sensor(
+    Settings.from_env({"LASTFM_API_KEY": KEY, "MUSIC_PLATFORM_PARTITIONS_START": "2025-01-01"})
+)
 
 
 @pytest.fixture
@@ -142,12 +147,10 @@ def test_the_sensor_yields_while_a_lastfm_step_holds_the_pool(monkeypatch, insta
     assert _partitions(_tick(monkeypatch, instance, server, server.user_names, END + 600)) == ["2025-03-07"]
 
 
-def test_the_sensor_is_stopped_by_default_on_synthetic_data(monkeypatch):
-    for name in ("LASTFM_API_KEY", "SPOTIFY_CLIENT_ID", "SPOTIFY_CLIENT_SECRET", "MUSIC_PLATFORM_SOURCE"):
-        monkeypatch.delenv(name, raising=False)
-    assert sensor_module._default_status() == dg.DefaultSensorStatus.STOPPED
-    monkeypatch.setenv("LASTFM_API_KEY", KEY)
-    assert sensor_module._default_status() == dg.DefaultSensorStatus.RUNNING
+def test_the_sensor_is_stopped_by_default_on_synthetic_data():
+    synthetic = recent_scrobbles_sensor(Settings.from_env({}))
+    assert synthetic.default_status == dg.DefaultSensorStatus.STOPPED
+    assert lastfm_recent_scrobbles_sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert lastfm_recent_scrobbles_sensor.minimum_interval_seconds == 300
 
 

@@ -1,10 +1,26 @@
 {#-
-  The day range a partitioned run restates: the vars min_date/max_date (ISO dates; Dagster
-  passes a daily partition range), returned as [min_date, max_date], or [none, none] when the
-  run has neither (restate everything). Both or neither: one alone is an error. fromisoformat
-  rejects anything that is not a date, so the values are safe to inline in SQL.
+  The day range a partitioned run restates, as [min_date, max_date] (ISO dates, inclusive), or
+  [none, none] when the run names none (restate everything):
+  - dbt's own time-window flags `--event-time-start` (inclusive) and `--event-time-end`
+    (exclusive), which Dagster passes for a daily partition range: they are run arguments, not
+    vars, so changing them from run to run keeps partial parsing (a changed `--vars` re-parses
+    the whole project);
+  - else the vars min_date/max_date (inclusive; plain `dbt build --vars`, the unit tests). Both or
+    neither: one alone is an error. fromisoformat rejects anything that is not a date, so the
+    values are safe to inline in SQL.
+  Read only when executing: parsing must not depend on the window.
 -#}
 {% macro partition_date_range() %}
+    {%- set event_start = invocation_args_dict.get('event_time_start') if execute else none -%}
+    {%- set event_end = invocation_args_dict.get('event_time_end') if execute else none -%}
+    {%- if event_start is not none and event_end is not none -%}
+        {%- set first = modules.datetime.date.fromisoformat((event_start | string)[:10]) -%}
+        {%- set end = modules.datetime.datetime.fromisoformat(event_end | string) -%}
+        {#- The end is exclusive: a window ending at midnight ends with the day before. -#}
+        {%- set last = end.date() if (end.hour, end.minute, end.second, end.microsecond) != (0, 0, 0, 0)
+            else end.date() - modules.datetime.timedelta(days=1) -%}
+        {{ return([first.isoformat(), last.isoformat()]) }}
+    {%- endif -%}
     {%- set min_date = var('min_date', none) -%}
     {%- set max_date = var('max_date', none) -%}
     {%- if (min_date is none) != (max_date is none) -%}
@@ -16,6 +32,37 @@
     {%- endif -%}
     {{ return([min_date, max_date]) }}
 {% endmacro %}
+
+{#-
+  The `where` of a test that judges only the days a partitioned run restated (every row on a
+  full refresh or a run without a window). Used through `get_where_subquery` (below) with the
+  test config `where: restated_days`, because a `where` written in YAML is rendered when dbt
+  parses, and the window is a run argument.
+-#}
+{% macro restated_days_predicate(column='listen_date') %}
+    {%- set min_date, max_date = partition_date_range() -%}
+    {%- if min_date is none or flags.FULL_REFRESH -%}
+        1 = 1
+    {%- else -%}
+        {{ column }} between cast('{{ min_date }}' as date) and cast('{{ max_date }}' as date)
+    {%- endif -%}
+{% endmacro %}
+
+{#- dbt's get_where_subquery, with the named predicate `restated_days` rendered at run time. -#}
+{% macro get_where_subquery(relation) -%}
+    {%- set where = config.get('where', '') -%}
+    {%- if where == 'restated_days' -%}
+        {%- set where = restated_days_predicate() -%}
+    {%- endif -%}
+    {%- if where -%}
+        {%- set filtered -%}
+            (select * from {{ relation }} where {{ where }}) dbt_subquery
+        {%- endset -%}
+        {{ return(filtered) }}
+    {%- else -%}
+        {{ return(relation) }}
+    {%- endif -%}
+{%- endmacro %}
 
 {#-
   The day range an incremental run restates, as [min_date, max_date] (ISO dates, inclusive), or

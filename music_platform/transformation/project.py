@@ -1,16 +1,33 @@
-"""The dbt project: where it is, which target it runs against, and a fresh manifest.
+"""The dbt project as the platform runs it: its profile, its manifest and the dbt resource, built
+from ``Settings`` through cached factories, without touching ``os.environ`` or ``PATH``.
 
-``dbt/profiles.yml`` reads the public settings (MUSIC_PLATFORM_TARGET, MUSIC_PLATFORM_DUCKDB_PATH,
-MUSIC_PLATFORM_POSTGRES_URL, SNOWFLAKE_*) itself, so plain dbt works. Dagster and the tests also
-pass the internal MUSIC_PLATFORM_DBT_* variables derived here from their typed ``Settings`` (an
-absolute DuckDB path, the URL split and percent-decoded), which the profile prefers: dbt always
-writes the same warehouse as the Python assets, whatever the working directory.
+- Profile: ``dbt/profiles.yml`` reads the public variables (MUSIC_PLATFORM_TARGET,
+  MUSIC_PLATFORM_DUCKDB_PATH, MUSIC_PLATFORM_POSTGRES_URL, SNOWFLAKE_*) for plain ``dbt``. Dagster
+  and the tests instead give dbt a profile written from their typed ``Settings``
+  (``profiles_dir``): the same connection, whether a value came from the environment, ``.env`` or
+  a test, with an absolute DuckDB path and the PostgreSQL URL split and percent-decoded. It lives
+  in a private directory (0700; the file 0600, as ``~/.dbt/profiles.yml`` would), one per
+  distinct connection, so its path and content stay the same from run to run.
+- Manifest: parsed (``dbt parse``, no warehouse connection) into ``dbt/target/<target>/`` when
+  older than the project's files, through the public ``DbtCliResource``.
+- Partial parsing: dbt re-parses the whole project when the profile's connection or the
+  ``--vars`` change. The profile is stable (above), the day window of a partitioned run is passed
+  as dbt's ``--event-time-start/--event-time-end`` (not vars), and each invocation starts from
+  the partial-parse state the previous one left (``invocation_target_path`` and
+  ``keep_partial_parse``): a run parses only what changed since the last one.
+- Executable: ``music-platform-dbt`` (``dbt_launcher.py``), dbt's own command line with a fast
+  ``--version`` (dagster-dbt asks it once per resource).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 import sys
+import tempfile
+import uuid
 from functools import cache
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -18,28 +35,88 @@ from urllib.parse import unquote, urlparse
 from music_platform.config import Settings
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent.parent / "dbt"
-_SOURCES_OF_MANIFEST = ("models", "macros", "tests", "seeds", "dbt_project.yml", "profiles.yml")
+PROFILE_NAME = "music_platform"
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+_SOURCES_OF_MANIFEST = ("models", "macros", "tests", "seeds", "dbt_project.yml")
 
 
-def dbt_environment(settings: Settings) -> dict[str, str]:
-    """Variables for dbt's profiles.yml, derived from the public settings."""
-    env = {"MUSIC_PLATFORM_TARGET": settings.target}
-    env["MUSIC_PLATFORM_DBT_DUCKDB_PATH"] = str(settings.resolved_duckdb_path.resolve())
-    if settings.postgres_url:
-        url = urlparse(settings.postgres_url)
-        env.update(
-            MUSIC_PLATFORM_DBT_PG_HOST=url.hostname or "127.0.0.1",
-            MUSIC_PLATFORM_DBT_PG_PORT=str(url.port or 5432),
-            MUSIC_PLATFORM_DBT_PG_USER=unquote(url.username or "postgres"),
-            MUSIC_PLATFORM_DBT_PG_PASSWORD=unquote(url.password or ""),
-            MUSIC_PLATFORM_DBT_PG_DBNAME=(url.path or "/postgres").lstrip("/") or "postgres",
-        )
-    return env
+def dbt_profile(settings: Settings) -> dict:
+    """The dbt profile (one output, named after the target) for ``settings``."""
+    if settings.target == "duckdb":
+        output = {
+            "type": "duckdb",
+            "path": str(settings.resolved_duckdb_path.resolve()),
+            "threads": 1,
+            # DuckDB takes 80% of RAM by default; bounded, it spills joins and aggregates to disk
+            # (docs/scaling.md: 10M scrobbles stay under 4 GiB for the whole process tree).
+            "settings": {"memory_limit": "2GB"},
+        }
+    elif settings.target == "postgres":
+        url = urlparse(settings.postgres_url or "postgresql://")
+        output = {
+            "type": "postgres",
+            "host": url.hostname or "127.0.0.1",
+            "port": url.port or 5432,
+            "user": unquote(url.username or "postgres"),
+            "password": unquote(url.password or ""),
+            "dbname": unquote((url.path or "").lstrip("/")) or "music_platform",
+            "schema": "public",
+            "threads": 2,
+        }
+    else:
+        output = {
+            "type": "snowflake",
+            "account": settings.snowflake_account or "unset",
+            "user": settings.snowflake_user or "unset",
+            "password": settings.snowflake_password or "",
+            "database": settings.snowflake_database or "MUSIC_PLATFORM",
+            "schema": settings.snowflake_schema or "PUBLIC",
+            "threads": 2,
+        }
+        optional = {
+            "warehouse": settings.snowflake_warehouse,
+            "role": settings.snowflake_role,
+            "host": settings.snowflake_host,
+            "port": settings.snowflake_port,
+            "protocol": settings.snowflake_protocol,
+        }
+        output.update({key: value for key, value in optional.items() if value})
+    return {PROFILE_NAME: {"target": settings.target, "outputs": {settings.target: output}}}
 
 
-def apply_dbt_environment(settings: Settings) -> None:
-    """dbt runs as a subprocess that inherits os.environ: publish the derived variables there."""
-    os.environ.update(dbt_environment(settings))
+def profiles_dir(settings: Settings) -> Path:
+    """A directory holding ``profiles.yml`` for ``settings`` (written once per connection)."""
+    # JSON is YAML: no YAML writer needed, and the text is the same for the same settings.
+    text = json.dumps(dbt_profile(settings), sort_keys=True, indent=2) + "\n"
+    return _write_profiles_dir(text)
+
+
+@cache
+def _write_profiles_dir(text: str) -> Path:
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    root = Path(tempfile.gettempdir()) / f"music_platform-dbt-profiles-{os.getuid()}"
+    root.mkdir(mode=0o700, exist_ok=True)
+    if root.stat().st_uid != os.getuid() or root.stat().st_mode & 0o077:
+        raise PermissionError(f"{root} must be a private directory of this user (it holds warehouse credentials)")
+    directory = root / digest
+    directory.mkdir(mode=0o700, exist_ok=True)
+    path = directory / "profiles.yml"
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        tmp = directory / f".profiles.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)  # concurrent writers write the same text: the last one wins
+    return directory
+
+
+def dbt_executable() -> str:
+    """``music-platform-dbt`` beside this Python (dbt with a fast --version), else dbt beside it, else ``dbt``."""
+    bin_dir = Path(sys.executable).parent
+    for name in ("music-platform-dbt", "dbt"):
+        if (bin_dir / name).exists():
+            return str(bin_dir / name)
+    return "dbt"
 
 
 def _newest_source_mtime(project_dir: Path) -> float:
@@ -55,68 +132,68 @@ def _newest_source_mtime(project_dir: Path) -> float:
     return newest
 
 
-@cache
-def get_dbt_project(target: str):
-    """The DbtProject for a target, with a manifest no older than the project's files."""
-    from dagster_dbt import DbtProject
+def get_dbt_project(settings: Settings):
+    """The ``DbtProject`` for ``settings``, with a manifest no older than the project's files."""
+    return _dbt_project(settings.target, profiles_dir(settings))
 
-    project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target=target)
+
+@cache
+def _dbt_project(target: str, profiles: Path):
+    from dagster_dbt import DbtCliResource, DbtProject
+
+    base = state_dir(DBT_PROJECT_DIR, target)
+    project = DbtProject(
+        project_dir=DBT_PROJECT_DIR, profiles_dir=profiles, target=target, target_path=base.relative_to(DBT_PROJECT_DIR)
+    )
     manifest = project.manifest_path
     if not manifest.exists() or manifest.stat().st_mtime < _newest_source_mtime(DBT_PROJECT_DIR):
-        # `dbt parse` needs no warehouse connection; a stale manifest would hide new models.
-        _put_dbt_on_path()
-        project.preparer.prepare(project)
+        # `dbt parse` needs no warehouse connection; a stale manifest would hide new models. It
+        # parses into a directory of its own, then the files move into place, so a concurrent
+        # reader never sees half a manifest.
+        staging = base.parent / f".{target}-parse-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            resource = DbtCliResource(project_dir=project, dbt_executable=dbt_executable())
+            resource.cli(["parse", "--quiet"], target_path=staging).wait()
+            base.mkdir(parents=True, exist_ok=True)
+            for name in (PARTIAL_PARSE_FILE, "manifest.json"):  # the manifest last: it marks completion
+                if (staging / name).exists():
+                    os.replace(staging / name, base / name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return project
 
 
 def dbt_cli_resource(settings: Settings):
-    apply_dbt_environment(settings)
-    return _dbt_cli_resource_class()(
-        project_dir=get_dbt_project(settings.target),
-        profiles_dir=str(DBT_PROJECT_DIR),
-        target=settings.target,
-        dbt_executable=dbt_executable(),
-    )
-
-
-@cache
-def _dbt_cli_resource_class():
-    """``DbtCliResource`` without two costs it pays before every dbt invocation.
-
-    Each dbt step used to spend ~7 s running ``dbt --version`` in a subprocess (to tell dbt Core
-    from the Fusion engine) and ~3 s loading every dbt macro in-process for an adapter handle
-    that only serves dagster-dbt's optional row-count and column-metadata fetches; this project
-    reads its tables itself once dbt exits (defs/transform/dbt.py). A day's dbt run then costs
-    the dbt process and its work. The version comes from the dbt-core installed beside this
-    Python, which is the executable used (``dbt_executable``).
-    """
-    from functools import cached_property
-    from importlib.metadata import version as installed_version
-
+    """The dbt resource for ``settings`` (public ``DbtCliResource`` options only)."""
     from dagster_dbt import DbtCliResource
-    from packaging.version import Version
 
-    class MusicPlatformDbtCliResource(DbtCliResource):
-        @cached_property
-        def _cli_version(self) -> Version:
-            if Path(self.dbt_executable).parent == Path(sys.executable).parent:
-                return Version(installed_version("dbt-core"))
-            return super()._cli_version
-
-        def _initialize_dbt_core_adapter(self, args):  # noqa: ARG002 - see the class docstring
-            return None
-
-    return MusicPlatformDbtCliResource
+    return DbtCliResource(project_dir=get_dbt_project(settings), dbt_executable=dbt_executable())
 
 
-def _put_dbt_on_path() -> None:
-    """dagster-dbt's manifest preparation calls plain `dbt`: make ours findable without an activated venv."""
-    bin_dir = str(Path(sys.executable).parent)
-    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+def state_dir(project_dir: str | Path, target: str | None) -> Path:
+    """Where the manifest and the partial-parse state of a target live (``dbt/target/<target>``)."""
+    return Path(project_dir) / "target" / (target or "default")
 
 
-def dbt_executable() -> str:
-    """The dbt installed beside this Python (works without an activated virtualenv)."""
-    beside = Path(sys.executable).parent / "dbt"
-    return str(beside) if beside.exists() else "dbt"
+def invocation_target_path(project_dir: str | Path, target: str | None, name: str) -> Path:
+    """A fresh target directory for one dbt invocation (dbt writes its artifacts there), seeded
+    with the target's partial-parse state so that dbt parses only what changed."""
+    base = state_dir(project_dir, target)
+    path = base / "runs" / f"{name}-{uuid.uuid4().hex[:12]}"
+    path.mkdir(parents=True)
+    if (base / PARTIAL_PARSE_FILE).exists():
+        shutil.copyfile(base / PARTIAL_PARSE_FILE, path / PARTIAL_PARSE_FILE)
+    return path
+
+
+def keep_partial_parse(project_dir: str | Path, target: str | None, target_path: Path, remove: bool = True) -> None:
+    """Keep the partial-parse state an invocation left as the start of the next one (atomically),
+    and drop the invocation's directory when asked (its events were streamed already)."""
+    produced = Path(target_path) / PARTIAL_PARSE_FILE
+    if produced.exists():
+        base = state_dir(project_dir, target)
+        tmp = base / f".{PARTIAL_PARSE_FILE}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        shutil.copyfile(produced, tmp)
+        os.replace(tmp, base / PARTIAL_PARSE_FILE)
+    if remove:
+        shutil.rmtree(target_path, ignore_errors=True)

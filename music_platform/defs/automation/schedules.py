@@ -6,27 +6,43 @@
   ``AutomationCondition``s, evaluated by the automation sensor.
 """
 
+from functools import cache
+
 import dagster as dg
 
+from music_platform.config import Settings, definitions_settings
 from music_platform.partitions import daily_partitions
 
 SCROBBLES = dg.AssetKey(["raw", "lastfm_scrobbles"])
 MODEL = dg.AssetKey(["ml", "lightfm_model"])
 
-daily_ingestion_job = dg.define_asset_job(
-    "daily_ingestion_job",
-    selection=dg.AssetSelection.assets(SCROBBLES),
-    partitions_def=daily_partitions,
-    description="Loads one day of scrobbles for every tracked user.",
-)
 
-daily_ingestion_schedule = dg.build_schedule_from_partitioned_job(
-    daily_ingestion_job,
-    hour_of_day=1,
-    minute_of_hour=0,
-    name="daily_ingestion_schedule",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
+def daily_ingestion_schedule_for(settings: Settings) -> dg.ScheduleDefinition:
+    """The daily ingestion schedule (and its job) over the partitions ``settings`` name."""
+    return _daily_ingestion_schedule(daily_partitions(settings))
+
+
+@cache
+def _daily_ingestion_schedule(partitions: dg.PartitionsDefinition) -> dg.ScheduleDefinition:
+    daily_ingestion_job = dg.define_asset_job(
+        "daily_ingestion_job",
+        selection=dg.AssetSelection.assets(SCROBBLES),
+        partitions_def=partitions,
+        description="Loads one day of scrobbles for every tracked user.",
+    )
+    return dg.build_schedule_from_partitioned_job(
+        daily_ingestion_job,
+        hour_of_day=1,
+        minute_of_hour=0,
+        name="daily_ingestion_schedule",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions(schedules=[daily_ingestion_schedule_for(definitions_settings())])
+
 
 weekly_retrain_job = dg.define_asset_job(
     "weekly_retrain_job",

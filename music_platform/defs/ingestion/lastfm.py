@@ -8,10 +8,12 @@ quarantines rows that cannot be parsed in ``raw.ingestion_rejects`` with the rea
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import cache
 
 import dagster as dg
 import pandas as pd
 
+from music_platform.config import Settings, definitions_settings
 from music_platform.lib.checks import (
     KEY_UNIQUE,
     completeness_result,
@@ -157,36 +159,6 @@ class _ScrobbleLoad:
             self.sample = frame.head(PREVIEW_ROWS).copy()
 
 
-@dg.asset(
-    key=_key(LASTFM_SCROBBLES),
-    description="Every scrobble of the tracked users (user.getRecentTracks), one daily UTC partition per "
-    "listening day. Re-materialising a partition replaces it atomically, never duplicates it.",
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    check_specs=[
-        *_checks(LASTFM_SCROBBLES),
-        dg.AssetCheckSpec(
-            SCROBBLES_ACCOUNTED_FOR,
-            asset=_key(LASTFM_SCROBBLES),
-            blocking=True,
-            description="Every scrobble the API returned for the partition is in raw.lastfm_scrobbles, or quarantined "
-            "with its reason (raw.ingestion_rejects), or an exact duplicate, or the now-playing item. Blocking.",
-        ),
-        dg.AssetCheckSpec(
-            "tracked_users_loaded",
-            asset=_key(LASTFM_SCROBBLES),
-            description="Every tracked user could be read (WARN names users that do not exist or are private).",
-        ),
-    ],
-    group_name="ingestion",
-    owners=OWNERS["ingestion"],
-    kinds={"python", "lastfm"},
-    freshness_policy=SCROBBLES_FRESHNESS,
-    retry_policy=STEP_RETRY,
-    pool=LASTFM_API_POOL,
-    tags={"source": "lastfm"},
-)
-@fail_fast_on_permanent_source_errors
 def lastfm_scrobbles(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
@@ -272,6 +244,49 @@ def lastfm_scrobbles(
         )
     else:
         yield dg.AssetCheckResult(check_name="tracked_users_loaded", passed=True)
+
+
+def scrobbles_asset(settings: Settings) -> dg.AssetsDefinition:
+    """``raw/lastfm_scrobbles``, partitioned by day from the first partition ``settings`` name."""
+    return _scrobbles_asset(daily_partitions(settings))
+
+
+@cache
+def _scrobbles_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    return dg.asset(
+        key=_key(LASTFM_SCROBBLES),
+        description="Every scrobble of the tracked users (user.getRecentTracks), one daily UTC partition per "
+        "listening day. Re-materialising a partition replaces it atomically, never duplicates it.",
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        check_specs=[
+            *_checks(LASTFM_SCROBBLES),
+            dg.AssetCheckSpec(
+                SCROBBLES_ACCOUNTED_FOR,
+                asset=_key(LASTFM_SCROBBLES),
+                blocking=True,
+                description="Every scrobble the API returned for the partition is in raw.lastfm_scrobbles, or quarantined "
+                "with its reason (raw.ingestion_rejects), or an exact duplicate, or the now-playing item. Blocking.",
+            ),
+            dg.AssetCheckSpec(
+                "tracked_users_loaded",
+                asset=_key(LASTFM_SCROBBLES),
+                description="Every tracked user could be read (WARN names users that do not exist or are private).",
+            ),
+        ],
+        group_name="ingestion",
+        owners=OWNERS["ingestion"],
+        kinds={"python", "lastfm"},
+        freshness_policy=SCROBBLES_FRESHNESS,
+        retry_policy=STEP_RETRY,
+        pool=LASTFM_API_POOL,
+        tags={"source": "lastfm"},
+    )(fail_fast_on_permanent_source_errors(lastfm_scrobbles))
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions(assets=[scrobbles_asset(definitions_settings())])
 
 
 def _ledger_result(check_name: str, ledger: Ledger) -> dg.AssetCheckResult:

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, date, datetime
+from functools import cache
 
 import dagster as dg
 
-from music_platform.config import Settings
+from music_platform.config import Settings, definitions_settings
 from music_platform.defs.ingestion.lastfm import LASTFM_API_POOL
 from music_platform.partitions import daily_partitions
 from music_platform.resources import LastfmResource
@@ -60,10 +61,10 @@ SENSOR_TIMEOUTS = Timeouts(connect_s=5.0, read_s=10.0)
 clock = time.time
 
 
-def _default_status() -> dg.DefaultSensorStatus:
+def _default_status(settings: Settings) -> dg.DefaultSensorStatus:
     # Polling an API every 5 minutes is only worth it (and only allowed to start by itself) when a
     # real Last.fm source is configured; on synthetic data it is switched on by hand if wanted.
-    synthetic = Settings.from_env().uses_synthetic_source
+    synthetic = settings.uses_synthetic_source
     return dg.DefaultSensorStatus.STOPPED if synthetic else dg.DefaultSensorStatus.RUNNING
 
 
@@ -92,17 +93,19 @@ def sensor_client(lastfm: LastfmResource):
     )
 
 
-def existing_partition(day: date, now: int) -> bool:
+def existing_partition(day: date, now: int, partitions: dg.PartitionsDefinition) -> bool:
     """Whether ``day`` is a partition of ``raw/lastfm_scrobbles`` at ``now`` (today's is not, yet)."""
     with dg.partition_loading_context(effective_dt=datetime.fromtimestamp(now, tz=UTC)):
-        return daily_partitions.has_partition_key(day.isoformat())
+        return partitions.has_partition_key(day.isoformat())
 
 
-def run_requests_for(result: PollResult, now: int) -> tuple[list[dg.RunRequest], list[str]]:
+def run_requests_for(
+    result: PollResult, now: int, partitions: dg.PartitionsDefinition
+) -> tuple[list[dg.RunRequest], list[str]]:
     """One run per affected day that is a partition; the days left to the daily schedule."""
     requests, deferred = [], []
     for day, marker in sorted(result.affected_days.items()):
-        if not existing_partition(day, now):
+        if not existing_partition(day, now, partitions):
             deferred.append(day.isoformat())
             continue
         requests.append(
@@ -115,16 +118,35 @@ def run_requests_for(result: PollResult, now: int) -> tuple[list[dg.RunRequest],
     return requests, deferred
 
 
-@dg.sensor(
-    name=SENSOR_NAME,
-    target=dg.AssetSelection.assets(SCROBBLES),
-    minimum_interval_seconds=POLL_INTERVAL_S,
-    default_status=_default_status(),
-    description="Every 5 minutes asks each tracked Last.fm user (one request each, at most "
-    f"{MAX_REQUESTS_PER_TICK} per tick) for scrobbles since the cursor and reloads the daily partitions "
-    "that got new listens. Skips its tick while a Last.fm step runs (pool lastfm_api).",
-)
-def lastfm_recent_scrobbles_sensor(context: dg.SensorEvaluationContext, lastfm: LastfmResource):
+def recent_scrobbles_sensor(settings: Settings) -> dg.SensorDefinition:
+    """The sensor for ``settings``: their daily partitions, running by itself on a real source only."""
+    return _recent_scrobbles_sensor(daily_partitions(settings), _default_status(settings))
+
+
+@cache
+def _recent_scrobbles_sensor(partitions: dg.PartitionsDefinition, status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=SENSOR_NAME,
+        target=dg.AssetSelection.assets(SCROBBLES),
+        minimum_interval_seconds=POLL_INTERVAL_S,
+        default_status=status,
+        description="Every 5 minutes asks each tracked Last.fm user (one request each, at most "
+        f"{MAX_REQUESTS_PER_TICK} per tick) for scrobbles since the cursor and reloads the daily partitions "
+        "that got new listens. Skips its tick while a Last.fm step runs (pool lastfm_api).",
+    )
+    def lastfm_recent_scrobbles_sensor(context: dg.SensorEvaluationContext, lastfm: LastfmResource):
+        return poll_tick(context, lastfm, partitions)
+
+    return lastfm_recent_scrobbles_sensor
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions(sensors=[recent_scrobbles_sensor(definitions_settings())])
+
+
+def poll_tick(context: dg.SensorEvaluationContext, lastfm: LastfmResource, partitions: dg.PartitionsDefinition):
+    """One tick of the sensor (``recent_scrobbles_sensor``)."""
     if lastfm_pool_busy(context.instance):
         return dg.SkipReason(
             f"a step of pool {LASTFM_API_POOL!r} is calling Last.fm; this tick yields the rate limit to it"
@@ -150,7 +172,7 @@ def lastfm_recent_scrobbles_sensor(context: dg.SensorEvaluationContext, lastfm: 
         context.log.warning(f"Last.fm user {user!r} not read this tick (asked again next tick): {reason}")
     if result.stopped_because:
         context.log.warning(f"poll stopped early: {result.stopped_because}; {len(result.not_asked)} user(s) wait")
-    requests, deferred = run_requests_for(result, now)
+    requests, deferred = run_requests_for(result, now, partitions)
     if deferred:
         context.log.info(f"new scrobbles on {', '.join(deferred)}: no partition yet, the daily schedule loads them")
     summary = (

@@ -10,9 +10,11 @@
 """
 
 from datetime import timedelta
+from functools import cache
 
 import dagster as dg
 
+from music_platform.config import Settings, definitions_settings
 from music_platform.partitions import daily_partitions
 from music_platform.quality.completeness import DEFAULT_THRESHOLD
 from music_platform.quality.ledger import SUPERSEDED, LedgerVerdict, listen_ledgers, source_ledgers
@@ -60,36 +62,50 @@ def _partition_table(verdict: LedgerVerdict) -> dg.MetadataValue:
     return dg.MetadataValue.table(records, schema=dg.TableSchema(columns=columns))
 
 
-@dg.asset_check(
-    asset=FCT_LISTENS,
-    name="listens_accounted_for",
-    blocking=True,
-    partitions_def=daily_partitions,
-    description=f"Every scrobble raw received for the day is in marts.fct_listens exactly once, or set aside with "
-    f"a reason (audit.listens_set_aside) or removed as a duplicate by staging; nothing is missing without a "
-    f"reason, and the mart keeps at least {DEFAULT_THRESHOLD:.0%} of what raw received. Blocking.",
-)
-def listens_accounted_for(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    window = context.partition_time_window
-    first_day, last_day = window.start.date(), (window.end - timedelta(days=1)).date()
-    ledgers = listen_ledgers(warehouse.get_warehouse(), first_day, last_day)
-    verdicts = ledgers.verdicts()
-    passed = all(v.passed for v in verdicts.values())
-    end_to_end = verdicts["raw -> marts.fct_listens"]
-    failing = [f"{layer}: {v.describe()}" for layer, v in verdicts.items() if not v.passed]
-    return dg.AssetCheckResult(
-        passed=passed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata={
-            "days": dg.MetadataValue.text(f"{first_day} .. {last_day}"),
-            "threshold": dg.MetadataValue.float(DEFAULT_THRESHOLD),
-            "kept_share": dg.MetadataValue.float(round(end_to_end.total().kept_share or 0.0, 6)),
-            "accounted_share": dg.MetadataValue.float(round(end_to_end.total().accounted_share or 1.0, 6)),
-            **_verdict_metadata(verdicts),
-            "ledger_per_partition": _partition_table(end_to_end),
-        },
-        description=end_to_end.describe() if passed else "; ".join(failing),
+def listens_accounted_for_check(settings: Settings) -> dg.AssetChecksDefinition:
+    """The per-partition ledger check on ``marts/fct_listens``, partitioned as ``settings`` say."""
+    return _listens_accounted_for(daily_partitions(settings))
+
+
+@cache
+def _listens_accounted_for(partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=FCT_LISTENS,
+        name="listens_accounted_for",
+        blocking=True,
+        partitions_def=partitions,
+        description=f"Every scrobble raw received for the day is in marts.fct_listens exactly once, or set aside with "
+        f"a reason (audit.listens_set_aside) or removed as a duplicate by staging; nothing is missing without a "
+        f"reason, and the mart keeps at least {DEFAULT_THRESHOLD:.0%} of what raw received. Blocking.",
     )
+    def listens_accounted_for(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        window = context.partition_time_window
+        first_day, last_day = window.start.date(), (window.end - timedelta(days=1)).date()
+        ledgers = listen_ledgers(warehouse.get_warehouse(), first_day, last_day)
+        verdicts = ledgers.verdicts()
+        passed = all(v.passed for v in verdicts.values())
+        end_to_end = verdicts["raw -> marts.fct_listens"]
+        failing = [f"{layer}: {v.describe()}" for layer, v in verdicts.items() if not v.passed]
+        return dg.AssetCheckResult(
+            passed=passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "days": dg.MetadataValue.text(f"{first_day} .. {last_day}"),
+                "threshold": dg.MetadataValue.float(DEFAULT_THRESHOLD),
+                "kept_share": dg.MetadataValue.float(round(end_to_end.total().kept_share or 0.0, 6)),
+                "accounted_share": dg.MetadataValue.float(round(end_to_end.total().accounted_share or 1.0, 6)),
+                **_verdict_metadata(verdicts),
+                "ledger_per_partition": _partition_table(end_to_end),
+            },
+            description=end_to_end.describe() if passed else "; ".join(failing),
+        )
+
+    return listens_accounted_for
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions(asset_checks=[listens_accounted_for_check(definitions_settings())])
 
 
 @dg.asset_check(

@@ -4,8 +4,9 @@ Two ``@dbt_assets`` share the one dbt project:
 
 - ``dbt_daily_models``: the incremental models (``fct_listens``, ``user_track_interactions``),
   incremental by listening day and partitioned like the raw scrobbles. A run (or a single-run
-  backfill of many days) passes its partition range to dbt as ``--vars {min_date, max_date}``,
-  so a daily run restates one day, not all history. ``full_refresh: true`` in the run config
+  backfill of many days) passes its partition range to dbt as dbt's time-window flags
+  ``--event-time-start/--event-time-end`` (not ``--vars``, which would make dbt re-parse the
+  whole project on every run), so a daily run restates one day, not all history. ``full_refresh: true`` in the run config
   rebuilds them from all history.
 - ``dbt_models``: every other model, unpartitioned (views, dimensions, summaries). It is
   selected by materialisation rather than by excluding the incremental models, because dbt
@@ -15,26 +16,32 @@ Two ``@dbt_assets`` share the one dbt project:
 dbt runs in its own process and opens the warehouse itself; each model's table is read back
 after dbt has finished (never while dbt holds the DuckDB file) and its row count, column schema,
 preview, upstream tables and completeness are attached to the model's materialisation.
+
+Both are built by ``dbt_assets_for(settings)`` (cached per target, profile and first partition)
+inside this module's ``@dg.definitions`` function, from the settings the code location is built
+from: nothing is read or parsed at import.
 """
 
-import json
-from datetime import datetime, timedelta
+from datetime import datetime
+from functools import cache
+from pathlib import Path
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
-from music_platform.config import Settings
+from music_platform.config import Settings, definitions_settings
 from music_platform.lib.metadata import transformed_table_metadata
 from music_platform.partitions import daily_partitions
 from music_platform.quality.contracts import MART_REQUIRED_FIELDS
 from music_platform.resources import WarehouseResource
 from music_platform.runs.leases import note_child_process
-from music_platform.transformation.project import get_dbt_project
+from music_platform.transformation.project import (
+    get_dbt_project,
+    invocation_target_path,
+    keep_partial_parse,
+    profiles_dir,
+)
 from music_platform.transformation.translator import MusicPlatformDbtTranslator
-
-_settings = Settings.from_env()
-dbt_project = get_dbt_project(_settings.target)
-translator = MusicPlatformDbtTranslator(target=_settings.target)
 
 # The day-partitioned models are tagged "daily" (the incremental models, which accept the vars
 # min_date/max_date, and the ledger view that judges their days); every other node is in the
@@ -58,20 +65,21 @@ class DailyDbtConfig(dg.Config):
 def daily_build_args(window_start: datetime, window_end: datetime, full_refresh: bool = False) -> list[str]:
     """``dbt build`` arguments restating the days of a partition time window.
 
-    The window's end is exclusive (Dagster's convention), the vars' ``max_date`` inclusive.
-    Tests run only where every model they read was built in this invocation
+    The window goes to dbt's ``--event-time-start`` (inclusive) and ``--event-time-end``
+    (exclusive, Dagster's convention too); the incremental models read it at run time
+    (macros/partition_date_range.sql). Run arguments, unlike ``--vars``, leave dbt's partial
+    parsing valid from one run to the next. Tests run only where every model they read was built in this invocation
     (``cautious``): a relationship to a dimension is judged when the dimension is rebuilt.
     dbt unit tests are left out: they check the SQL's logic on fixed rows, which a partition
     does not change, so the unpartitioned build (and a standalone ``dbt build``) runs them.
     """
     if window_end <= window_start:
         raise ValueError(f"empty partition window {window_start} .. {window_end}")
-    dates = {
-        "min_date": window_start.date().isoformat(),
-        "max_date": (window_end - timedelta(days=1)).date().isoformat(),
-    }
     args = [
-        "build", "--vars", json.dumps(dates), "--indirect-selection", "cautious",
+        "build",
+        "--event-time-start", window_start.strftime("%Y-%m-%dT%H:%M:%S"),
+        "--event-time-end", window_end.strftime("%Y-%m-%dT%H:%M:%S"),
+        "--indirect-selection", "cautious",
         "--exclude-resource-type", "unit_test",
     ]  # fmt: skip
     if full_refresh:
@@ -79,44 +87,67 @@ def daily_build_args(window_start: datetime, window_end: datetime, full_refresh:
     return args
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    dagster_dbt_translator=translator,
-    select=DAILY_MODELS_SELECTION,
-    name="dbt_daily_models",
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="warehouse",
-)
-def dbt_daily_models(
-    context: dg.AssetExecutionContext, config: DailyDbtConfig, dbt: DbtCliResource, warehouse: WarehouseResource
-):
-    window = context.partition_time_window
-    args = daily_build_args(window.start, window.end, config.full_refresh)
-    context.log.info(f"dbt {' '.join(args)}")
-    yield from _build(context, dbt, warehouse, args)
+def dbt_assets_for(settings: Settings) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
+    """The two dbt asset definitions for ``settings``: (day-partitioned models, the others)."""
+    return _dbt_assets(settings.target, profiles_dir(settings), settings.partitions_start_date, settings)
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    dagster_dbt_translator=translator,
-    select=OTHER_MODELS_SELECTION,
-    name="dbt_models",
-    pool="warehouse",
-)
-def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
-    yield from _build(context, dbt, warehouse, ["build"])
+@cache
+def _dbt_assets(target: str, profiles: Path, partitions_start: str, settings: Settings):
+    # Keyed on what the assets depend on; ``settings`` rides along for the factories it feeds.
+    del profiles, partitions_start
+    project = get_dbt_project(settings)
+    translator = MusicPlatformDbtTranslator(target=target)
+
+    @dbt_assets(
+        manifest=project.manifest_path,
+        project=project,
+        dagster_dbt_translator=translator,
+        select=DAILY_MODELS_SELECTION,
+        name="dbt_daily_models",
+        partitions_def=daily_partitions(settings),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool="warehouse",
+    )
+    def dbt_daily_models(
+        context: dg.AssetExecutionContext, config: DailyDbtConfig, dbt: DbtCliResource, warehouse: WarehouseResource
+    ):
+        window = context.partition_time_window
+        args = daily_build_args(window.start, window.end, config.full_refresh)
+        context.log.info(f"dbt {' '.join(args)}")
+        yield from _build(context, dbt, warehouse, args)
+
+    @dbt_assets(
+        manifest=project.manifest_path,
+        project=project,
+        dagster_dbt_translator=translator,
+        select=OTHER_MODELS_SELECTION,
+        name="dbt_models",
+        pool="warehouse",
+    )
+    def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+        yield from _build(context, dbt, warehouse, ["build"])
+
+    return dbt_daily_models, dbt_models
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions(assets=list(dbt_assets_for(definitions_settings())))
 
 
 def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource, args: list[str]):
-    invocation = dbt.cli(args, context=context, raise_on_error=False)
+    # One invocation per asset and run; it starts from the partial-parse state the previous one
+    # left and leaves its own for the next (music_platform/transformation/project.py).
+    target_path = invocation_target_path(dbt.project_dir, dbt.target, f"{context.op_execution_context.op.name}")
+    invocation = dbt.cli(args, context=context, raise_on_error=False, target_path=target_path)
     # dbt outlives a killed Dagster process and would keep the DuckDB file: recorded in the
     # run's lease, it is stopped by the recovery of the next run (music_platform.runs).
     note_child_process(context.run.run_id, invocation.process.pid)
     # Buffer the events so table metadata can be added once dbt has released the warehouse.
     events = list(invocation.stream())
+    # A failed invocation keeps its directory (run_results.json, dbt.log) for a look.
+    keep_partial_parse(dbt.project_dir, dbt.target, target_path, remove=invocation.is_successful())
     tables = _table_metadata(context, warehouse, events)
     for event in events:
         if isinstance(event, dg.Output) and event.output_name in tables:
