@@ -113,6 +113,8 @@ class Settings(BaseSettings):
     # Resolved when the settings are read: MUSIC_PLATFORM_PARTITIONS_START, else the first day the
     # demo loaded into this data dir (PARTITIONS_FILE), else DEFAULT_PARTITIONS_START.
     partitions_start_date: str = Field(DEFAULT_PARTITIONS_START, alias="MUSIC_PLATFORM_PARTITIONS_START")
+    # Whether MUSIC_PLATFORM_PARTITIONS_START was set (the demo moves an unset start to its data).
+    partitions_start_configured: bool = Field(False, exclude=True)
     alert_webhook: str | None = Field(None, alias="MUSIC_PLATFORM_ALERT_WEBHOOK")
 
     @classmethod
@@ -134,7 +136,9 @@ class Settings(BaseSettings):
         if not isinstance(data, Mapping):
             return data
         data = {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
-        if "MUSIC_PLATFORM_PARTITIONS_START" not in data and "partitions_start_date" not in data:
+        configured = "MUSIC_PLATFORM_PARTITIONS_START" in data or "partitions_start_date" in data
+        data.setdefault("partitions_start_configured", configured)
+        if not configured:
             data_dir = Path(data.get("MUSIC_PLATFORM_DATA_DIR") or data.get("data_dir") or "data")
             recorded = recorded_partitions_start(data_dir)
             if recorded:

@@ -5,6 +5,13 @@ transform, train and publish), then prints what was built: rows per table, every
 verdict, the model's metrics beside the popularity baseline and sample recommendations.
 Runs land in the Dagster instance at DAGSTER_HOME when it is set (``make demo`` sets it), so
 ``make dev`` shows them afterwards.
+
+The demo reads the settings once (the environment over ``.env``), changes what it needs in its
+own copy (``demo_settings``: the synthetic source, its size and seed, partitions that cover the
+days it loads) and builds the definitions from that copy; it writes no environment variable.
+It records the first day it loaded in the data dir (``partitions.json``), from which the
+settings of every later process (``make dev``) start the daily partitions, unless
+MUSIC_PLATFORM_PARTITIONS_START says otherwise.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from music_platform.config import environment
+from music_platform.config import Settings, record_partitions_start
 
 COLUMNS_WHEN_PIPED = 400
 
@@ -43,16 +50,21 @@ def demo_days(days: int, today: date | None = None) -> tuple[date, date]:
     return today - timedelta(days=days), today - timedelta(days=1)
 
 
-def configure_environment(users: int, seed: int, first_day: date) -> None:
-    """The demo always runs on the synthetic source; the target stays whatever is configured."""
+def demo_settings(settings: Settings, users: int, seed: int, first_day: date) -> Settings:
+    """The settings the demo runs with: the synthetic source at the given size and seed, and
+    daily partitions that start no later than ``first_day``; the target stays as configured.
+    Records ``first_day`` in the data dir (``record_partitions_start``)."""
     if users < 1:
         raise ValueError("--users must be at least 1")
-    os.environ["MUSIC_PLATFORM_SOURCE"] = "synthetic"
-    os.environ["MUSIC_PLATFORM_SYNTHETIC_USERS"] = str(users)
-    os.environ["MUSIC_PLATFORM_SEED"] = str(seed)
-    start = environment().get("MUSIC_PLATFORM_PARTITIONS_START")
-    if not start or date.fromisoformat(start) > first_day:
-        os.environ["MUSIC_PLATFORM_PARTITIONS_START"] = first_day.isoformat()
+    recorded = date.fromisoformat(record_partitions_start(settings.data_dir, first_day))
+    configured = date.fromisoformat(settings.partitions_start_date)
+    start = min(configured, first_day) if settings.partitions_start_configured else recorded
+    return settings.with_overrides(
+        source_mode="synthetic",
+        synthetic_users=users,
+        synthetic_seed=seed,
+        partitions_start_date=start.isoformat(),
+    )
 
 
 def _instance():
@@ -99,12 +111,12 @@ def run_demo(users: int = 2000, days: int = 30, seed: int = 42) -> int:
     # width their content needs, so check names are never cut.
     console = Console() if sys.stdout.isatty() else Console(width=COLUMNS_WHEN_PIPED)
     first_day, last_day = demo_days(days)
-    configure_environment(users, seed, first_day)
+    if users < 1:
+        raise ValueError("--users must be at least 1")
 
     import dagster as dg
 
-    from music_platform.config import Settings
-    from music_platform.definitions import defs as load_defs
+    from music_platform.definitions import build_defs
     from music_platform.runs.guard import RunGuard
     from music_platform.runs.recovery import report
     from music_platform.warehouse import connect_warehouse
@@ -116,7 +128,9 @@ def run_demo(users: int = 2000, days: int = 30, seed: int = 42) -> int:
         f"[bold]music_platform demo[/]: {users} synthetic listeners, {days} days "
         f"({first_day} .. {last_day}), seed {seed}, warehouse {warehouse.describe()}"
     )
-    definitions = load_defs()
+    # Recorded once the warehouse answered: the data dir then says where its partitions start.
+    settings = demo_settings(settings, users, seed, first_day)
+    definitions = build_defs(settings)
     job = definitions.resolve_implicit_global_asset_job_def()
     instance = _instance()
     graph = definitions.resolve_asset_graph()

@@ -14,12 +14,13 @@ import json
 
 import pytest
 
+from music_platform.config import Settings
 from music_platform.transformation.project import get_dbt_project
 
 
 @pytest.fixture(scope="module")
 def manifest() -> dict:
-    return json.loads(get_dbt_project("duckdb").manifest_path.read_text())
+    return json.loads(get_dbt_project(Settings.from_env({})).manifest_path.read_text())
 
 
 def _models(manifest: dict, *layers: str) -> list[dict]:
@@ -93,4 +94,4 @@ def test_a_schema_prefix_gives_a_run_schemas_of_its_own(tmp_path, monkeypatch):
 
 
 def manifest_without_prefix() -> dict:
-    return json.loads(get_dbt_project("duckdb").manifest_path.read_text())
+    return json.loads(get_dbt_project(Settings.from_env({})).manifest_path.read_text())

@@ -107,9 +107,13 @@ def test_the_corpus_keys_of_the_unit_test_are_the_python_rule():
 
 
 def test_unit_tests_are_not_asset_checks_and_daily_builds_skip_them():
-    from music_platform.defs.transform.dbt import daily_build_args, dbt_daily_models, dbt_models, dbt_project
+    from music_platform.config import Settings
+    from music_platform.defs.transform.dbt import daily_build_args, dbt_assets_for
+    from music_platform.transformation.project import get_dbt_project
 
-    manifest = json.loads(dbt_project.manifest_path.read_text())
+    settings = Settings.from_env({})
+    dbt_daily_models, dbt_models = dbt_assets_for(settings)
+    manifest = json.loads(get_dbt_project(settings).manifest_path.read_text())
     unit_tests = {u["name"] for u in manifest["unit_tests"].values()}
     assert len(unit_tests) >= 7
     checks = {c.name for assets in (dbt_models, dbt_daily_models) for c in assets.check_keys}

@@ -127,3 +127,98 @@ def test_relationships_from_daily_models_are_judged_on_the_dimensions(graph):
     assert ("marts/dim_artists", "relationships_fct_listens_artist_id__artist_id__ref_dim_artists_") in names
     assert ("marts/user_track_interactions", "not_null_user_track_interactions_user_id") in names
 
+
+
+# A fresh interpreter with no platform variable set: it imports the code location, then builds it
+# for each target from explicit settings, and checks nothing was read or written behind its back.
+_THREE_TARGETS = r"""
+import json, os, sys
+before = dict(os.environ)
+import music_platform.definitions as root
+from music_platform.config import Settings
+from music_platform.definitions import build_defs
+assert dict(os.environ) == before, "importing the code location changed the environment"
+envs = {
+    "duckdb": {"MUSIC_PLATFORM_TARGET": "duckdb", "MUSIC_PLATFORM_DATA_DIR": sys.argv[1]},
+    "postgres": {"MUSIC_PLATFORM_TARGET": "postgres",
+                 "MUSIC_PLATFORM_POSTGRES_URL": "postgresql://u:p%40ss@db.example:6543/wh_edge"},
+    "snowflake": {"MUSIC_PLATFORM_TARGET": "snowflake", "SNOWFLAKE_ACCOUNT": "acct", "SNOWFLAKE_USER": "u",
+                  "SNOWFLAKE_PASSWORD": "s3cret", "SNOWFLAKE_PORT": "8123", "SNOWFLAKE_PROTOCOL": "http",
+                  "MUSIC_PLATFORM_PARTITIONS_START": "2026-01-05"},
+}
+out = {}
+for target, env in envs.items():
+    defs = build_defs(Settings.from_env(env))
+    graph = defs.resolve_asset_graph()
+    scrobbles = graph.get(__import__("dagster").AssetKey(["raw", "lastfm_scrobbles"]))
+    dbt = defs.resources["dbt"]
+    profile = json.loads((__import__("pathlib").Path(dbt.profiles_dir) / "profiles.yml").read_text())
+    out[target] = {
+        "keys": sorted(k.to_user_string() for k in graph.get_all_asset_keys()),
+        "warehouse": defs.resources["warehouse"].target,
+        "dbt_target": dbt.target,
+        "profile": profile["music_platform"]["outputs"][target],
+        "first_partition": scrobbles.partitions_def.get_first_partition_key(),
+        "kinds": sorted(graph.get(__import__("dagster").AssetKey(["marts", "fct_listens"])).kinds),
+    }
+assert dict(os.environ) == before, "building the definitions changed the environment"
+print(json.dumps(out))
+"""
+
+
+def test_the_three_targets_build_in_one_process_with_no_environment_set(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MUSIC_PLATFORM_", "SNOWFLAKE_", "LASTFM_", "SPOTIFY_"))}
+    result = subprocess.run(
+        [sys.executable, "-c", _THREE_TARGETS, str(tmp_path / "data")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    built = json.loads(result.stdout.strip().splitlines()[-1])
+    assert built["duckdb"]["keys"] == built["postgres"]["keys"] == built["snowflake"]["keys"]
+    assert EXPECTED_ASSETS <= set(built["duckdb"]["keys"])
+    for target, seen in built.items():
+        assert seen["warehouse"] == seen["dbt_target"] == target
+        assert target in seen["kinds"]
+    # each target's dbt profile carries its own connection, from the settings alone
+    assert built["duckdb"]["profile"]["path"] == str((tmp_path / "data" / "warehouse.duckdb").resolve())
+    postgres = built["postgres"]["profile"]
+    assert (postgres["host"], postgres["port"], postgres["user"], postgres["password"], postgres["dbname"]) == (
+        "db.example", 6543, "u", "p@ss", "wh_edge",
+    )
+    snowflake = built["snowflake"]["profile"]
+    assert (snowflake["account"], snowflake["port"], snowflake["protocol"]) == ("acct", 8123, "http")
+    # the partitions follow each target's settings: the default, or the configured first day
+    assert built["duckdb"]["first_partition"] == "2025-01-01"
+    assert built["snowflake"]["first_partition"] == "2026-01-05"
+
+
+def test_a_bad_setting_names_the_variable_and_the_expected_form():
+    from music_platform.config import ConfigError, Settings
+
+    with pytest.raises(ConfigError, match=r"SNOWFLAKE_PORT must be an integer, got 'abc'"):
+        Settings.from_env({"SNOWFLAKE_PORT": "abc"})
+    with pytest.raises(ConfigError, match=r"MUSIC_PLATFORM_PARTITIONS_START must be a date \(YYYY-MM-DD\)"):
+        Settings.from_env({"MUSIC_PLATFORM_PARTITIONS_START": "01/02/2026"})
+    with pytest.raises(ConfigError, match=r"MUSIC_PLATFORM_TARGET must be 'duckdb', 'postgres' or 'snowflake'"):
+        Settings.from_env({"MUSIC_PLATFORM_TARGET": "oracle"})
+
+
+def test_the_partitions_start_where_the_data_dir_says_unless_configured(tmp_path):
+    from datetime import date
+
+    from music_platform.config import Settings, record_partitions_start
+
+    data = tmp_path / "data"
+    assert Settings.from_env({"MUSIC_PLATFORM_DATA_DIR": str(data)}).partitions_start_date == "2025-01-01"
+    assert record_partitions_start(data, date(2026, 11, 7)) == "2026-11-07"
+    assert record_partitions_start(data, date(2026, 11, 20)) == "2026-11-07"  # an earlier load stays visible
+    assert Settings.from_env({"MUSIC_PLATFORM_DATA_DIR": str(data)}).partitions_start_date == "2026-11-07"
+    configured = {"MUSIC_PLATFORM_DATA_DIR": str(data), "MUSIC_PLATFORM_PARTITIONS_START": "2026-01-01"}
+    assert Settings.from_env(configured).partitions_start_date == "2026-01-01"
+    (data / "partitions.json").write_text("not json", encoding="utf-8")  # unreadable: the default applies
+    assert Settings.from_env({"MUSIC_PLATFORM_DATA_DIR": str(data)}).partitions_start_date == "2025-01-01"

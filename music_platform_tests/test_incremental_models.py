@@ -149,10 +149,14 @@ def test_api_loads_walk_each_user_over_batches_of_consecutive_days():
 # -- pure: the arguments the partitioned Dagster asset gives dbt --------------------------------
 
 
-def test_a_partition_window_becomes_inclusive_dbt_vars():
+def test_a_partition_window_becomes_dbts_event_time_window_not_vars():
     args = daily_build_args(datetime(2025, 3, 1), datetime(2025, 3, 4))
     assert args[0] == "build"
-    assert json.loads(args[args.index("--vars") + 1]) == {"min_date": "2025-03-01", "max_date": "2025-03-03"}
+    # dbt's own time-window flags (start inclusive, end exclusive, as Dagster's window): run
+    # arguments, so partial parsing survives from one run to the next; --vars would not
+    assert args[args.index("--event-time-start") + 1] == "2025-03-01T00:00:00"
+    assert args[args.index("--event-time-end") + 1] == "2025-03-04T00:00:00"
+    assert "--vars" not in args
     # relationships to the (unpartitioned) dimensions are judged when those are rebuilt
     assert args[args.index("--indirect-selection") + 1] == "cautious"
     # dbt unit tests check logic a partition does not change: the unpartitioned build runs them
@@ -167,9 +171,12 @@ def test_full_refresh_is_passed_on_and_an_empty_window_is_refused():
 
 
 def test_every_dbt_model_belongs_to_exactly_one_dbt_asset():
-    from music_platform.defs.transform.dbt import dbt_daily_models, dbt_models, dbt_project
+    from music_platform.defs.transform.dbt import dbt_assets_for
+    from music_platform.transformation.project import get_dbt_project
 
-    manifest = json.loads(Path(dbt_project.manifest_path).read_text())
+    settings = Settings.from_env({})
+    dbt_daily_models, dbt_models = dbt_assets_for(settings)
+    manifest = json.loads(Path(get_dbt_project(settings).manifest_path).read_text())
     models = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] in ("model", "seed")}
     daily = {k.path[-1] for k in dbt_daily_models.keys}
     other = {k.path[-1] for k in dbt_models.keys}

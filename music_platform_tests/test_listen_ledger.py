@@ -147,7 +147,7 @@ def _daily_dbt_assets_of(project_dir: Path):
         project=project,
         dagster_dbt_translator=MusicPlatformDbtTranslator(),
         select=DAILY_MODELS_SELECTION,
-        partitions_def=daily_partitions,
+        partitions_def=daily_partitions(Settings.from_env({"MUSIC_PLATFORM_PARTITIONS_START": "2025-01-01"})),
     )
     def daily_models(
         context: dg.AssetExecutionContext, config: DailyDbtConfig, dbt: DbtCliResource, warehouse: WarehouseResource
@@ -163,7 +163,6 @@ def test_a_silent_loss_fails_the_conservation_check_and_blocks_everything_downst
     duckdb_path = tmp_path / "data" / "warehouse.duckdb"
     # dbt, run by Dagster, finds the warehouse through the environment (dbt/profiles.yml)
     monkeypatch.setenv("MUSIC_PLATFORM_DUCKDB_PATH", str(duckdb_path))
-    monkeypatch.setenv("MUSIC_PLATFORM_DBT_DUCKDB_PATH", str(duckdb_path))
     settings = Settings.from_env({"MUSIC_PLATFORM_DATA_DIR": str(tmp_path / "data")})
     _load(settings, scrobbles)
     run_dbt(["build", "--select", "stg_lastfm__scrobbles", "name_key_characters"], settings, tmp_path)

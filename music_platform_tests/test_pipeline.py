@@ -21,23 +21,29 @@ DEMO_ENV = (
 
 @pytest.fixture(scope="module")
 def built_warehouse(tmp_path_factory):
-    """Run the demo once for the module (it sets a few env vars: restore them afterwards)."""
-    saved = {
-        name: os.environ.get(name)
-        for name in (*DEMO_ENV, "MUSIC_PLATFORM_DATA_DIR", "DAGSTER_HOME", "MUSIC_PLATFORM_TARGET")
-    }
-    os.environ["MUSIC_PLATFORM_DATA_DIR"] = str(tmp_path_factory.mktemp("demo") / "data")
-    os.environ.pop("DAGSTER_HOME", None)
-    os.environ.pop("MUSIC_PLATFORM_TARGET", None)
-    try:
+    """Run the demo once for the module, in a data dir of its own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MUSIC_PLATFORM_DATA_DIR", str(tmp_path_factory.mktemp("demo") / "data"))
+        for name in (*DEMO_ENV, "DAGSTER_HOME", "MUSIC_PLATFORM_TARGET"):
+            patch.delenv(name, raising=False)
+        before = dict(os.environ)
         exit_code = run_demo(users=400, days=7, seed=11)
+        assert dict(os.environ) == before, "the demo passes its settings on; it writes no environment variable"
         yield exit_code, connect_warehouse(Settings.from_env())
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+
+
+def test_the_ui_partitions_start_where_the_demo_loaded_data(built_warehouse):
+    """``make dev`` after the demo: settings read from the same data dir start the daily
+    partitions at the demo's first day, with nothing set by the operator."""
+    from datetime import UTC, datetime, timedelta
+
+    from music_platform.partitions import daily_partitions
+
+    settings = Settings.from_env()
+    first_day = (datetime.now(UTC) - timedelta(days=7)).date().isoformat()
+    assert not settings.partitions_start_configured
+    assert settings.partitions_start_date == first_day
+    assert daily_partitions(settings).get_first_partition_key() == first_day
 
 
 def test_demo_exits_zero(built_warehouse):

@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 import music_platform.definitions as root_definitions
+from music_platform.config import building_definitions
 from music_platform.config import Settings
 from music_platform.defs.ingestion.spotify import (
     ARTISTS_KEY,
@@ -279,8 +280,6 @@ class GraphRun:
             "MUSIC_PLATFORM_SYNTHETIC_USERS": str(USERS),
             "MUSIC_PLATFORM_SEED": "42",
             "MUSIC_PLATFORM_PARTITIONS_START": self.first_day.isoformat(),
-            # set by dbt_cli_resource for the dbt subprocess; listed here so it is restored afterwards
-            "MUSIC_PLATFORM_DBT_DUCKDB_PATH": str(data_dir / "warehouse.duckdb"),
         }
 
     def settings(self, fake: FakeSpotifyServer) -> Settings:
@@ -326,7 +325,8 @@ def whole_graph(tmp_path_factory):
             with _environment({**run.env, **fake.env()}):
                 settings = run.settings(fake)
                 assert settings.uses_synthetic_source and settings.spotify_configured
-                folder = dg.load_from_defs_folder(path_within_project=Path(root_definitions.__file__).parent)
+                with building_definitions(settings):
+                    folder = dg.load_from_defs_folder(path_within_project=Path(root_definitions.__file__).parent)
                 definitions = _definitions(folder, settings, run.spotify(fake))
                 graph = definitions.resolve_asset_graph()
                 scrobbles = dg.AssetKey(["raw", "lastfm_scrobbles"])

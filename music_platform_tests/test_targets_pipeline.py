@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 
+from music_platform.config import Settings
 from music_platform.transformation.project import get_dbt_project
 from music_platform_tests.pg_utils import admin_url, database_url, drop_database, server_unavailable_reason
 from music_platform_tests.snowflake_utils import FakesnowUnavailable, running_fakesnow
@@ -81,7 +82,7 @@ class PipelineRuns:
         self.last_day = LAST_DAY  # one date for all three runs
         # Parse the dbt project once here: three runs finding a stale manifest would each
         # rewrite dbt/target/manifest.json at the same time.
-        get_dbt_project("duckdb")
+        get_dbt_project(Settings.from_env({}))
         envs = {"duckdb": {"MUSIC_PLATFORM_TARGET": "duckdb"}}
 
         reason = server_unavailable_reason()

@@ -37,7 +37,7 @@ from music_platform.sources.schemas import (
     SPOTIFY_TRACKS,
 )
 from music_platform.sources.spotify.parsing import parse_artists, parse_audio_features, parse_tracks
-from music_platform.transformation.project import DBT_PROJECT_DIR, dbt_environment
+from music_platform.transformation.project import DBT_PROJECT_DIR, profiles_dir
 from music_platform.warehouse import Warehouse, connect_warehouse
 from music_platform_tests.fakes.spotify_server import artist_object, audio_features_object, fake_id, track_object
 
@@ -50,7 +50,7 @@ DBT = str(Path(sys.executable).parent / "dbt")
 
 def run_dbt(args: list[str], *, settings: Settings, work_dir: Path) -> subprocess.CompletedProcess:
     """dbt with the project's profiles, writing its target/ and logs/ under ``work_dir``."""
-    env = {**os.environ, **dbt_environment(settings)}
+    env = dict(os.environ)
     if settings.target == "duckdb":
         settings.resolved_duckdb_path.parent.mkdir(parents=True, exist_ok=True)
     command = [
@@ -59,7 +59,7 @@ def run_dbt(args: list[str], *, settings: Settings, work_dir: Path) -> subproces
         "--project-dir",
         str(DBT_PROJECT_DIR),
         "--profiles-dir",
-        str(DBT_PROJECT_DIR),
+        str(profiles_dir(settings)),
         "--target",
         settings.target,
         "--target-path",

@@ -41,7 +41,11 @@ def _daily_ingestion_schedule(partitions: dg.PartitionsDefinition) -> dg.Schedul
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.Definitions(schedules=[daily_ingestion_schedule_for(definitions_settings())])
+    # A module with a @dg.definitions function is loaded through it alone: everything is listed.
+    return dg.Definitions(
+        schedules=[daily_ingestion_schedule_for(definitions_settings()), weekly_retrain_schedule],
+        sensors=[automation_sensor],
+    )
 
 
 weekly_retrain_job = dg.define_asset_job(

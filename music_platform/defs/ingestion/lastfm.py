@@ -286,7 +286,16 @@ def _scrobbles_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.Definitions(assets=[scrobbles_asset(definitions_settings())])
+    # A module with a @dg.definitions function is loaded through it alone: every asset is listed.
+    return dg.Definitions(
+        assets=[
+            scrobbles_asset(definitions_settings()),
+            lastfm_users,
+            lastfm_tag_top_tracks,
+            lastfm_chart_top_tracks,
+            lastfm_artist_tags,
+        ]
+    )
 
 
 def _ledger_result(check_name: str, ledger: Ledger) -> dg.AssetCheckResult:

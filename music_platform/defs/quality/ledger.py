@@ -105,7 +105,8 @@ def _listens_accounted_for(partitions: dg.PartitionsDefinition) -> dg.AssetCheck
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.Definitions(asset_checks=[listens_accounted_for_check(definitions_settings())])
+    # A module with a @dg.definitions function is loaded through it alone: every check is listed.
+    return dg.Definitions(asset_checks=[listens_accounted_for_check(definitions_settings()), sources_accounted_for])
 
 
 @dg.asset_check(
