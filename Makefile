@@ -60,7 +60,7 @@ SQLFLUFF_DIR := $(CURDIR)/dbt/target/sqlfluff
 lint: install
 	$(UV) run --frozen ruff check music_platform music_platform_tests benchmarks
 	MUSIC_PLATFORM_TARGET=duckdb DBT_TARGET_PATH=$(SQLFLUFF_DIR) \
-		MUSIC_PLATFORM_DUCKDB_PATH=$(SQLFLUFF_DIR)/lint.duckdb MUSIC_PLATFORM_DBT_DUCKDB_PATH=$(SQLFLUFF_DIR)/lint.duckdb \
+		MUSIC_PLATFORM_DUCKDB_PATH=$(SQLFLUFF_DIR)/lint.duckdb \
 		$(UV) run --frozen --directory dbt sqlfluff lint models
 
 clean:

@@ -29,7 +29,11 @@ may be shared). ``--json`` writes, per size, ``{"scrobbles", "total_seconds", "p
 "stages": {name: seconds}, "training", "daily_incremental_seconds", ...}``.
 
 Targets on 2 cores: 10M scrobbles end to end <= 15 min, peak RSS <= 4 GiB, time(10M)/time(1M)
-<= 12, the daily incremental run after the 10M backfill <= 1 min.
+<= 12, the daily incremental run after the 10M backfill <= 6 s (issue 16; its dbt part is also
+printed: dbt's fixed cost per invocation is measured by benchmarks/dbt_startup.py).
+
+The child builds the definitions from explicit ``Settings`` (``build_defs``), as the demo does:
+nothing is written to the environment.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ import psutil
 TARGET_TOTAL_SECONDS_10M = 15 * 60
 TARGET_PEAK_RSS_BYTES = 4 * 2**30
 TARGET_RATIO = 12.0
-TARGET_DAILY_SECONDS = 60.0
+TARGET_DAILY_SECONDS = 6.0
 STAGES = ("generate", "load", "dbt", "train", "score")
 
 
@@ -182,8 +186,10 @@ def plan_days(users: int, seed: int, scrobbles: int, last_day: date) -> list[dat
     return sorted(days)
 
 
-def run_one_size(scrobbles: int, users: int, seed: int, data_dir: Path, run_config: dict) -> SizeFigures:
-    """Materialise the whole graph for ``scrobbles`` (environment must be set before this import)."""
+def run_one_size(
+    scrobbles: int, users: int, seed: int, data_dir: Path, run_config: dict, env: dict[str, str]
+) -> SizeFigures:
+    """Materialise the whole graph for ``scrobbles``, with the settings of ``env``."""
     import dagster as dg
 
     load_before = os.getloadavg()[0]
@@ -214,16 +220,15 @@ def run_one_size(scrobbles: int, users: int, seed: int, data_dir: Path, run_conf
     with sampler:
         with stage("generate", stages) as figures:
             days = plan_days(users, seed, scrobbles, new_day - timedelta(days=1))
-            os.environ["MUSIC_PLATFORM_PARTITIONS_START"] = days[0].isoformat()
             from music_platform.config import Settings
-            from music_platform.definitions import defs as load_defs
+            from music_platform.definitions import build_defs
             from music_platform.resources import build_resources
 
-            settings = Settings.from_env()
+            settings = Settings.from_env({**env, "MUSIC_PLATFORM_PARTITIONS_START": days[0].isoformat()})
             build_resources(settings)["kaggle"].resolve()  # writes the synthetic Kaggle CSV
             figures.detail = {"days": len(days), "first_day": days[0].isoformat(), "last_day": days[-1].isoformat()}
 
-        definitions = load_defs()
+        definitions = build_defs(settings)
         job = definitions.resolve_implicit_global_asset_job_def()
         graph = definitions.resolve_asset_graph()
         instance = dg.DagsterInstance.ephemeral()
@@ -282,7 +287,7 @@ def run_one_size(scrobbles: int, users: int, seed: int, data_dir: Path, run_conf
 
     from music_platform.warehouse import connect_warehouse
 
-    wh = connect_warehouse(Settings.from_env())
+    wh = connect_warehouse(settings)
     rows = {
         f"{schema}.{table}": wh.row_count(schema, table)
         for schema, table in [
@@ -327,18 +332,14 @@ def training_detail(result) -> dict:
 
 def child_main(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir)
-    os.environ.update(
-        {
-            "MUSIC_PLATFORM_DATA_DIR": str(data_dir),
-            "MUSIC_PLATFORM_TARGET": "duckdb",
-            "MUSIC_PLATFORM_SOURCE": "synthetic",
-            "MUSIC_PLATFORM_SYNTHETIC_USERS": str(args.users),
-            "MUSIC_PLATFORM_SEED": str(args.seed),
-        }
-    )
-    os.environ.pop("MUSIC_PLATFORM_DUCKDB_PATH", None)
-    os.environ.pop("DAGSTER_HOME", None)
-    figures = run_one_size(args.run_one, args.users, args.seed, data_dir, json.loads(args.run_config or "{}"))
+    env = {
+        "MUSIC_PLATFORM_DATA_DIR": str(data_dir),
+        "MUSIC_PLATFORM_TARGET": "duckdb",
+        "MUSIC_PLATFORM_SOURCE": "synthetic",
+        "MUSIC_PLATFORM_SYNTHETIC_USERS": str(args.users),
+        "MUSIC_PLATFORM_SEED": str(args.seed),
+    }
+    figures = run_one_size(args.run_one, args.users, args.seed, data_dir, json.loads(args.run_config or "{}"), env)
     Path(args.result_file).write_text(json.dumps(figures.to_json(), indent=2))
     return 0
 
@@ -422,7 +423,10 @@ def report(figures: dict) -> None:
         f"-> {figures['load_average_after']}"
     )
     daily = figures["daily_incremental_seconds"]
-    print(f"  daily incremental run: {daily:.1f} s ({figures['daily_incremental_detail']})")
+    print(
+        f"  daily incremental run: {daily:.1f} s (target <= {TARGET_DAILY_SECONDS:.0f} s; "
+        f"{figures['daily_incremental_detail']})"
+    )
     print("  rows: " + ", ".join(f"{t} {n:,}" for t, n in figures["rows"].items()))
     if figures["failed_checks"]:
         print(f"  FAILED CHECKS: {', '.join(figures['failed_checks'])}")

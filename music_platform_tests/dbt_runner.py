@@ -25,7 +25,8 @@ def run_dbt(args: list[str], settings: Settings, work_dir: Path, *, check: bool 
     env = {**os.environ, **SNOWFLAKE_ENV.get(id(settings), {})}
     command = [
         DBT, *args,
-        "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(profiles_dir(settings)), "--target", settings.target,
+        "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(profiles_dir(settings)),
+        "--target", settings.target,
         "--target-path", str(work_dir / "target"), "--log-path", str(work_dir / "logs"),
     ]  # fmt: skip
     result = subprocess.run(command, cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True, timeout=600)

@@ -172,7 +172,8 @@ def test_the_three_targets_build_in_one_process_with_no_environment_set(tmp_path
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MUSIC_PLATFORM_", "SNOWFLAKE_", "LASTFM_", "SPOTIFY_"))}
+    platform = ("MUSIC_PLATFORM_", "SNOWFLAKE_", "LASTFM_", "SPOTIFY_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(platform)}
     result = subprocess.run(
         [sys.executable, "-c", _THREE_TARGETS, str(tmp_path / "data")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,

@@ -8,7 +8,9 @@ import pytest
 from music_platform.config import Settings
 from music_platform.defs.automation.schedules import daily_ingestion_schedule_for, weekly_retrain_schedule
 
-daily_ingestion_schedule = daily_ingestion_schedule_for(Settings.from_env({"MUSIC_PLATFORM_PARTITIONS_START": "2025-01-01"}))
+daily_ingestion_schedule = daily_ingestion_schedule_for(
+    Settings.from_env({"MUSIC_PLATFORM_PARTITIONS_START": "2025-01-01"})
+)
 
 
 @pytest.fixture

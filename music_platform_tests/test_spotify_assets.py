@@ -23,8 +23,7 @@ import pandas as pd
 import pytest
 
 import music_platform.definitions as root_definitions
-from music_platform.config import building_definitions
-from music_platform.config import Settings
+from music_platform.config import Settings, building_definitions
 from music_platform.defs.ingestion.spotify import (
     ARTISTS_KEY,
     AUDIO_FEATURES_KEY,

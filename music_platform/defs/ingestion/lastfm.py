@@ -265,7 +265,8 @@ def _scrobbles_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
                 SCROBBLES_ACCOUNTED_FOR,
                 asset=_key(LASTFM_SCROBBLES),
                 blocking=True,
-                description="Every scrobble the API returned for the partition is in raw.lastfm_scrobbles, or quarantined "
+                description="Every scrobble the API returned for the partition is in raw.lastfm_scrobbles, or "
+                "quarantined "
                 "with its reason (raw.ingestion_rejects), or an exact duplicate, or the now-playing item. Blocking.",
             ),
             dg.AssetCheckSpec(

@@ -124,7 +124,9 @@ def recent_scrobbles_sensor(settings: Settings) -> dg.SensorDefinition:
 
 
 @cache
-def _recent_scrobbles_sensor(partitions: dg.PartitionsDefinition, status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
+def _recent_scrobbles_sensor(
+    partitions: dg.PartitionsDefinition, status: dg.DefaultSensorStatus
+) -> dg.SensorDefinition:
     @dg.sensor(
         name=SENSOR_NAME,
         target=dg.AssetSelection.assets(SCROBBLES),

@@ -78,7 +78,9 @@ def _listens_accounted_for(partitions: dg.PartitionsDefinition) -> dg.AssetCheck
         f"a reason (audit.listens_set_aside) or removed as a duplicate by staging; nothing is missing without a "
         f"reason, and the mart keeps at least {DEFAULT_THRESHOLD:.0%} of what raw received. Blocking.",
     )
-    def listens_accounted_for(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    def listens_accounted_for(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+    ) -> dg.AssetCheckResult:
         window = context.partition_time_window
         first_day, last_day = window.start.date(), (window.end - timedelta(days=1)).date()
         ledgers = listen_ledgers(warehouse.get_warehouse(), first_day, last_day)

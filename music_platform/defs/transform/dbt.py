@@ -6,7 +6,8 @@ Two ``@dbt_assets`` share the one dbt project:
   incremental by listening day and partitioned like the raw scrobbles. A run (or a single-run
   backfill of many days) passes its partition range to dbt as dbt's time-window flags
   ``--event-time-start/--event-time-end`` (not ``--vars``, which would make dbt re-parse the
-  whole project on every run), so a daily run restates one day, not all history. ``full_refresh: true`` in the run config
+  whole project on every run), so a daily run restates one day, not all history.
+  ``full_refresh: true`` in the run config
   rebuilds them from all history.
 - ``dbt_models``: every other model, unpartitioned (views, dimensions, summaries). It is
   selected by materialisation rather than by excluding the incremental models, because dbt

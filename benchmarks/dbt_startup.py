@@ -1,0 +1,163 @@
+"""dbt's fixed cost per invocation, as a Dagster run pays it: before (a git ref, main by default)
+and after (this tree).
+
+    .venv/bin/python benchmarks/dbt_startup.py [--invocations N] [--baseline REF | --no-baseline]
+
+Each invocation is what one run of the day-partitioned dbt asset (``dbt_daily_models``) does in
+a fresh process, on DuckDB: build the dbt resource the way the code location builds it, then
+``DbtCliResource.cli(...)`` for one day's window, with a selection that matches no node, so that
+the figure is the fixed cost and nothing else: dagster-dbt's version check and in-process
+adapter handle, dbt's start-up, profile and project loading, and parsing (full or partial). The
+day changes from one invocation to the next, as it does from one daily run to the next. The
+code location's own start-up (building the definitions) is not counted.
+
+The baseline is ``git archive REF`` unpacked in a temporary directory and run with this
+interpreter; it parses its own dbt project there. Printed per side: the first invocation (a
+fresh dbt project: a full parse either way), the median of the others, and how many of them
+re-parsed the whole project ("Unable to do partial parsing" in dbt's log). Target: <= 3 s per
+invocation (issue 16). The load average is printed beside the figures (the machine may be
+shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_SECONDS = 3.0
+# Matches no node (the project has no snapshots): dbt starts, parses and finds nothing to do.
+NOTHING = "tag:daily,resource_type:snapshot"
+
+# Run in a fresh interpreter per invocation; argv: day offset. Prints one JSON line.
+_AFTER = r"""
+import json, sys, time
+from datetime import datetime, timedelta
+from music_platform.config import Settings
+from music_platform.defs.transform.dbt import daily_build_args
+from music_platform.transformation.project import dbt_cli_resource, invocation_target_path, keep_partial_parse
+
+start = datetime(2026, 1, 1) + timedelta(days=int(sys.argv[1]))
+settings = Settings.from_env()
+dbt = dbt_cli_resource(settings)  # parses the project if its manifest is stale (not timed)
+args = [*daily_build_args(start, start + timedelta(days=1)), "--select", sys.argv[2]]
+target_path = invocation_target_path(dbt.project_dir, dbt.target, "dbt_startup")
+began = time.perf_counter()
+invocation = dbt.cli(args, raise_on_error=False, target_path=target_path)
+invocation.wait()
+seconds = time.perf_counter() - began
+log = (target_path / "dbt.log").read_text(errors="replace") if (target_path / "dbt.log").exists() else ""
+keep_partial_parse(dbt.project_dir, dbt.target, target_path)
+print(json.dumps({"seconds": seconds, "full_parse": "Unable to do partial parsing" in log,
+                  "ok": invocation.process.returncode == 0}))
+"""
+
+# The same against the baseline tree, the way its code location and run processes did it: the dbt
+# module (which parsed the project at import) first, then the resource (which set the environment).
+_BEFORE = r"""
+import json, sys, time
+from datetime import datetime, timedelta
+from pathlib import Path
+from music_platform.config import Settings
+import music_platform.defs.transform.dbt as transform
+from music_platform.transformation.project import dbt_cli_resource
+
+start = datetime(2026, 1, 1) + timedelta(days=int(sys.argv[1]))
+dbt = dbt_cli_resource(Settings.from_env())
+args = [*transform.daily_build_args(start, start + timedelta(days=1)), "--select", sys.argv[2]]
+began = time.perf_counter()
+invocation = dbt.cli(args, raise_on_error=False)
+invocation.wait()
+seconds = time.perf_counter() - began
+log_path = Path(invocation.target_path) / "dbt.log"
+log = log_path.read_text(errors="replace") if log_path.exists() else ""
+print(json.dumps({"seconds": seconds, "full_parse": "Unable to do partial parsing" in log,
+                  "ok": invocation.process.returncode == 0}))
+"""
+
+
+def _clean_env(data_dir: Path, pythonpath: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MUSIC_PLATFORM_", "SNOWFLAKE_", "LASTFM_", "SPOTIFY_", "DBT_", "DAGSTER_"))
+    }
+    env.update(MUSIC_PLATFORM_DATA_DIR=str(data_dir), PYTHONPATH=str(pythonpath), PYTHONWARNINGS="ignore")
+    return env
+
+
+def measure(script: str, tree: Path, data_dir: Path, invocations: int) -> list[dict]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for day in range(invocations):
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(day), NOTHING],
+            cwd=tree, env=_clean_env(data_dir, tree), capture_output=True, text=True, timeout=1800,
+        )  # fmt: skip
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        if done.returncode != 0 or not lines:
+            raise SystemExit(f"invocation failed in {tree}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        results.append(json.loads(lines[-1]))
+        print(f"  {tree.name}: invocation {day + 1}: {results[-1]['seconds']:.1f} s"
+              f"{' (full re-parse)' if results[-1]['full_parse'] else ''}", flush=True)  # fmt: skip
+    return results
+
+
+def _baseline_tree(ref: str, into: Path) -> Path:
+    archive = into / "baseline.tar"
+    with archive.open("wb") as out:
+        subprocess.run(["git", "-C", str(ROOT), "archive", ref], stdout=out, check=True)
+    tree = into / f"baseline-{ref.replace('/', '_')}"
+    tree.mkdir()
+    with tarfile.open(archive) as tar:
+        tar.extractall(tree, filter="data")
+    return tree
+
+
+def summary(name: str, results: list[dict]) -> str:
+    first, rest = results[0], results[1:]
+    median = statistics.median(r["seconds"] for r in rest) if rest else float("nan")
+    reparsed = sum(r["full_parse"] for r in rest)
+    return f"{name:<28} {first['seconds']:>9.1f} {median:>16.1f} {reparsed:>10}/{len(rest)}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--invocations", type=int, default=4, help="invocations per side (the first is cold)")
+    parser.add_argument("--baseline", default="main", help="git ref measured as 'before' (default: main)")
+    parser.add_argument("--no-baseline", action="store_true", help="measure this tree only")
+    options = parser.parse_args()
+    if options.invocations < 2:
+        parser.error("--invocations must be at least 2 (the first one is cold)")
+
+    load_before = os.getloadavg()[0]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="dbt_startup_") as tmp:
+        work = Path(tmp)
+        if not options.no_baseline:
+            tree = _baseline_tree(options.baseline, work)
+            rows.append(
+                summary(
+                    f"before ({options.baseline})", measure(_BEFORE, tree, work / "data-before", options.invocations)
+                )
+            )
+        rows.append(summary("after (this tree)", measure(_AFTER, ROOT, work / "data-after", options.invocations)))
+    load_after = os.getloadavg()[0]
+
+    print("\ndbt fixed cost per invocation (a daily dbt run selecting nothing), seconds")
+    print(f"{'':<28} {'first':>9} {'median of rest':>16} {'re-parsed':>11}")
+    for row in rows:
+        print(row)
+    print(f"target: <= {TARGET_SECONDS:.0f} s per invocation; load average (1 min) {load_before:.2f} before, "
+          f"{load_after:.2f} after, on {os.cpu_count()} cores")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
