@@ -35,8 +35,10 @@ RUN uv sync --frozen --no-dev
 
 # The dbt manifest is built into the image (`dbt parse` needs no warehouse connection), so
 # the code server loads the dbt assets without writing to its own files at start-up.
-RUN cd dbt && MUSIC_PLATFORM_TARGET=postgres dbt parse --profiles-dir . --target postgres --quiet \
- && test -f target/manifest.json
+# It goes where the code location looks for the target's manifest (dbt/target/<target>/).
+RUN cd dbt && MUSIC_PLATFORM_TARGET=postgres dbt parse --profiles-dir . --target postgres \
+    --target-path target/postgres --quiet \
+ && test -f target/postgres/manifest.json
 
 RUN mkdir -p "$DAGSTER_HOME" /data \
  && cp deploy/dagster.yaml "$DAGSTER_HOME/dagster.yaml" \
