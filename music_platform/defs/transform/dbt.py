@@ -18,14 +18,13 @@ dbt runs in its own process and opens the warehouse itself; each model's table i
 after dbt has finished (never while dbt holds the DuckDB file) and its row count, column schema,
 preview, upstream tables and completeness are attached to the model's materialisation.
 
-Both are built by ``dbt_assets_for(settings)`` (cached per target, profile and first partition)
+Both are built by ``dbt_assets_for(settings)`` (cached per settings)
 inside this module's ``@dg.definitions`` function, from the settings the code location is built
 from: nothing is read or parsed at import.
 """
 
 from datetime import datetime
 from functools import cache
-from pathlib import Path
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
@@ -40,7 +39,6 @@ from music_platform.transformation.project import (
     get_dbt_project,
     invocation_target_path,
     keep_partial_parse,
-    profiles_dir,
 )
 from music_platform.transformation.translator import MusicPlatformDbtTranslator
 
@@ -88,17 +86,11 @@ def daily_build_args(window_start: datetime, window_end: datetime, full_refresh:
     return args
 
 
+@cache
 def dbt_assets_for(settings: Settings) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
     """The two dbt asset definitions for ``settings``: (day-partitioned models, the others)."""
-    return _dbt_assets(settings.target, profiles_dir(settings), settings.partitions_start_date, settings)
-
-
-@cache
-def _dbt_assets(target: str, profiles: Path, partitions_start: str, settings: Settings):
-    # Keyed on what the assets depend on; ``settings`` rides along for the factories it feeds.
-    del profiles, partitions_start
     project = get_dbt_project(settings)
-    translator = MusicPlatformDbtTranslator(target=target)
+    translator = MusicPlatformDbtTranslator(target=settings.target)
 
     @dbt_assets(
         manifest=project.manifest_path,
