@@ -235,7 +235,17 @@ def test_result_columns_are_lower_case_on_every_target(warehouse, schema):
 
 
 # Names in every script, and values that would break a hand-built SQL literal.
-AWKWARD_NAMES = ["Мумий Тролль", "坂本龍一", "방탄소년단", "فيروز", "שלמה ארצי", "ธงไชย", "!!!", "O'Brien; drop table x --", "50% ? off"]
+AWKWARD_NAMES = [
+    "Мумий Тролль",
+    "坂本龍一",
+    "방탄소년단",
+    "فيروز",
+    "שלמה ארצי",
+    "ธงไชย",
+    "!!!",
+    "O'Brien; drop table x --",
+    "50% ? off",
+]
 
 
 def test_read_batches_binds_parameters_and_streams_typed_batches(warehouse, schema):

@@ -597,8 +597,7 @@ def _load_recommendations(
     whole, so no column of it may be kept) and the dictionaries unified at the end, so ten
     million rows never become Python objects."""
     where = (
-        f"from ml.user_recommendations where {PUBLICATION_COLUMN} = ? "
-        "and user_id is not null and track_id is not null"
+        f"from ml.user_recommendations where {PUBLICATION_COLUMN} = ? and user_id is not null and track_id is not null"
     )
     reason_batches = list(
         warehouse.read_batches(

@@ -155,9 +155,7 @@ class PostgresWarehouse(Warehouse):
                     with conn.cursor(name=f"mp_read_{uuid.uuid4().hex[:12]}") as cur:
                         cur.execute(query, list(params))
                         columns = [(d.name, d.type_code) for d in cur.description or ()]
-                        schema = pa.schema(
-                            [(name, _ARROW_TYPES.get(oid, pa.string())) for name, oid in columns]
-                        )
+                        schema = pa.schema([(name, _ARROW_TYPES.get(oid, pa.string())) for name, oid in columns])
                         yield from batches_with_schema(_arrow_batches(cur, columns, batch_rows), schema)
             except psycopg.Error as exc:
                 raise WarehouseError(f"query failed on {self.describe()}: {exc}") from exc

@@ -156,9 +156,7 @@ class SnowflakeWarehouse(Warehouse):
                 cur.execute("begin transaction")
                 try:
                     cur.execute(sql, tuple(params))
-                    batches = (
-                        batch for table in cur.fetch_arrow_batches() for batch in table.to_batches(batch_rows)
-                    )
+                    batches = (batch for table in cur.fetch_arrow_batches() for batch in table.to_batches(batch_rows))
                     first = next(batches, None)
                     if first is None:  # no rows: an empty table still names the columns
                         empty = cur.fetch_arrow_all(force_return_table=True)
@@ -328,29 +326,52 @@ class SnowflakeWarehouse(Warehouse):
 
 def connect_args_from_settings(settings: Settings) -> dict[str, Any]:
     """The connector's ``connect()`` arguments for the Snowflake settings (no session options)."""
+    return snowflake_connect_args(
+        account=settings.snowflake_account,
+        user=settings.snowflake_user,
+        password=settings.snowflake_password,
+        database=settings.snowflake_database,
+        schema=settings.snowflake_schema,
+        warehouse=settings.snowflake_warehouse,
+        role=settings.snowflake_role,
+        host=settings.snowflake_host,
+        port=settings.snowflake_port,
+        protocol=settings.snowflake_protocol,
+    )
+
+
+def snowflake_connect_args(
+    *,
+    account: str | None,
+    user: str | None,
+    password: str | None,
+    database: str | None,
+    schema: str | None = None,
+    warehouse: str | None = None,
+    role: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    protocol: str | None = None,
+) -> dict[str, Any]:
+    """The connector's ``connect()`` arguments; a ConfigError names every missing variable."""
     required = {
-        "SNOWFLAKE_ACCOUNT": settings.snowflake_account,
-        "SNOWFLAKE_USER": settings.snowflake_user,
-        "SNOWFLAKE_PASSWORD": settings.snowflake_password,
-        "SNOWFLAKE_DATABASE": settings.snowflake_database,
+        "SNOWFLAKE_ACCOUNT": account,
+        "SNOWFLAKE_USER": user,
+        "SNOWFLAKE_PASSWORD": password,
+        "SNOWFLAKE_DATABASE": database,
     }
     missing = [name for name, value in required.items() if not value]
     if missing:
         raise ConfigError(f"MUSIC_PLATFORM_TARGET=snowflake needs {', '.join(missing)}")
-    args: dict[str, Any] = {
-        "account": settings.snowflake_account,
-        "user": settings.snowflake_user,
-        "password": settings.snowflake_password,
-        "database": settings.snowflake_database,
-    }
+    args: dict[str, Any] = {"account": account, "user": user, "password": password, "database": database}
     optional = {
-        "schema": settings.snowflake_schema,
-        "warehouse": settings.snowflake_warehouse,
-        "role": settings.snowflake_role,
+        "schema": schema,
+        "warehouse": warehouse,
+        "role": role,
         # A local fakesnow server: SNOWFLAKE_HOST=localhost SNOWFLAKE_PORT=... SNOWFLAKE_PROTOCOL=http
-        "host": settings.snowflake_host,
-        "port": settings.snowflake_port,
-        "protocol": settings.snowflake_protocol,
+        "host": host,
+        "port": port,
+        "protocol": protocol,
     }
     args.update({key: value for key, value in optional.items() if value})
     return args
