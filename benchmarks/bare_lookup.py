@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from music_platform.config import Settings  # noqa: E402
 from music_platform.serving.server import event_loop, granian_server, listen_backlog  # noqa: E402
 from music_platform.serving.service import ServingConfig  # noqa: E402
-from music_platform.serving.snapshot import latest_published_version, load_snapshot, open_reader  # noqa: E402
+from music_platform.serving.snapshot import latest_published_version, load_snapshot  # noqa: E402
 from music_platform.warehouse import connect_warehouse  # noqa: E402
 
 HEADERS = [("content-type", "application/json")]
@@ -29,8 +29,8 @@ class BareLookup:
         self.bodies: dict[str, bytes] = {}
 
     def __rsgi_init__(self, loop) -> None:
-        with open_reader(connect_warehouse(Settings.from_env())) as reader:
-            snapshot = load_snapshot(reader, latest_published_version(reader))
+        warehouse = connect_warehouse(Settings.from_env())
+        snapshot = load_snapshot(warehouse, latest_published_version(warehouse))
         self.bodies = {
             f"/users/{user}/recommendations": snapshot.user_recommendations_json(user, 10)
             for user in snapshot.user_index

@@ -103,6 +103,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def server_port(args: argparse.Namespace, index: int) -> int:
+    """``--port`` + index (each server of a run on its own port, inside a range given to you on
+    a shared machine), or a free port the kernel picks."""
+    return args.port + index if args.port else free_port()
+
+
 def get_json(url: str, timeout: float = 5.0) -> tuple[int, dict]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -305,8 +311,8 @@ def run_load(args: argparse.Namespace, workdir: Path) -> int:
     ]
     results: list[tuple[str, dict]] = []
     print(f"machine: {os.cpu_count()} CPUs, load average {load_average()} before the runs; wrk shares the CPUs")
-    for label, extra in runs:
-        server = Server(db, workdir, free_port(), args.workers, extra)
+    for index, (label, extra) in enumerate(runs):
+        server = Server(db, workdir, server_port(args, index), args.workers, extra)
         try:
             if extra == ("bare",):
                 server.wait_until_answering("/users/user_0000001/recommendations?k=10", timeout=120)
@@ -367,7 +373,7 @@ def load_average() -> str:
 
 def run_startup(args: argparse.Namespace, workdir: Path) -> int:
     db = prepare_warehouse(args, workdir)
-    server = Server(db, workdir, free_port(), args.workers)
+    server = Server(db, workdir, server_port(args, 0), args.workers)
     try:
         ready = server.wait_until_ready(timeout=300)
         status, health = get_json(server.base_url + "/health")
@@ -414,6 +420,12 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        help="first port to serve on (one per server: PORT, PORT+1, PORT+2); default: free ports",
+    )
     parser.add_argument("--duration", type=int, default=15, help="seconds per server")
     parser.add_argument("--timeout", type=int, default=2, help="wrk's request timeout in seconds")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (warehouse, server log)")

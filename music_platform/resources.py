@@ -8,28 +8,91 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import dagster as dg
 
 from music_platform.config import Settings
-from music_platform.warehouse import Warehouse, connect_warehouse
+from music_platform.warehouse import Warehouse
+from music_platform.warehouse.factory import open_warehouse
+
+if TYPE_CHECKING:
+    from dagster_snowflake import SnowflakeResource
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The warehouse selected by MUSIC_PLATFORM_TARGET; a fresh connection per operation."""
+    """The warehouse of ``target`` (duckdb, postgres or snowflake); a fresh connection per operation.
+
+    Every target is configured here; secrets (the PostgreSQL URL, the Snowflake password) come
+    as ``EnvVar`` references, so the UI never shows them. Snowflake connections are opened by
+    dagster-snowflake's ``SnowflakeResource`` (its public ``get_connection``) with these fields.
+    """
 
     target: str = "duckdb"
     duckdb_path: str = "data/warehouse.duckdb"
     postgres_url: Optional[str] = None
+    snowflake_account: Optional[str] = None
+    snowflake_user: Optional[str] = None
+    snowflake_password: Optional[str] = None
+    snowflake_database: Optional[str] = None
+    snowflake_schema: Optional[str] = None
+    snowflake_warehouse: Optional[str] = None
+    snowflake_role: Optional[str] = None
+    # A local fakesnow server (tests, the demo on snowflake): host, port and http.
+    snowflake_host: Optional[str] = None
+    snowflake_port: Optional[int] = None
+    snowflake_protocol: Optional[str] = None
 
-    def settings(self) -> Settings:
-        return Settings.from_env().with_overrides(
-            target=self.target, duckdb_path=Path(self.duckdb_path), postgres_url=self.postgres_url
+    def snowflake_connect_args(self) -> dict[str, Any]:
+        from music_platform.warehouse.snowflake_warehouse import snowflake_connect_args
+
+        return snowflake_connect_args(
+            account=self.snowflake_account,
+            user=self.snowflake_user,
+            password=self.snowflake_password,
+            database=self.snowflake_database,
+            schema=self.snowflake_schema,
+            warehouse=self.snowflake_warehouse,
+            role=self.snowflake_role,
+            host=self.snowflake_host,
+            port=self.snowflake_port,
+            protocol=self.snowflake_protocol,
+        )
+
+    def snowflake_resource(self) -> SnowflakeResource:
+        """dagster-snowflake's resource for these settings, with the session options every
+        warehouse connection needs (``SESSION_OPTIONS``: autocommit, ``?`` binding, UTC)."""
+        # Imported here: dagster-snowflake brings Snowpark (seconds of imports) that the other
+        # targets never need.
+        from dagster_snowflake import SnowflakeResource
+
+        from music_platform.warehouse.snowflake_warehouse import SESSION_OPTIONS, SESSION_PARAMETERS
+
+        args = self.snowflake_connect_args()
+        endpoint = {key: args[key] for key in ("host", "port", "protocol") if key in args}
+        return SnowflakeResource(
+            account=args["account"],
+            user=args["user"],
+            password=args["password"],
+            database=args["database"],
+            schema_=args.get("schema"),
+            warehouse=args.get("warehouse"),
+            role=args.get("role"),
+            autocommit=SESSION_OPTIONS["autocommit"],
+            paramstyle=SESSION_OPTIONS["paramstyle"],
+            login_timeout=SESSION_OPTIONS["login_timeout"],
+            client_session_keep_alive=SESSION_OPTIONS["client_session_keep_alive"],
+            additional_snowflake_connection_args={"session_parameters": dict(SESSION_PARAMETERS), **endpoint},
         )
 
     def get_warehouse(self) -> Warehouse:
-        return connect_warehouse(self.settings())
+        if self.target == "snowflake":
+            return open_warehouse(
+                "snowflake",
+                snowflake_args=self.snowflake_connect_args(),
+                snowflake_connection=self.snowflake_resource().get_connection,
+            )
+        return open_warehouse(self.target, duckdb_path=self.duckdb_path, postgres_url=self.postgres_url)
 
 
 class ArtifactStoreResource(dg.ConfigurableResource):
@@ -181,6 +244,16 @@ def build_resources(settings: Settings) -> dict[str, object]:
             target=settings.target,
             duckdb_path=str(settings.resolved_duckdb_path),
             postgres_url=_secret("MUSIC_PLATFORM_POSTGRES_URL", settings.postgres_url),
+            snowflake_account=settings.snowflake_account,
+            snowflake_user=settings.snowflake_user,
+            snowflake_password=_secret("SNOWFLAKE_PASSWORD", settings.snowflake_password),
+            snowflake_database=settings.snowflake_database,
+            snowflake_schema=settings.snowflake_schema,
+            snowflake_warehouse=settings.snowflake_warehouse,
+            snowflake_role=settings.snowflake_role,
+            snowflake_host=settings.snowflake_host,
+            snowflake_port=settings.snowflake_port,
+            snowflake_protocol=settings.snowflake_protocol,
         ),
         "artifacts": ArtifactStoreResource(data_dir=str(settings.data_dir)),
         "lastfm": LastfmResource(

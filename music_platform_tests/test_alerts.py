@@ -199,6 +199,21 @@ def test_a_failed_error_check_in_a_successful_run_alerts_once(webhook, data_dir)
     assert len(read_alerts(data_dir)) == 1 and len(webhook.received) == 1
 
 
+def test_the_adapter_reads_a_runs_check_evaluations():
+    """Contract of music_platform.runs.dagster_instance.check_evaluations on the installed dagster
+    (it reads the run's events through a non-public instance method: see the adapter's docstring)."""
+    from music_platform.runs.dagster_instance import CheckEvaluation, check_evaluations
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([widgets], instance=instance)
+    assert check_evaluations(instance, result.run_id) == [
+        CheckEvaluation("raw/widgets", "row_count_in_range", False, "ERROR", "3 rows, expected >= 10", None),
+        CheckEvaluation("raw/widgets", "spelling", False, "WARN", "2 names misspelt", None),
+        CheckEvaluation("raw/widgets", "key_unique", True, "ERROR", None, None),
+    ]
+    assert check_evaluations(instance, "no-such-run") == []
+
+
 def test_a_blocking_check_failure_fails_the_run_and_raises_one_run_alert_and_one_check_alert(webhook, data_dir):
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize([gated_model, published_recommendations], instance=instance, raise_on_error=False)

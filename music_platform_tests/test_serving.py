@@ -17,7 +17,7 @@ from music_platform.serving.app import create_app
 from music_platform.serving.limits import MAX_K
 from music_platform.serving.sample_data import registry_row, write_sample_warehouse
 from music_platform.serving.service import ServingConfig
-from music_platform.serving.snapshot import latest_published_version, load_snapshot, open_reader
+from music_platform.serving.snapshot import latest_published_version, load_snapshot
 from music_platform.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 # The display snapshot of the sample publication (copied with the tables a test serves).
@@ -334,9 +334,8 @@ def test_fast_path_and_fastapi_routes_answer_alike(world):
 
 def test_preserialised_and_per_request_answers_are_identical(world):
     _, warehouse = world
-    with open_reader(warehouse) as reader:
-        formatted = load_snapshot(reader, "v1", preserialise_budget_bytes=0)
-        preserialised = load_snapshot(reader, "v1", preserialise_budget_bytes=2**30)
+    formatted = load_snapshot(warehouse, "v1", preserialise_budget_bytes=0)
+    preserialised = load_snapshot(warehouse, "v1", preserialise_budget_bytes=2**30)
     assert not formatted.preserialised and preserialised.preserialised
     for user in ["user_0000001", "user_0000150", "user_0000300", "not_a_user"]:
         for k in (1, 2, 9, 10, 11, MAX_K):

@@ -23,7 +23,7 @@ import pytest
 from music_platform.config import Settings
 from music_platform.serving.published import Publication
 from music_platform.serving.sample_data import publish_version, write_sample_warehouse
-from music_platform.serving.snapshot import load_snapshot, open_reader
+from music_platform.serving.snapshot import load_snapshot
 from music_platform.warehouse.duckdb_warehouse import DuckDBWarehouse
 from music_platform_tests.serve_utils import ServeProcess
 
@@ -42,12 +42,11 @@ def world(tmp_path) -> tuple[Settings, DuckDBWarehouse]:
 def expected_answers(warehouse: DuckDBWarehouse, versions: list[str]) -> dict[tuple[str, str], bytes]:
     """(version, user) -> the exact body that version gives that user."""
     answers = {}
-    with open_reader(warehouse) as reader:
-        for version in versions:
-            # the sample data's publication id is its version name; v2 may not be published yet
-            snapshot = load_snapshot(reader, Publication(version, version))
-            for user in WATCHED_USERS:
-                answers[(version, user)] = snapshot.user_recommendations_json(user, 10)
+    for version in versions:
+        # the sample data's publication id is its version name; v2 may not be published yet
+        snapshot = load_snapshot(warehouse, Publication(version, version))
+        for user in WATCHED_USERS:
+            answers[(version, user)] = snapshot.user_recommendations_json(user, 10)
     return answers
 
 

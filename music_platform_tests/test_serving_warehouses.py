@@ -12,7 +12,7 @@ import pytest
 from music_platform.config import Settings
 from music_platform.serving.sample_data import write_sample_warehouse
 from music_platform.serving.service import RecommendationService, ServingConfig
-from music_platform.serving.snapshot import load_snapshot, open_reader
+from music_platform.serving.snapshot import load_snapshot
 from music_platform.warehouse import connect_warehouse
 from music_platform.warehouse.duckdb_warehouse import DuckDBWarehouse
 
@@ -56,8 +56,7 @@ def test_every_target_serves_what_duckdb_serves(request, duckdb_world, target, t
     for schema, table in TABLES:
         warehouse.replace_table(schema, table, duckdb_world.read_table(schema, table))
 
-    with open_reader(duckdb_world) as reader:
-        expected = answers(load_snapshot(reader, "v7"))
+    expected = answers(load_snapshot(duckdb_world, "v7"))
     service = RecommendationService(settings, ServingConfig(reload_seconds=0))
     outcome = service.reload()
     assert outcome.error is None and outcome.model_version == "v7"

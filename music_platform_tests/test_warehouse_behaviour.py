@@ -234,6 +234,71 @@ def test_result_columns_are_lower_case_on_every_target(warehouse, schema):
     assert frame[["n", "top_rank"]].to_dict("records") == [{"n": 2, "top_rank": 2}]
 
 
+# Names in every script, and values that would break a hand-built SQL literal.
+AWKWARD_NAMES = [
+    "Мумий Тролль",
+    "坂本龍一",
+    "방탄소년단",
+    "فيروز",
+    "שלמה ארצי",
+    "ธงไชย",
+    "!!!",
+    "O'Brien; drop table x --",
+    "50% ? off",
+]
+
+
+def test_read_batches_binds_parameters_and_streams_typed_batches(warehouse, schema):
+    frame = pd.DataFrame(
+        {
+            "artist_name": AWKWARD_NAMES,
+            "plays": list(range(len(AWKWARD_NAMES))),
+            "score": [0.5 * i for i in range(len(AWKWARD_NAMES))],
+        }
+    )
+    warehouse.replace_table(schema, "artists", frame)
+
+    for name in AWKWARD_NAMES:  # each value comes back only through its bound parameter
+        batches = list(
+            warehouse.read_batches(
+                f"select artist_name as Artist_Name, plays from {schema}.artists where artist_name = ? and plays >= ?",
+                [name, 0],
+            )
+        )
+        table = pa.Table.from_batches(batches)
+        assert table.column_names == ["artist_name", "plays"]
+        assert table.to_pylist() == [{"artist_name": name, "plays": AWKWARD_NAMES.index(name)}]
+        assert pa.types.is_string(table.schema.field("artist_name").type)
+        assert pa.types.is_integer(table.schema.field("plays").type)
+
+    # a '?' or '%' inside a string literal is text, not a placeholder
+    literal = warehouse.read_arrow(f"select count(*) as n from {schema}.artists where artist_name = '50% ? off'")
+    assert literal.to_pylist() == [{"n": 1}]
+
+    streamed = list(warehouse.read_batches(f"select plays, score from {schema}.artists order by plays", (), 4))
+    assert sum(b.num_rows for b in streamed) == len(AWKWARD_NAMES)
+    assert len(streamed) >= 3 and all(b.num_rows <= 4 for b in streamed)
+    assert pa.Table.from_batches(streamed).column("score").to_pylist() == frame["score"].tolist()
+
+
+def test_read_batches_of_no_rows_still_names_the_columns(warehouse, schema):
+    warehouse.replace_table(schema, "artists", pd.DataFrame({"artist_id": ["a1"], "plays": [3]}))
+    empty = warehouse.read_arrow(f"select artist_id, plays from {schema}.artists where artist_id = ?", ["nobody"])
+    assert empty.num_rows == 0 and empty.column_names == ["artist_id", "plays"]
+
+
+def test_read_batches_is_read_only(warehouse, schema):
+    warehouse.replace_table(schema, "artists", pd.DataFrame({"artist_id": ["a1", "a2"]}))
+    with pytest.raises(WarehouseError):
+        list(warehouse.read_batches(f"delete from {schema}.artists where artist_id = ?", ["a1"]))
+    assert warehouse.row_count(schema, "artists") == 2
+
+
+def test_read_batches_reports_a_bad_query_as_a_warehouse_error(warehouse, schema):
+    with pytest.raises(WarehouseError):
+        list(warehouse.read_batches(f"select * from {schema}.no_such_table where x = ?", [1]))
+
+
 def test_large_frames_load_in_batches(warehouse, schema):
     rows = 2_500
     frame = pd.DataFrame(
@@ -336,3 +401,23 @@ def test_duckdb_loads_a_frame_arrow_cannot_convert_through_the_pandas_reader(tmp
     wh.replace_table("raw", "mixed", mixed)
 
     assert wh.query_df("select cast(value as varchar) as v from raw.mixed order by name")["v"].tolist() == ["1", "two"]
+
+
+def test_duckdb_reads_read_only_while_this_process_has_the_file_open_for_writing(tmp_path):
+    warehouse = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+    warehouse.replace_table("raw", "t", pd.DataFrame({"a": [1, 2]}))
+    writer = duckdb.connect(str(warehouse.path))  # DuckDB refuses a read-only connection beside it
+    try:
+        assert warehouse.read_arrow("select a from raw.t where a > ?", [1]).to_pylist() == [{"a": 2}]
+        with pytest.raises(WarehouseError):
+            list(warehouse.read_batches("insert into raw.t values (?)", [3]))
+        assert warehouse.row_count("raw", "t") == 2
+    finally:
+        writer.close()
+
+
+def test_duckdb_read_of_a_missing_file_is_a_clear_error_and_creates_nothing(tmp_path):
+    warehouse = DuckDBWarehouse(tmp_path / "nothing_yet.duckdb")
+    with pytest.raises(WarehouseError, match="does not exist yet"):
+        list(warehouse.read_batches("select 1 as one"))
+    assert not warehouse.path.exists()

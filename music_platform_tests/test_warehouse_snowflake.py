@@ -5,14 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import dagster as dg
 import pandas as pd
 import pytest
+from dagster_snowflake import SnowflakeResource
 from snowflake.connector.cursor import SnowflakeCursor
 
 from music_platform.config import ConfigError, Settings
+from music_platform.resources import WarehouseResource
 from music_platform.warehouse import connect_warehouse
 from music_platform.warehouse.base import WarehouseError
-from music_platform.warehouse.snowflake_warehouse import SnowflakeWarehouse
+from music_platform.warehouse.snowflake_warehouse import SnowflakeWarehouse, connect_args_from_settings
 
 # Session fixtures: one fakesnow server per test session (conftest.py may load these too).
 pytest_plugins = ["music_platform_tests.snowflake_utils"]
@@ -76,7 +79,7 @@ def test_the_factory_builds_it_and_the_description_hides_the_password():
 def test_a_failed_connection_says_where_without_the_password(snowflake_settings):
     settings = snowflake_settings.with_overrides(snowflake_port=1, snowflake_password="very-secret")
     warehouse = SnowflakeWarehouse(
-        {**SnowflakeWarehouse.from_settings(settings)._connect_args, "login_timeout": 3, "max_connection_pool": 1}
+        {**connect_args_from_settings(settings), "login_timeout": 3, "max_connection_pool": 1}
     )
     with pytest.raises(WarehouseError) as caught:
         warehouse.query_df("select 1")
@@ -141,3 +144,48 @@ def test_execute_runs_a_script(warehouse, schema):
         f"insert into {schema}.t values (1), (2);"
     )
     assert warehouse.row_count(schema, "t") == 2
+
+
+def test_the_dagster_resource_connects_through_dagster_snowflake(snowflake_settings, schema, monkeypatch):
+    """WarehouseResource configures Snowflake (the password as an EnvVar) and opens its
+    connections with dagster-snowflake's SnowflakeResource; ``?`` parameters are bound."""
+    opened: list[str] = []
+    original = SnowflakeResource.get_connection
+
+    def recording_get_connection(self, *args, **kwargs):
+        opened.append(self.paramstyle)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SnowflakeResource, "get_connection", recording_get_connection)
+    monkeypatch.setenv("MP_TEST_SNOWFLAKE_PASSWORD", snowflake_settings.snowflake_password)
+    resource = WarehouseResource(
+        target="snowflake",
+        snowflake_account=snowflake_settings.snowflake_account,
+        snowflake_user=snowflake_settings.snowflake_user,
+        snowflake_password=dg.EnvVar("MP_TEST_SNOWFLAKE_PASSWORD"),
+        snowflake_database=snowflake_settings.snowflake_database,
+        snowflake_schema=snowflake_settings.snowflake_schema,
+        snowflake_warehouse=snowflake_settings.snowflake_warehouse,
+        snowflake_role=snowflake_settings.snowflake_role,
+        snowflake_host=snowflake_settings.snowflake_host,
+        snowflake_port=snowflake_settings.snowflake_port,
+        snowflake_protocol=snowflake_settings.snowflake_protocol,
+    )
+
+    @dg.asset
+    def written(warehouse: WarehouseResource) -> int:
+        wh = warehouse.get_warehouse()
+        wh.replace_table(schema, "artists", pd.DataFrame({"artist_name": ["Мумий Тролль", "坂本龍一"]}))
+        return wh.read_arrow(f"select count(*) as n from {schema}.artists where artist_name = ?", ["坂本龍一"])["n"][
+            0
+        ].as_py()
+
+    result = dg.materialize([written], resources={"warehouse": resource})
+    assert result.success and result.output_for_node("written") == 1
+    assert opened and set(opened) == {"qmark"}
+
+
+def test_the_dagster_resource_names_every_missing_snowflake_setting():
+    with pytest.raises(ConfigError) as caught:
+        WarehouseResource(target="snowflake", snowflake_account="acme").get_warehouse()
+    assert "SNOWFLAKE_USER" in str(caught.value) and "SNOWFLAKE_PASSWORD" in str(caught.value)

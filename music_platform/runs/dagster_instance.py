@@ -1,12 +1,22 @@
-"""The few DagsterInstance operations run recovery needs, in one place.
+"""The DagsterInstance operations run recovery and the check alerts need, in one place: the adapter.
 
-Most are public API (``get_run_records``, ``get_run_by_id``, ``report_run_failed``,
-``report_run_canceled``). The concurrency-pool reads and the release of a dead run's slots have
-no public ``DagsterInstance`` method in dagster 1.13: they go through
-``instance.event_log_storage`` -- the same calls Dagster's own daemon makes when it frees the
-slots of finished runs (``dagster/_daemon/monitoring/concurrency.py``). They are confined to this
-module, pinned by ``music_platform_tests/test_run_recovery.py::test_dagster_instance_adapter_contract``
-and by the ``dagster<1.14`` cap in pyproject.toml.
+Public API where dagster 1.13 has one (``get_run_records``, ``get_run_by_id``, ``RunsFilter``).
+The rest has no public ``DagsterInstance`` method in dagster 1.13 and is confined to this module:
+
+- a run's events (its RUN_START's process id, its asset-check evaluations):
+  ``instance.get_records_for_run`` -- the public ``fetch_*`` methods cover materializations,
+  observations and run-status changes only;
+- ending a dead run: ``instance.report_run_failed`` / ``report_run_canceled`` (what Dagster's own
+  run monitoring calls);
+- the concurrency pools (who holds a slot, releasing a dead run's slots):
+  ``instance.event_log_storage`` -- the same calls Dagster's daemon makes when it frees the slots
+  of finished runs (``dagster/_daemon/monitoring/concurrency.py``);
+- whether run storage is SQLite (``instance.run_storage``), the instance's folder.
+
+Pinned by the contract tests ``music_platform_tests/test_run_recovery.py::
+test_dagster_instance_adapter_contract_and_a_killed_run_never_blocks_the_next`` and
+``music_platform_tests/test_alerts.py::test_the_adapter_reads_a_runs_check_evaluations``, and by
+the ``dagster<1.14`` cap in pyproject.toml. Nothing else in music_platform may use them.
 """
 
 from __future__ import annotations
@@ -57,6 +67,50 @@ def run_start(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | 
     entry = records[0].event_log_entry
     pid = entry.dagster_event.pid if entry.dagster_event else None
     return (int(pid), float(entry.timestamp)) if pid else None
+
+
+@dataclass(frozen=True)
+class CheckEvaluation:
+    """One asset-check evaluation recorded in a run, as plain values."""
+
+    asset: str  # "group/name"
+    check: str
+    passed: bool
+    severity: str  # "ERROR" or "WARN"
+    description: str | None
+    partition: str | None
+
+
+def check_evaluations(instance: dg.DagsterInstance, run_id: str) -> list[CheckEvaluation]:
+    """The asset-check evaluations of one run, in the order they were recorded."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    evaluations = []
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        evaluation = event.event_specific_data if event is not None else None
+        if evaluation is None:
+            continue
+        evaluations.append(
+            CheckEvaluation(
+                asset=evaluation.asset_key.to_user_string(),
+                check=evaluation.check_name,
+                passed=bool(evaluation.passed),
+                severity=evaluation.severity.value,
+                description=evaluation.description,
+                partition=evaluation.partition,
+            )
+        )
+    return evaluations
+
+
+def report_failed(instance: dg.DagsterInstance, run: dg.DagsterRun, message: str) -> None:
+    """End an unfinished run as FAILURE with ``message`` (its event log says why)."""
+    instance.report_run_failed(run, message)
+
+
+def report_canceled(instance: dg.DagsterInstance, run: dg.DagsterRun, message: str) -> None:
+    """End an unfinished run as CANCELED with ``message``."""
+    instance.report_run_canceled(run, message)
 
 
 def storage_is_single_host(instance: dg.DagsterInstance) -> bool:

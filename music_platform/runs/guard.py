@@ -134,7 +134,7 @@ class RunGuard:
         stop_processes(tuple(c for c in children if c is not None))
         run = self.instance.get_run_by_id(run_id)
         if run is not None and not run.is_finished:
-            self.instance.report_run_canceled(run, "interrupted (SIGINT/SIGTERM): run stopped")
+            di.report_canceled(self.instance, run, "interrupted (SIGINT/SIGTERM): run stopped")
         di.free_pool_slots(self.instance, run_id)
 
 

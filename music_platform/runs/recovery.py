@@ -102,9 +102,9 @@ def _end_run(instance: dg.DagsterInstance, run_id: str, why: str) -> bool:
         return False
     message = f"{why}; marked failed by run recovery so that it no longer holds its concurrency-pool slots"
     if run.status == dg.DagsterRunStatus.CANCELING:
-        instance.report_run_canceled(run, message)
+        di.report_canceled(instance, run, message)
     else:
-        instance.report_run_failed(run, message)
+        di.report_failed(instance, run, message)
     return True
 
 

@@ -33,7 +33,6 @@ from music_platform.serving.snapshot import (
     empty_snapshot,
     live_publication,
     load_snapshot,
-    open_reader,
 )
 from music_platform.warehouse import Warehouse, connect_warehouse
 
@@ -264,15 +263,16 @@ class RecommendationService:
             previous_publication = current.publication_id
             del current  # the old snapshot must be free to go once the new one is in
             try:
-                with open_reader(self.warehouse) as reader:
-                    publication = live_publication(reader)
-                    version = publication.model_version if publication else None
-                    self.last_check_at = datetime.now(UTC)
-                    pid = publication.publication_id if publication else None
-                    unchanged = pid == previous_publication and not previous_empty and not force
-                    snapshot = (
-                        None if unchanged else load_snapshot(reader, publication, self.config.preserialise_mb * 2**20)
-                    )
+                publication = live_publication(self.warehouse)
+                version = publication.model_version if publication else None
+                self.last_check_at = datetime.now(UTC)
+                pid = publication.publication_id if publication else None
+                unchanged = pid == previous_publication and not previous_empty and not force
+                snapshot = (
+                    None
+                    if unchanged
+                    else load_snapshot(self.warehouse, publication, self.config.preserialise_mb * 2**20)
+                )
                 if snapshot is not None:
                     self.state = ServingState(snapshot, self._make_cold_start(version))
                     del snapshot

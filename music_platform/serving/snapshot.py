@@ -18,16 +18,13 @@ Python objects. When every user's answer fits the memory budget it is serialised
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import logging
 import math
-import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
 
 import numpy as np
 import orjson
@@ -55,8 +52,6 @@ TRACKS_PER_GENRE = 500
 TRACKS_PER_ARTIST = 50
 GENRES_PER_ARTIST = 5
 
-_VERSION_PATTERN = re.compile(r"^[\w.:+\-]{1,128}$")
-
 
 class SnapshotError(WarehouseError):
     """The warehouse holds data the service cannot serve (the message says what)."""
@@ -67,135 +62,55 @@ BATCH_ROWS = 1_000_000
 NO_RANK = 2**20  # rows without a rank sort last
 
 
-class TableReader(Protocol):
-    """The reads a load needs. ``open_reader`` gives one for any warehouse."""
-
-    def table_exists(self, schema: str, table: str) -> bool: ...
-
-    def query_df(self, sql: str) -> pd.DataFrame: ...
-
-    def query_batches(self, sql: str) -> Iterator[pa.RecordBatch]: ...
-
-
-class _WarehouseReader:
-    """Any ``Warehouse``: each query is one round trip, results converted to Arrow batches."""
-
-    def __init__(self, warehouse: Warehouse) -> None:
-        self.warehouse = warehouse
-
-    def table_exists(self, schema: str, table: str) -> bool:
-        return self.warehouse.table_exists(schema, table)
-
-    def query_df(self, sql: str) -> pd.DataFrame:
-        return self.warehouse.query_df(sql)
-
-    def query_batches(self, sql: str) -> Iterator[pa.RecordBatch]:
-        frame = self.warehouse.query_df(sql)
-        yield from pa.Table.from_pandas(frame, preserve_index=False).to_batches(BATCH_ROWS)
-
-
-class _DuckDBReader:
-    """All reads of one load through one read-only connection: a consistent view of the file,
-    several workers can load at once (read-only connections do not exclude each other), and
-    big results stream as Arrow batches instead of becoming millions of Python objects."""
-
-    def __init__(self, connection) -> None:
-        self.connection = connection
-
-    def table_exists(self, schema: str, table: str) -> bool:
-        if self.connection is None:
-            return False
-        # fetchall: a result left unfinished would block the connection's next streamed query
-        found = self.connection.execute(
-            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, table]
-        ).fetchall()
-        return bool(found and found[0][0])
-
-    def query_df(self, sql: str) -> pd.DataFrame:
-        if self.connection is None:
-            raise SnapshotError("the DuckDB warehouse file does not exist yet")
-        return self.connection.execute(sql).df()
-
-    def query_batches(self, sql: str) -> Iterator[pa.RecordBatch]:
-        if self.connection is None:
-            raise SnapshotError("the DuckDB warehouse file does not exist yet")
-        yield from self.connection.sql(sql).to_arrow_reader(BATCH_ROWS)
-
-
-@contextlib.contextmanager
-def open_reader(warehouse: Warehouse) -> Iterator[TableReader]:
-    """A reader for one reload: a read-only connection on DuckDB, the warehouse API elsewhere."""
-    from music_platform.warehouse.duckdb_warehouse import DuckDBWarehouse
-
-    if not isinstance(warehouse, DuckDBWarehouse):
-        yield _WarehouseReader(warehouse)
-        return
-    if not warehouse.path.exists():  # never create the file: the pipeline owns it
-        yield _DuckDBReader(None)
-        return
-    import duckdb
-
-    try:
-        opened = warehouse.connect(read_only=True)
-        connection = opened.__enter__()
-    except duckdb.ConnectionException:
-        # This process already has the file open for writing (DuckDB refuses to mix modes
-        # within one process): read through that configuration instead.
-        opened = warehouse.connect()
-        connection = opened.__enter__()
-    try:
-        yield _DuckDBReader(connection)
-    finally:
-        opened.__exit__(None, None, None)
-
-
 # -- which publication to serve --------------------------------------------------------------
 NOTHING_PUBLISHED = "no model version is published yet: run the pipeline (music-platform demo, or materialise ml/)"
 
 
-def _has_column(reader: TableReader, schema: str, table: str, column: str) -> bool:
-    if not reader.table_exists(schema, table):
+def _has_column(warehouse: Warehouse, schema: str, table: str, column: str) -> bool:
+    if not warehouse.table_exists(schema, table):
         return False
-    return column in [str(c).lower() for c in reader.query_df(f"select * from {schema}.{table} where 1 = 0").columns]
+    empty = warehouse.read_arrow(f"select * from {warehouse.qualified(schema, table)} where 1 = 0")
+    return column in empty.column_names
 
 
-def live_publication(reader: TableReader) -> Publication | None:
+def _first_row(table: pa.Table) -> dict[str, object] | None:
+    return table.slice(0, 1).to_pylist()[0] if table.num_rows else None
+
+
+def live_publication(warehouse: Warehouse) -> Publication | None:
     """The publication to serve: that of the latest published version in ``ml.model_registry``.
 
     None when nothing is published (no registry, or no published version with a publication):
     recommendations that were written but never published are not served.
     """
-    if not _has_column(reader, "ml", REGISTRY_TABLE, PUBLICATION_COLUMN):
+    if not _has_column(warehouse, "ml", REGISTRY_TABLE, PUBLICATION_COLUMN):
         return None
-    df = reader.query_df(LIVE_PUBLICATION_SQL)
-    if df.empty or pd.isna(df.iloc[0, 0]) or pd.isna(df.iloc[0, 1]):
+    row = _first_row(warehouse.read_arrow(LIVE_PUBLICATION_SQL))
+    if row is None or row["model_version"] is None or row["publication_id"] is None:
         return None
-    return Publication(str(df.iloc[0, 0]), str(df.iloc[0, 1]))
+    return Publication(str(row["model_version"]), str(row["publication_id"]))
 
 
-def latest_published_version(reader: TableReader) -> str | None:
+def latest_published_version(warehouse: Warehouse) -> str | None:
     """The model version of the live publication (None when nothing is published)."""
-    publication = live_publication(reader)
+    publication = live_publication(warehouse)
     return publication.model_version if publication else None
 
 
-def publication_of_version(reader: TableReader, model_version: str) -> Publication:
+def publication_of_version(warehouse: Warehouse, model_version: str) -> Publication:
     """The publication a published version has (what a rollback to it would serve)."""
-    if _has_column(reader, "ml", REGISTRY_TABLE, PUBLICATION_COLUMN):
-        df = reader.query_df(
-            f"select cast({PUBLICATION_COLUMN} as varchar) as publication_id from ml.{REGISTRY_TABLE} "
-            f"where cast(model_version as varchar) = {_sql_literal(model_version)} "
-            f"and lower(status) = 'published' and {PUBLICATION_COLUMN} is not null"
+    if _has_column(warehouse, "ml", REGISTRY_TABLE, PUBLICATION_COLUMN):
+        row = _first_row(
+            warehouse.read_arrow(
+                f"select cast({PUBLICATION_COLUMN} as varchar) as publication_id from ml.{REGISTRY_TABLE} "
+                f"where cast(model_version as varchar) = ? "
+                f"and lower(status) = 'published' and {PUBLICATION_COLUMN} is not null",
+                [model_version],
+            )
         )
-        if not df.empty:
-            return Publication(model_version, str(df.iloc[0, 0]))
+        if row is not None:
+            return Publication(model_version, str(row["publication_id"]))
     raise SnapshotError(f"model version {model_version} is not published")
-
-
-def _sql_literal(value: str) -> str:
-    if not _VERSION_PATTERN.fullmatch(value):
-        raise SnapshotError(f"model_version {value!r} has characters the service does not accept")
-    return "'" + value.replace("'", "''") + "'"
 
 
 # -- the catalogue of tracks and artists -----------------------------------------------------
@@ -646,14 +561,18 @@ def _ordered(primary: np.ndarray, rank: np.ndarray) -> np.ndarray | None:
     return np.argsort(key, kind="stable")
 
 
-def _load_similar(reader: TableReader, version: str, universe: _TrackUniverse) -> tuple[np.ndarray, ...]:
+def _load_similar(warehouse: Warehouse, version: str, universe: _TrackUniverse) -> tuple[np.ndarray, ...]:
     sources, neighbours, ranks, scores = [], [], [], []
-    for batch in reader.query_batches(
+    for batch in warehouse.read_batches(
         f"select cast(track_id as varchar) as track_id, cast(coalesce(rank, {NO_RANK}) as integer) as rank, "
         "cast(similar_track_id as varchar) as similar_track_id, cast(coalesce(score, 0) as float8) as score "
-        f"from ml.similar_tracks where cast(model_version as varchar) = {version} "
-        "and track_id is not null and similar_track_id is not null"
+        "from ml.similar_tracks where cast(model_version as varchar) = ? "
+        "and track_id is not null and similar_track_id is not null",
+        [version],
+        BATCH_ROWS,
     ):
+        if not batch.num_rows:
+            continue
         sources.append(universe.codes(batch.column("track_id")))
         neighbours.append(universe.codes(batch.column("similar_track_id")))
         ranks.append(_numbers(batch.column("rank"), np.int32))
@@ -670,7 +589,7 @@ def _load_similar(reader: TableReader, version: str, universe: _TrackUniverse) -
 
 
 def _load_recommendations(
-    reader: TableReader, publication_id: str, universe: _TrackUniverse
+    warehouse: Warehouse, publication_id: str, universe: _TrackUniverse
 ) -> tuple[list[str], list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(user ids, reasons, user code, track code, score, reason code) ordered by user and rank.
 
@@ -678,11 +597,12 @@ def _load_recommendations(
     whole, so no column of it may be kept) and the dictionaries unified at the end, so ten
     million rows never become Python objects."""
     where = (
-        f"from ml.user_recommendations where {PUBLICATION_COLUMN} = {publication_id} "
-        "and user_id is not null and track_id is not null"
+        f"from ml.user_recommendations where {PUBLICATION_COLUMN} = ? and user_id is not null and track_id is not null"
     )
     reason_batches = list(
-        reader.query_batches(f"select distinct coalesce(cast(reason as varchar), '') as reason {where}")
+        warehouse.read_batches(
+            f"select distinct coalesce(cast(reason as varchar), '') as reason {where}", [publication_id], BATCH_ROWS
+        )
     )
     reasons = (
         _strings(pa.chunked_array([b.column("reason") for b in reason_batches]))
@@ -690,11 +610,15 @@ def _load_recommendations(
         else pa.array([], pa.string())
     )
     user_chunks, tracks, reason_codes, ranks, scores = [], [], [], [], []
-    for batch in reader.query_batches(
+    for batch in warehouse.read_batches(
         f"select cast(user_id as varchar) as user_id, cast(coalesce(rank, {NO_RANK}) as integer) as rank, "
         "cast(track_id as varchar) as track_id, cast(coalesce(score, 0) as float8) as score, "
-        f"coalesce(cast(reason as varchar), '') as reason {where}"
+        f"coalesce(cast(reason as varchar), '') as reason {where}",
+        [publication_id],
+        BATCH_ROWS,
     ):
+        if not batch.num_rows:
+            continue
         user_chunks.append(_strings(batch.column("user_id")).dictionary_encode())
         tracks.append(universe.codes(batch.column("track_id")))
         codes = pc.index_in(_strings(batch.column("reason")), value_set=reasons)
@@ -720,35 +644,38 @@ def _load_recommendations(
 
 
 def load_snapshot(
-    warehouse: TableReader, publication: Publication | str | None, preserialise_budget_bytes: int = 0
+    warehouse: Warehouse, publication: Publication | str | None, preserialise_budget_bytes: int = 0
 ) -> Snapshot:
     """Read one publication: its recommendations, its model version's similar tracks and its
     display snapshot of tracks and artists.
 
-    ``warehouse`` is a reader from ``open_reader`` (or a ``Warehouse``). ``publication`` is a
+    Every read is ``Warehouse.read_batches`` (streamed, read-only, bound parameters). ``publication`` is a
     :class:`Publication` (see :func:`live_publication`), a published model version (its
     publication), or None: nothing is published, and the empty snapshot says so. Raises
     ``SnapshotError`` when the publication is incomplete, so a half-written one is never
     swapped in.
     """
     started = time.perf_counter()
-    reader = warehouse if hasattr(warehouse, "query_batches") else _WarehouseReader(warehouse)
     if publication is None:
         return empty_snapshot(NOTHING_PUBLISHED)
     if isinstance(publication, str):
-        publication = publication_of_version(reader, publication)
+        publication = publication_of_version(warehouse, publication)
     model_version = publication.model_version
-    version = _sql_literal(model_version)
-    pid = _sql_literal(publication.publication_id)
+    pid = publication.publication_id
     for table in ("user_recommendations", TRACKS_TABLE, ARTISTS_TABLE):
-        if not reader.table_exists("ml", table):
+        if not warehouse.table_exists("ml", table):
             raise SnapshotError(f"publication {publication.publication_id} is live but ml.{table} does not exist")
 
-    tracks = reader.query_df(
-        "select cast(track_id as varchar) as track_id, track_name, cast(artist_id as varchar) as artist_id, "
-        f"artist_name, genre, genres, listen_count from ml.{TRACKS_TABLE} "
-        f"where {PUBLICATION_COLUMN} = {pid} and track_id is not null order by track_id"
-    ).drop_duplicates("track_id", keep="first")
+    tracks = (
+        warehouse.read_arrow(
+            "select cast(track_id as varchar) as track_id, track_name, cast(artist_id as varchar) as artist_id, "
+            f"artist_name, genre, genres, listen_count from ml.{TRACKS_TABLE} "
+            f"where {PUBLICATION_COLUMN} = ? and track_id is not null order by track_id",
+            [pid],
+        )
+        .to_pandas()
+        .drop_duplicates("track_id", keep="first")
+    )
     if tracks.empty:
         raise SnapshotError(
             f"publication {publication.publication_id} has no rows in ml.{TRACKS_TABLE} (its display snapshot)"
@@ -757,10 +684,10 @@ def load_snapshot(
 
     similar_source = similar_tracks = np.zeros(0, np.int32)
     similar_scores = np.zeros(0, np.float32)
-    if reader.table_exists("ml", "similar_tracks"):  # without it, tracks get their genre's popular ones
-        similar_source, similar_tracks, similar_scores = _load_similar(reader, version, universe)
+    if warehouse.table_exists("ml", "similar_tracks"):  # without it, tracks get their genre's popular ones
+        similar_source, similar_tracks, similar_scores = _load_similar(warehouse, model_version, universe)
     user_list, reasons, user_codes, rec_tracks, rec_scores, rec_reasons = _load_recommendations(
-        reader, pid, universe
+        warehouse, pid, universe
     )
     if len(rec_tracks) == 0:
         raise SnapshotError(f"publication {publication.publication_id} has no rows in ml.user_recommendations")
@@ -770,10 +697,15 @@ def load_snapshot(
         tracks = pd.concat([tracks.astype(object), extra], ignore_index=True)
     tracks["listen_count"] = pd.to_numeric(tracks["listen_count"], errors="coerce").fillna(0)
 
-    artists = reader.query_df(
-        "select cast(artist_id as varchar) as artist_id, artist_name, genre, top_tags "
-        f"from ml.{ARTISTS_TABLE} where {PUBLICATION_COLUMN} = {pid} and artist_id is not null"
-    ).drop_duplicates("artist_id")
+    artists = (
+        warehouse.read_arrow(
+            "select cast(artist_id as varchar) as artist_id, artist_name, genre, top_tags "
+            f"from ml.{ARTISTS_TABLE} where {PUBLICATION_COLUMN} = ? and artist_id is not null",
+            [pid],
+        )
+        .to_pandas()
+        .drop_duplicates("artist_id")
+    )
 
     n_tracks = len(tracks)
     recommended_counts = np.bincount(rec_tracks, minlength=n_tracks) if n_tracks else np.zeros(0, dtype=np.int64)

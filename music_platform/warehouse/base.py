@@ -2,7 +2,10 @@
 
 Rules every implementation keeps:
 - no connection is held between calls (DuckDB allows one writing process per file, and
-  dbt opens the same file in its own process);
+  dbt opens the same file in its own process); ``read_batches`` holds one while its result is
+  being consumed, and releases it when the iterator is exhausted or closed;
+- ``read_batches`` is the streamed, read-only read: values are bound, never formatted into SQL
+  (``?`` marks each parameter on every target), and the target itself refuses writes;
 - ``replace_partition`` and ``replace_table`` are atomic: a reader sees the old rows or the
   new rows, never half of them, and re-running a load never duplicates rows;
 - identifiers are schema/table names we choose in code, never user input.
@@ -12,11 +15,16 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import pandas as pd
+import pyarrow as pa
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# Rows per streamed batch: big enough that per-batch overhead vanishes, small enough that
+# a 10M-row read never holds more than a few batches' worth of Arrow buffers.
+READ_BATCH_ROWS = 1_000_000
 
 
 class WarehouseError(RuntimeError):
@@ -39,6 +47,23 @@ def lower_case_columns(names: Iterable[object]) -> list[str]:
     return [str(name).lower() for name in names]
 
 
+def lower_case_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """``batch`` with lower-case column names (the buffers are shared, not copied)."""
+    names = lower_case_columns(batch.schema.names)
+    return batch if names == batch.schema.names else pa.RecordBatch.from_arrays(batch.columns, names=names)
+
+
+def batches_with_schema(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """Every batch with lower-case names; one empty batch of ``schema`` when there are none,
+    so a caller always learns the result's columns."""
+    emitted = False
+    for batch in batches:
+        emitted = True
+        yield lower_case_batch(batch)
+    if not emitted:
+        yield lower_case_batch(pa.RecordBatch.from_arrays([pa.array([], type=f.type) for f in schema], schema=schema))
+
+
 class Warehouse(ABC):
     """Minimal warehouse API used by the Python assets and the service."""
 
@@ -51,6 +76,27 @@ class Warehouse(ABC):
     @abstractmethod
     def query_df(self, sql: str) -> pd.DataFrame:
         """Run a query and return its result as a DataFrame with lower-case column names."""
+
+    @abstractmethod
+    def read_batches(
+        self, sql: str, params: Sequence[object] = (), batch_rows: int = READ_BATCH_ROWS
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream the result of one read-only query as Arrow record batches.
+
+        - ``?`` marks each parameter; ``params`` gives their values in order, bound by the
+          driver (DuckDB and Snowflake natively, PostgreSQL as ``%s``).
+        - Read-only on the target itself: a DuckDB read-only connection, a PostgreSQL
+          ``READ ONLY`` transaction, a Snowflake transaction that is rolled back.
+        - Big results never become Python objects (DuckDB's Arrow reader, a PostgreSQL
+          server-side cursor fetching ``batch_rows`` at a time, Snowflake's Arrow result
+          batches), so memory is bounded by a batch.
+        - Column names are lower case; at least one batch is yielded (an empty one when there
+          are no rows), so the schema is always known.
+        """
+
+    def read_arrow(self, sql: str, params: Sequence[object] = ()) -> pa.Table:
+        """The whole result of a read-only query (``read_batches``) as one Arrow table."""
+        return pa.Table.from_batches(list(self.read_batches(sql, params)))
 
     @abstractmethod
     def table_exists(self, schema: str, table: str) -> bool: ...

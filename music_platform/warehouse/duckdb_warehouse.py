@@ -5,14 +5,21 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from music_platform.warehouse.base import Warehouse, WarehouseError, check_identifier, lower_case_columns
+from music_platform.warehouse.base import (
+    READ_BATCH_ROWS,
+    Warehouse,
+    WarehouseError,
+    batches_with_schema,
+    check_identifier,
+    lower_case_columns,
+)
 
 # dbt and a Python step may briefly contend for the single-writer lock on the file.
 _LOCK_RETRY_SECONDS = 60.0
@@ -115,6 +122,31 @@ class DuckDBWarehouse(Warehouse):
             raise
         return conn
 
+    @contextmanager
+    def _read_only(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only view of the file: a read-only connection (several processes may hold one
+        at once), or -- when this process already has the file open for writing, and DuckDB
+        refuses to mix modes within one process -- a read-only transaction on that instance."""
+        with ExitStack() as stack:
+            try:
+                conn = stack.enter_context(self.connect(read_only=True))
+            except duckdb.ConnectionException:
+                conn = stack.enter_context(self.connect())
+                conn.execute("begin transaction read only")
+                stack.callback(conn.execute, "rollback")  # runs before the connection closes
+            yield conn
+
+    def read_batches(
+        self, sql: str, params: Sequence[object] = (), batch_rows: int = READ_BATCH_ROWS
+    ) -> Iterator[pa.RecordBatch]:
+        with self._read_only() as conn:
+            try:
+                # The relation API streams: DuckDB produces the next batch as this one is consumed.
+                reader = conn.sql(sql, params=list(params)).to_arrow_reader(batch_rows)
+                yield from batches_with_schema(reader, reader.schema)
+            except duckdb.Error as exc:
+                raise WarehouseError(f"query failed on {self.describe()}: {exc}") from exc
+
     def execute(self, sql: str) -> None:
         with self.connect() as conn:
             conn.execute(sql)
@@ -128,7 +160,7 @@ class DuckDBWarehouse(Warehouse):
     def table_exists(self, schema: str, table: str) -> bool:
         if not self.path.exists():
             return False
-        with self.connect() as conn:
+        with self._read_only() as conn:
             found = conn.execute(
                 "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
                 [schema, table],

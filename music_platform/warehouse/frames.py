@@ -206,3 +206,34 @@ def iter_batches(df: pd.DataFrame, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iter
         raise ValueError("batch_rows must be positive")
     for start in range(0, len(df), batch_rows):
         yield df.iloc[start : start + batch_rows]
+
+
+def _arrow_column_to_pandas(column: pa.ChunkedArray) -> pd.Series | np.ndarray:
+    arrow_type = column.type
+    has_nulls = column.null_count > 0
+    if pa.types.is_integer(arrow_type) or (pa.types.is_decimal(arrow_type) and arrow_type.scale == 0):
+        column = column.cast(pa.int64())
+        if has_nulls:
+            return column.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+        return column.to_numpy()
+    if pa.types.is_decimal(arrow_type) or pa.types.is_floating(arrow_type):
+        return column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    if pa.types.is_boolean(arrow_type):
+        if has_nulls:
+            return column.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
+        return column.to_numpy(zero_copy_only=False)
+    if pa.types.is_timestamp(arrow_type) and arrow_type.tz is not None:
+        return pd.to_datetime(column.to_pandas(), utc=True)
+    if pa.types.is_timestamp(arrow_type) or pa.types.is_date(arrow_type):
+        return pd.to_datetime(column.to_pandas())
+    return column.to_pandas()
+
+
+def arrow_to_frame(table: pa.Table) -> pd.DataFrame:
+    """A query result as a DataFrame with the dtypes DuckDB's ``.df()`` gives: int64 (Int64 with
+    nulls) for integers and NUMBER(p,0), float64 for other numbers, bool (boolean with nulls),
+    datetime64 for dates and timestamps (UTC for zoned ones), Python objects for the rest."""
+    return pd.DataFrame(
+        {name: _arrow_column_to_pandas(column) for name, column in zip(table.column_names, table.columns, strict=True)},
+        columns=table.column_names,
+    )

@@ -13,11 +13,15 @@ previous rows.
 from __future__ import annotations
 
 import io
+import json
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from decimal import Decimal
 
 import pandas as pd
 import psycopg
+import pyarrow as pa
 import pyarrow.csv as pa_csv
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -26,7 +30,14 @@ from psycopg.postgres import types as pg_types
 
 from music_platform.config import redact_url
 from music_platform.warehouse import frames
-from music_platform.warehouse.base import Warehouse, WarehouseError, check_identifier, lower_case_columns
+from music_platform.warehouse.base import (
+    READ_BATCH_ROWS,
+    Warehouse,
+    WarehouseError,
+    batches_with_schema,
+    check_identifier,
+    lower_case_columns,
+)
 
 # kind -> (type in DDL, type as information_schema.columns.data_type reports it)
 _PG_TYPES: dict[str, tuple[str, str]] = {
@@ -48,6 +59,21 @@ _BOOL_OID = pg_types.get("bool").oid
 _TIMESTAMP_OID = pg_types.get("timestamp").oid
 _TIMESTAMPTZ_OID = pg_types.get("timestamptz").oid
 _DATE_OID = pg_types.get("date").oid
+_NUMERIC_OID = pg_types.get("numeric").oid
+_BYTEA_OID = pg_types.get("bytea").oid
+_TEXT_OIDS = {pg_types.get(n).oid for n in ("text", "varchar", "bpchar", "name")}
+
+# Arrow type of each result column, by type OID (others: inferred from the values).
+_ARROW_TYPES: dict[int, pa.DataType] = {
+    **{oid: pa.int64() for oid in _INT_OIDS},
+    **{oid: pa.float64() for oid in _FLOAT_OIDS},
+    _BOOL_OID: pa.bool_(),
+    _TIMESTAMP_OID: pa.timestamp("us"),
+    _TIMESTAMPTZ_OID: pa.timestamp("us", tz="UTC"),
+    _DATE_OID: pa.date32(),
+    _BYTEA_OID: pa.binary(),
+    **{oid: pa.string() for oid in _TEXT_OIDS},
+}
 
 _CSV_OPTIONS = pa_csv.WriteOptions(include_header=False)
 # Rows converted per COPY write: small enough that the server parses one batch while the
@@ -115,6 +141,24 @@ class PostgresWarehouse(Warehouse):
         for position, (_, oid) in enumerate(columns):
             frame.isetitem(position, _typed_column(frame.iloc[:, position], oid))
         return frame
+
+    def read_batches(
+        self, sql_text: str, params: Sequence[object] = (), batch_rows: int = READ_BATCH_ROWS
+    ) -> Iterator[pa.RecordBatch]:
+        query = pyformat_placeholders(sql_text, len(params))
+        with self.connect() as conn:
+            try:
+                with conn.transaction():
+                    # The server refuses any write in this transaction, whatever the statement.
+                    conn.execute("set transaction read only")
+                    # A server-side cursor: the server keeps the result, rows come batch_rows at a time.
+                    with conn.cursor(name=f"mp_read_{uuid.uuid4().hex[:12]}") as cur:
+                        cur.execute(query, list(params))
+                        columns = [(d.name, d.type_code) for d in cur.description or ()]
+                        schema = pa.schema([(name, _ARROW_TYPES.get(oid, pa.string())) for name, oid in columns])
+                        yield from batches_with_schema(_arrow_batches(cur, columns, batch_rows), schema)
+            except psycopg.Error as exc:
+                raise WarehouseError(f"query failed on {self.describe()}: {exc}") from exc
 
     def table_exists(self, schema: str, table: str) -> bool:
         with self.connect() as conn:
@@ -239,6 +283,79 @@ class PostgresWarehouse(Warehouse):
                 buffer = io.BytesIO()
                 pa_csv.write_csv(arrow_batch, buffer, _CSV_OPTIONS)
                 copy.write(buffer.getbuffer())
+
+
+def pyformat_placeholders(sql_text: str, expected: int) -> str:
+    """``sql_text`` with each ``?`` placeholder as psycopg's ``%s`` (and a literal ``%`` as ``%%``).
+
+    ``?`` inside quoted strings, quoted identifiers and comments is left alone. (PostgreSQL's
+    jsonb ``?`` operators cannot be written here: use ``jsonb_exists`` instead.)
+    """
+    out: list[str] = []
+    found = 0
+    i, n = 0, len(sql_text)
+    while i < n:
+        char = sql_text[i]
+        if char in "'\"":  # a quoted string or identifier runs to its closing quote (doubled quotes stay inside)
+            end = i + 1
+            while end < n:
+                if sql_text[end] == char:
+                    if end + 1 < n and sql_text[end + 1] == char:
+                        end += 2
+                        continue
+                    break
+                end += 1
+            out.append(sql_text[i : end + 1].replace("%", "%%"))
+            i = end + 1
+        elif sql_text.startswith("--", i):
+            end = sql_text.find("\n", i)
+            end = n if end < 0 else end
+            out.append(sql_text[i:end].replace("%", "%%"))
+            i = end
+        elif sql_text.startswith("/*", i):
+            end = sql_text.find("*/", i + 2)
+            end = n if end < 0 else end + 2
+            out.append(sql_text[i:end].replace("%", "%%"))
+            i = end
+        elif char == "?":
+            out.append("%s")
+            found += 1
+            i += 1
+        else:
+            out.append("%%" if char == "%" else char)
+            i += 1
+    if found != expected:
+        raise WarehouseError(f"the query has {found} ? placeholder(s) but {expected} parameter(s) were given")
+    return "".join(out)
+
+
+def _arrow_value(value: object) -> object:
+    # numeric arrives as Decimal; the Arrow column is float64, as query_df's is.
+    return float(value) if isinstance(value, Decimal) else value
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
+
+
+def _arrow_batches(
+    cur: psycopg.ServerCursor, columns: list[tuple[str, int]], batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    names = [name for name, _ in columns]
+    while rows := cur.fetchmany(batch_rows):
+        arrays = []
+        for position, (_, oid) in enumerate(columns):
+            values = [row[position] for row in rows]
+            arrow_type = _ARROW_TYPES.get(oid)
+            if oid == _NUMERIC_OID:
+                values = [_arrow_value(v) for v in values]
+            if arrow_type is None:  # json, uuid, arrays ...: their text form
+                values = [_text(v) for v in values]
+                arrow_type = pa.string()
+            arrays.append(pa.array(values, type=arrow_type))
+        yield pa.RecordBatch.from_arrays(arrays, names=names)
 
 
 def _open(url: str) -> psycopg.Connection:

@@ -15,6 +15,15 @@ fails the ``COPY`` before the target is touched; then ``BEGIN; DELETE; INSERT ..
 COMMIT`` (partitions) or one ``CREATE OR REPLACE TABLE ... AS SELECT`` (whole tables) swaps the
 rows in atomically.
 
+Connections: ``connect_args`` are the connector's documented ``connect()`` arguments. Where
+Dagster runs, ``WarehouseResource`` hands in dagster-snowflake's ``SnowflakeResource.get_connection``
+as the ``connection_factory`` (same arguments); the CLI and the service, which do not import
+Dagster, call ``snowflake.connector.connect`` with them. Both bind parameters with ``qmark`` (``?``,
+bound by the server), as DuckDB does.
+
+Result types come from the Arrow result (``fetch_arrow_batches``/``fetch_arrow_all``, public
+cursor methods), never from the connector's internal type-code tables.
+
 Identifiers: Snowflake folds unquoted identifiers to upper case, so ``raw.lastfm_scrobbles``
 written in lower case means ``RAW.LASTFM_SCROBBLES``. Every identifier we emit is upper-cased
 (and column names double-quoted, which keeps names such as ``rank`` safe); results come back
@@ -25,19 +34,38 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import snowflake.connector
-from snowflake.connector.constants import FIELD_NAME_TO_ID
 
 from music_platform.config import ConfigError, Settings
 from music_platform.warehouse import frames
-from music_platform.warehouse.base import Warehouse, WarehouseError, check_identifier, lower_case_columns
+from music_platform.warehouse.base import (
+    READ_BATCH_ROWS,
+    Warehouse,
+    WarehouseError,
+    batches_with_schema,
+    check_identifier,
+    lower_case_columns,
+)
+
+ConnectionFactory = Callable[[], AbstractContextManager[snowflake.connector.SnowflakeConnection]]
+
+# Session options every connection gets, whoever opens it: explicit transactions where a write
+# needs one, server-side binding of ``?``, UTC timestamps, a tag to find our queries by.
+SESSION_OPTIONS: dict[str, Any] = {
+    "autocommit": True,
+    "paramstyle": "qmark",
+    "login_timeout": 60,
+    "client_session_keep_alive": False,
+}
+SESSION_PARAMETERS: dict[str, str] = {"TIMEZONE": "UTC", "QUERY_TAG": "music_platform"}
 
 _SF_TYPES: dict[str, str] = {
     frames.TEXT: "VARCHAR",
@@ -51,12 +79,6 @@ _SF_TYPES: dict[str, str] = {
     frames.BINARY: "BINARY",
     frames.JSON: "VARCHAR",  # JSON text; PARSE_JSON in dbt where a VARIANT is wanted
 }
-
-_FIXED = FIELD_NAME_TO_ID["FIXED"]
-_REAL = FIELD_NAME_TO_ID["REAL"]
-_BOOLEAN = FIELD_NAME_TO_ID["BOOLEAN"]
-_NAIVE_TIME = {FIELD_NAME_TO_ID["DATE"], FIELD_NAME_TO_ID["TIMESTAMP_NTZ"]}
-_AWARE_TIME = {FIELD_NAME_TO_ID["TIMESTAMP_LTZ"], FIELD_NAME_TO_ID["TIMESTAMP_TZ"]}
 
 _COPY_OPTIONS = (
     "file_format = (type = parquet use_logical_type = true) "
@@ -80,38 +102,22 @@ def _qualified(schema: str, table: str) -> str:
 class SnowflakeWarehouse(Warehouse):
     target = "snowflake"
 
-    def __init__(self, connect_args: dict[str, Any], batch_rows: int = frames.DEFAULT_BATCH_ROWS):
+    def __init__(
+        self,
+        connect_args: dict[str, Any],
+        batch_rows: int = frames.DEFAULT_BATCH_ROWS,
+        connection_factory: ConnectionFactory | None = None,
+    ):
+        """``connect_args``: account, user, password, database and the optional settings (what
+        :func:`connect_args_from_settings` gives). ``connection_factory`` opens a connection
+        with them (default: ``snowflake.connector.connect``)."""
         self._connect_args = dict(connect_args)
         self.batch_rows = batch_rows
+        self._connection_factory = connection_factory or self._connector_connection
 
     @classmethod
     def from_settings(cls, settings: Settings, batch_rows: int = frames.DEFAULT_BATCH_ROWS) -> SnowflakeWarehouse:
-        required = {
-            "SNOWFLAKE_ACCOUNT": settings.snowflake_account,
-            "SNOWFLAKE_USER": settings.snowflake_user,
-            "SNOWFLAKE_PASSWORD": settings.snowflake_password,
-            "SNOWFLAKE_DATABASE": settings.snowflake_database,
-        }
-        missing = [name for name, value in required.items() if not value]
-        if missing:
-            raise ConfigError(f"MUSIC_PLATFORM_TARGET=snowflake needs {', '.join(missing)}")
-        args: dict[str, Any] = {
-            "account": settings.snowflake_account,
-            "user": settings.snowflake_user,
-            "password": settings.snowflake_password,
-            "database": settings.snowflake_database,
-        }
-        optional = {
-            "schema": settings.snowflake_schema,
-            "warehouse": settings.snowflake_warehouse,
-            "role": settings.snowflake_role,
-            # A local fakesnow server: SNOWFLAKE_HOST=localhost SNOWFLAKE_PORT=... SNOWFLAKE_PROTOCOL=http
-            "host": settings.snowflake_host,
-            "port": settings.snowflake_port,
-            "protocol": settings.snowflake_protocol,
-        }
-        args.update({key: value for key, value in optional.items() if value})
-        return cls(args, batch_rows=batch_rows)
+        return cls(connect_args_from_settings(settings), batch_rows=batch_rows)
 
     def describe(self) -> str:
         args = self._connect_args
@@ -119,25 +125,49 @@ class SnowflakeWarehouse(Warehouse):
         return f"snowflake:{args.get('user')}@{where}/{args.get('database')}"
 
     @contextmanager
-    def connect(self) -> Iterator[snowflake.connector.SnowflakeConnection]:
-        try:
-            conn = snowflake.connector.connect(
-                **{
-                    "login_timeout": 60,
-                    "client_session_keep_alive": False,
-                    "session_parameters": {"TIMEZONE": "UTC", "QUERY_TAG": "music_platform"},
-                    **self._connect_args,
-                    "autocommit": True,  # writes open explicit transactions where they need one
-                }
-            )
-        except snowflake.connector.Error as exc:
-            raise WarehouseError(f"cannot connect to {self.describe()}: {exc.msg or exc}") from exc
+    def _connector_connection(self) -> Iterator[snowflake.connector.SnowflakeConnection]:
+        conn = snowflake.connector.connect(
+            **{**SESSION_OPTIONS, "session_parameters": dict(SESSION_PARAMETERS), **self._connect_args}
+        )
         try:
             yield conn
         finally:
             conn.close()
 
+    @contextmanager
+    def connect(self) -> Iterator[snowflake.connector.SnowflakeConnection]:
+        with ExitStack() as stack:
+            try:
+                conn = stack.enter_context(self._connection_factory())
+            except snowflake.connector.Error as exc:
+                raise WarehouseError(f"cannot connect to {self.describe()}: {exc.msg or exc}") from exc
+            # Closed here whatever happens in the block (a factory may close on success only).
+            stack.callback(conn.close)
+            yield conn
+
     # -- reads ------------------------------------------------------------------------------
+    def read_batches(
+        self, sql: str, params: Sequence[object] = (), batch_rows: int = READ_BATCH_ROWS
+    ) -> Iterator[pa.RecordBatch]:
+        with self.connect() as conn, conn.cursor() as cur:
+            try:
+                # Snowflake has no read-only session: the query runs in a transaction that is
+                # always rolled back, so a DML statement changes nothing.
+                cur.execute("begin transaction")
+                try:
+                    cur.execute(sql, tuple(params))
+                    batches = (batch for table in cur.fetch_arrow_batches() for batch in table.to_batches(batch_rows))
+                    first = next(batches, None)
+                    if first is None:  # no rows: an empty table still names the columns
+                        empty = cur.fetch_arrow_all(force_return_table=True)
+                        yield from batches_with_schema((), empty.schema)
+                    else:
+                        yield from batches_with_schema(_chain(first, batches), first.schema)
+                finally:
+                    cur.execute("rollback")
+            except snowflake.connector.Error as exc:
+                raise WarehouseError(f"query failed on {self.describe()}: {exc.msg or exc}") from exc
+
     def execute(self, statement: str) -> None:
         with self.connect() as conn:
             try:
@@ -152,19 +182,16 @@ class SnowflakeWarehouse(Warehouse):
                 cur.execute(query)
                 if not cur.description:
                     return pd.DataFrame()
-                description = [(d.name, d.type_code, d.scale) for d in cur.description]
+                names = lower_case_columns(d.name for d in cur.description)
                 try:
-                    frame = cur.fetch_pandas_all()
+                    table = cur.fetch_arrow_all(force_return_table=True)
                 except snowflake.connector.NotSupportedError:
                     # SHOW/DESCRIBE answer in JSON, not Arrow.
-                    frame = pd.DataFrame.from_records(cur.fetchall(), columns=[name for name, _, _ in description])
+                    return pd.DataFrame.from_records(cur.fetchall(), columns=names)
             except snowflake.connector.Error as exc:
                 raise WarehouseError(f"query failed on {self.describe()}: {exc.msg or exc}") from exc
         # Unquoted names come back folded to upper case: callers get lower case, as on every target.
-        frame.columns = lower_case_columns(name for name, _, _ in description)
-        for position, (_, type_code, scale) in enumerate(description):
-            frame.isetitem(position, _typed_column(frame.iloc[:, position], type_code, scale))
-        return frame
+        return frames.arrow_to_frame(table.rename_columns(names))
 
     def table_exists(self, schema: str, table: str) -> bool:
         with self.connect() as conn, conn.cursor() as cur:
@@ -174,7 +201,7 @@ class SnowflakeWarehouse(Warehouse):
     def _columns(cur: snowflake.connector.cursor.SnowflakeCursor, schema: str, table: str) -> list[str] | None:
         rows = cur.execute(
             "select column_name from information_schema.columns "
-            "where table_schema = %s and table_name = %s order by ordinal_position",
+            "where table_schema = ? and table_name = ? order by ordinal_position",
             (_ident(schema), _ident(table)),
         ).fetchall()
         return [row[0] for row in rows] or None
@@ -200,7 +227,7 @@ class SnowflakeWarehouse(Warehouse):
                     cur.execute("begin transaction")
                     try:
                         if partition_values:
-                            placeholders = ", ".join(["%s"] * len(partition_values))
+                            placeholders = ", ".join(["?"] * len(partition_values))
                             cur.execute(
                                 f"delete from {target} where {_column(partition_column)} in ({placeholders})",
                                 tuple(partition_values),
@@ -297,21 +324,63 @@ class SnowflakeWarehouse(Warehouse):
         yield stage
 
 
+def connect_args_from_settings(settings: Settings) -> dict[str, Any]:
+    """The connector's ``connect()`` arguments for the Snowflake settings (no session options)."""
+    return snowflake_connect_args(
+        account=settings.snowflake_account,
+        user=settings.snowflake_user,
+        password=settings.snowflake_password,
+        database=settings.snowflake_database,
+        schema=settings.snowflake_schema,
+        warehouse=settings.snowflake_warehouse,
+        role=settings.snowflake_role,
+        host=settings.snowflake_host,
+        port=settings.snowflake_port,
+        protocol=settings.snowflake_protocol,
+    )
+
+
+def snowflake_connect_args(
+    *,
+    account: str | None,
+    user: str | None,
+    password: str | None,
+    database: str | None,
+    schema: str | None = None,
+    warehouse: str | None = None,
+    role: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    protocol: str | None = None,
+) -> dict[str, Any]:
+    """The connector's ``connect()`` arguments; a ConfigError names every missing variable."""
+    required = {
+        "SNOWFLAKE_ACCOUNT": account,
+        "SNOWFLAKE_USER": user,
+        "SNOWFLAKE_PASSWORD": password,
+        "SNOWFLAKE_DATABASE": database,
+    }
+    missing = [name for name, value in required.items() if not value]
+    if missing:
+        raise ConfigError(f"MUSIC_PLATFORM_TARGET=snowflake needs {', '.join(missing)}")
+    args: dict[str, Any] = {"account": account, "user": user, "password": password, "database": database}
+    optional = {
+        "schema": schema,
+        "warehouse": warehouse,
+        "role": role,
+        # A local fakesnow server: SNOWFLAKE_HOST=localhost SNOWFLAKE_PORT=... SNOWFLAKE_PROTOCOL=http
+        "host": host,
+        "port": port,
+        "protocol": protocol,
+    }
+    args.update({key: value for key, value in optional.items() if value})
+    return args
+
+
+def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    yield first
+    yield from rest
+
+
 def _column_ddl(specs: list[frames.ColumnSpec]) -> str:
     return ", ".join(f"{_column(s.name)} {_SF_TYPES[s.kind]}" for s in specs)
-
-
-def _typed_column(column: pd.Series, type_code: int, scale: int | None) -> pd.Series:
-    """Result dtypes like DuckDB's ``.df()``: int64/Int64 for NUMBER(p,0), datetime64 for dates."""
-    has_nulls = bool(column.isna().any())
-    if type_code == _FIXED and not scale:
-        return column.astype("Int64") if has_nulls else column.astype("int64")
-    if type_code in (_FIXED, _REAL):
-        return column.astype("float64")
-    if type_code == _BOOLEAN:
-        return column.astype("boolean") if has_nulls else column.astype(bool)
-    if type_code in _NAIVE_TIME:
-        return pd.to_datetime(column)
-    if type_code in _AWARE_TIME:
-        return pd.to_datetime(column, utc=True)
-    return column

@@ -2,7 +2,8 @@
 
 Checks run inside runs (in the asset, as a separate step, or as dbt tests), so two run-status
 sensors — one for runs that succeeded, one for runs that failed (a failing blocking check fails
-its run) — read each finished run's ``ASSET_CHECK_EVALUATION`` events from the instance and
+its run) — read each finished run's check evaluations from the instance (through the adapter
+``music_platform.runs.dagster_instance``: dagster 1.13 has no public read of them) and
 record an alert for every failed ERROR check (data/alerts/alerts.jsonl, plus the webhook in
 MUSIC_PLATFORM_ALERT_WEBHOOK). Each sensor sees a run once (its cursor), and every alert carries a
 dedup key (run, asset, check, partition) that ``record_alert`` refuses to record twice, so a reset
@@ -15,22 +16,18 @@ import dagster as dg
 
 from music_platform.config import Settings
 from music_platform.quality.alerts import Alert, check_failure_alert, record_alert
+from music_platform.runs.dagster_instance import check_evaluations
 
 
 def failed_check_alerts(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[Alert]:
     """The alerts for the failed ERROR checks of one run, in the order they were evaluated."""
-    records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
     alerts = []
-    for record in records:
-        event = record.event_log_entry.dagster_event
-        evaluation = event.event_specific_data if event is not None else None
-        if evaluation is None:
-            continue
+    for evaluation in check_evaluations(instance, run.run_id):
         alert = check_failure_alert(
-            asset=evaluation.asset_key.to_user_string(),
-            check=evaluation.check_name,
+            asset=evaluation.asset,
+            check=evaluation.check,
             passed=evaluation.passed,
-            severity=evaluation.severity.value,
+            severity=evaluation.severity,
             description=evaluation.description,
             run_id=run.run_id,
             job=run.job_name,
