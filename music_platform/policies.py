@@ -1,4 +1,4 @@
-"""Platform-wide policies: freshness windows, owners and retries, in one place.
+"""Platform-wide policies: freshness windows, owners, retries and API pools, in one place.
 
 Values follow PRODUCT.md: scrobbles warn after 6 h and fail after 26 h, marts fail after
 26 h, the model fails after 8 days, recommendations fail after 26 h.
@@ -38,6 +38,10 @@ DEFAULT_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=3
 # fix (an invalid API key, a request we built wrong) are raised as ``dg.Failure(allow_retries=False)``
 # by ``fail_fast_on_permanent_source_errors``, which this policy then does not retry.
 STEP_RETRY = dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+# Every step that calls Last.fm runs in this pool (limit 1 in deploy/dagster*.yaml): the 5 req/s
+# token bucket is per process, so one Last.fm step at a time keeps the run processes within it.
+LASTFM_API_POOL = "lastfm_api"
 
 _Fn = TypeVar("_Fn", bound=Callable)
 

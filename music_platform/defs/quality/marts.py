@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from music_platform.lib.checks import build_table_completeness_check
+from music_platform.defs.quality.checks import build_table_completeness_check
 from music_platform.quality.contracts import DIM_TRACKS_RANGES, MART_REQUIRED_FIELDS
 from music_platform.resources import WarehouseResource
 
