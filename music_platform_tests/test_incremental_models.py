@@ -32,9 +32,9 @@ from music_platform.sources.landing import (
     iter_scrobble_batches,
     read_audit_trail,
 )
-from music_platform.sources.lastfm.protocol import RecentTracksFetch, fetch_each_user
 from music_platform.sources.lastfm.errors import lastfm_error
 from music_platform.sources.lastfm.parsing import parse_recent_tracks
+from music_platform.sources.lastfm.protocol import RecentTracksFetch, fetch_each_user
 from music_platform.sources.schemas import LASTFM_SCROBBLES
 from music_platform.sources.synthetic.source import SyntheticLastfmSource
 from music_platform.warehouse import Warehouse, connect_warehouse

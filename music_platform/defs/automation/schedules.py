@@ -1,9 +1,12 @@
 """Schedules and the declarative-automation sensor.
 
 - daily ingestion: yesterday's scrobble partition, every day at 01:00 UTC;
-- weekly retrain: the model and everything it publishes, Sundays at 04:00 UTC;
-- everything downstream of raw data (dbt models, recommendations) follows its
-  ``AutomationCondition``s, evaluated by the automation sensor.
+- everything downstream of raw data (dbt models, the model, recommendations) follows its
+  ``AutomationCondition``, evaluated by the automation sensor. The weekly retrain is one of
+  them: ``ml/lightfm_model`` has ``on_missing() | on_cron("0 4 * * 0")``: once a week, at the
+  first update of its training data after Sunday 04:00 UTC (so it never retrains on the data it
+  was trained on), and what it publishes follows eagerly. One trigger per asset: no schedule
+  retrains it as well.
 """
 
 import dagster as dg
@@ -11,7 +14,6 @@ import dagster as dg
 from music_platform.partitions import daily_partitions
 
 SCROBBLES = dg.AssetKey(["raw", "lastfm_scrobbles"])
-MODEL = dg.AssetKey(["ml", "lightfm_model"])
 
 daily_ingestion_job = dg.define_asset_job(
     "daily_ingestion_job",
@@ -25,20 +27,6 @@ daily_ingestion_schedule = dg.build_schedule_from_partitioned_job(
     hour_of_day=1,
     minute_of_hour=0,
     name="daily_ingestion_schedule",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
-
-weekly_retrain_job = dg.define_asset_job(
-    "weekly_retrain_job",
-    selection=dg.AssetSelection.assets(MODEL).downstream(),
-    description="Retrains the model, evaluates it against the baseline and publishes it if it passes the gate.",
-)
-
-weekly_retrain_schedule = dg.ScheduleDefinition(
-    name="weekly_retrain_schedule",
-    job=weekly_retrain_job,
-    cron_schedule="0 4 * * 0",
-    execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
