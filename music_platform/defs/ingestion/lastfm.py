@@ -328,7 +328,7 @@ def lastfm_users(
             try:
                 payload = client.get_user_info(user)
             except SourceError as exc:
-                if not getattr(exc, "skippable", False):
+                if not exc.skippable:
                     raise
                 skipped[user] = str(exc)
                 continue
@@ -466,7 +466,7 @@ def lastfm_artist_tags(
             try:
                 payload = client.get_artist_top_tags(artist)
             except SourceError as exc:
-                if not getattr(exc, "skippable", False):
+                if not exc.skippable:
                     raise
                 skipped[artist] = str(exc)
                 continue
