@@ -23,6 +23,10 @@ OWNERS: dict[str, list[str]] = {
     "ml": ["team:ml"],
 }
 
+# Every step that calls Last.fm runs in this pool (limit 1 in deploy/dagster*.yaml): the 5 req/s
+# token bucket is per process, so one Last.fm step at a time keeps the run processes within it.
+LASTFM_API_POOL = "lastfm_api"
+
 SCROBBLES_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=6))
 DAILY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=12))
 # Reference data (tags, charts, the Kaggle file) changes slowly: a week is still trustworthy.
@@ -38,10 +42,6 @@ DEFAULT_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=3
 # fix (an invalid API key, a request we built wrong) are raised as ``dg.Failure(allow_retries=False)``
 # by ``fail_fast_on_permanent_source_errors``, which this policy then does not retry.
 STEP_RETRY = dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
-
-# Every step that calls Last.fm runs in this pool (limit 1 in deploy/dagster*.yaml): the 5 req/s
-# token bucket is per process, so one Last.fm step at a time keeps the run processes within it.
-LASTFM_API_POOL = "lastfm_api"
 
 _Fn = TypeVar("_Fn", bound=Callable)
 
