@@ -155,14 +155,8 @@ def test_declarative_automation_rebuilds_the_marts_after_a_raw_partition_changes
 
     rebuilt = {key: parts for tick in requested_by_tick for key, parts in tick.items()}
     assert "staging/stg_lastfm__scrobbles" in requested_by_tick[0], requested_by_tick[0]
-    assert {
-        "marts/fct_listens",
-        "marts/user_track_interactions",
-        "marts/dim_users",
-        "marts/dim_tracks",
-        "marts/dim_artists",
-        "marts/genre_summary",
-    } <= set(rebuilt), rebuilt
+    assert {"marts/fct_listens", "marts/user_track_interactions", "marts/dim_users", "marts/dim_tracks",
+            "marts/dim_artists", "marts/genre_summary"} <= set(rebuilt), rebuilt
     # a day-partitioned mart is restated for the day that changed, not rebuilt for all history
     for key in ("marts/fct_listens", "marts/user_track_interactions"):
         if graph.get(dg.AssetKey.from_user_string(key)).partitions_def is not None:
