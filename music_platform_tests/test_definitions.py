@@ -126,3 +126,4 @@ def test_relationships_from_daily_models_are_judged_on_the_dimensions(graph):
         assert (f"marts/{dimension}", check) in names, check
     assert ("marts/dim_artists", "relationships_fct_listens_artist_id__artist_id__ref_dim_artists_") in names
     assert ("marts/user_track_interactions", "not_null_user_track_interactions_user_id") in names
+
