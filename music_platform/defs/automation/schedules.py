@@ -11,11 +11,14 @@
 
 import dagster as dg
 
+from music_platform.partitions import daily_partitions
+
 SCROBBLES = dg.AssetKey(["raw", "lastfm_scrobbles"])
 
 daily_ingestion_job = dg.define_asset_job(
     "daily_ingestion_job",
     selection=dg.AssetSelection.assets(SCROBBLES),
+    partitions_def=daily_partitions,
     description="Loads one day of scrobbles for every tracked user.",
 )
 
