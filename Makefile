@@ -57,8 +57,11 @@ serve: install
 # it needs no warehouse: the DuckDB path is a throwaway file, and dbt's parse goes to its own
 # target directory, away from the manifest Dagster reads.
 SQLFLUFF_DIR := $(CURDIR)/dbt/target/sqlfluff
+# deptry: every import of music_platform/ is a declared dependency and every dependency is
+# imported (the exceptions, used without an import, are listed in pyproject.toml).
 lint: install
 	$(UV) run --frozen ruff check music_platform music_platform_tests benchmarks
+	$(UV) run --frozen deptry music_platform
 	MUSIC_PLATFORM_TARGET=duckdb DBT_TARGET_PATH=$(SQLFLUFF_DIR) \
 		MUSIC_PLATFORM_DUCKDB_PATH=$(SQLFLUFF_DIR)/lint.duckdb \
 		$(UV) run --frozen --directory dbt sqlfluff lint models

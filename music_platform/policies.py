@@ -1,4 +1,4 @@
-"""Platform-wide policies: freshness windows, owners and retries, in one place.
+"""Platform-wide policies: freshness windows, owners, retries and API pools, in one place.
 
 Values follow PRODUCT.md: scrobbles warn after 6 h and fail after 26 h, marts fail after
 26 h, the model fails after 8 days, recommendations fail after 26 h.
@@ -22,6 +22,10 @@ OWNERS: dict[str, list[str]] = {
     "transform": ["team:analytics-engineering"],
     "ml": ["team:ml"],
 }
+
+# Every step that calls Last.fm runs in this pool (limit 1 in deploy/dagster*.yaml): the 5 req/s
+# token bucket is per process, so one Last.fm step at a time keeps the run processes within it.
+LASTFM_API_POOL = "lastfm_api"
 
 SCROBBLES_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=6))
 DAILY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=12))

@@ -1,6 +1,6 @@
 """Automation as the daemon runs it: schedules' ticks and declarative automation (issue 8).
 
-The schedules are evaluated tick by tick with ``build_schedule_context``; the declarative
+The schedule is evaluated tick by tick with ``build_schedule_context``; the declarative
 automation is evaluated with ``evaluate_automation_conditions`` on the real definitions and an
 ephemeral instance — the same evaluation the daemon's ``automation_sensor`` performs every minute.
 The Kaggle file sensor under a running daemon is in ``test_daemon_sensors.py``.
@@ -64,21 +64,37 @@ def test_daily_ingestion_schedule_next_ticks_are_0100_utc_every_day(definitions)
     assert ticks == [datetime(2026, 11, d, 1, 0, tzinfo=UTC) for d in (25, 26, 27)]
 
 
-def test_weekly_retrain_schedule_fires_sundays_at_0400_utc(definitions):
-    schedule = _schedule(definitions, "weekly_retrain_schedule")
-    assert schedule.cron_schedule == "0 4 * * 0"
-    assert schedule.execution_timezone == "UTC"
-    ticks = _next_ticks(schedule, datetime(2026, 11, 24, 12, 0, tzinfo=UTC))  # a Tuesday
-    assert [t.weekday() for t in ticks] == [6, 6, 6]  # Sundays
-    assert all((t.hour, t.minute, t.utcoffset()) == (4, 0, timedelta(0)) for t in ticks)
-    assert ticks[0] == datetime(2026, 11, 29, 4, 0, tzinfo=UTC)
-    # the tick retrains the model and everything it publishes
-    with dg.instance_for_test() as instance:
-        result = schedule.evaluate_tick(dg.build_schedule_context(instance=instance, scheduled_execution_time=ticks[0]))
-    assert len(result.run_requests) == 1
-    job = definitions.resolve_job_def(schedule.job_name)
-    selected = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
-    assert {"ml/lightfm_model", "ml/model_evaluation", "ml/user_recommendations", "ml/model_registry"} <= selected
+def test_the_weekly_retrain_waits_for_sunday_0400_utc_and_fresh_training_data(definitions):
+    """The retrain's one trigger, ``on_cron("0 4 * * 0")`` on the model, as the automation sensor
+    evaluates it: not before the tick, not on the tick with stale training data, once fresh
+    training data arrives after it, and only once."""
+    assert "weekly_retrain_schedule" not in {s.name for s in definitions.schedules}
+    model, training = dg.AssetKey(["ml", "lightfm_model"]), dg.AssetKey(["ml", "training_data"])
+    assert definitions.resolve_asset_graph().get(model).parent_keys == {training}
+    only_the_model = dg.AssetSelection.assets(model)
+    instance = dg.DagsterInstance.ephemeral()
+    for key in (training, model):
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key))
+    # the next Sunday 04:00 UTC tick
+    tick = datetime.now(UTC).replace(hour=4, minute=0, second=0, microsecond=0)
+    tick += timedelta(days=(6 - tick.weekday()) % 7 or 7)
+
+    def evaluate(at: datetime, cursor=None):
+        return dg.evaluate_automation_conditions(
+            defs=definitions, instance=instance, asset_selection=only_the_model, evaluation_time=at, cursor=cursor
+        )
+
+    before = evaluate(tick - timedelta(hours=3))
+    assert before.get_num_requested(model) == 0
+    stale = evaluate(tick + timedelta(minutes=1), before.cursor)
+    assert stale.get_num_requested(model) == 0  # the training data predates the tick
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=training))
+    fresh = evaluate(tick + timedelta(hours=21), stale.cursor)
+    assert fresh.get_num_requested(model) == 1
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=model))
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=training))
+    again = evaluate(tick + timedelta(days=2), fresh.cursor)
+    assert again.get_num_requested(model) == 0  # once a week, whatever the training data does
 
 
 def _report_everything_materialised(instance: dg.DagsterInstance, graph) -> None:

@@ -26,16 +26,15 @@ import pytest
 from music_platform.config import Settings
 from music_platform.defs.transform.dbt import daily_build_args
 from music_platform.sources.landing import (
-    SYNTHETIC_DAYS_PER_BATCH,
     AuditTrailWriter,
     collect_scrobbles,
     day_bounds,
     iter_scrobble_batches,
     read_audit_trail,
 )
-from music_platform.sources.lastfm.client import RecentTracksFetch
 from music_platform.sources.lastfm.errors import lastfm_error
 from music_platform.sources.lastfm.parsing import parse_recent_tracks
+from music_platform.sources.lastfm.protocol import RecentTracksFetch, fetch_each_user
 from music_platform.sources.schemas import LASTFM_SCROBBLES
 from music_platform.sources.synthetic.source import SyntheticLastfmSource
 from music_platform.warehouse import Warehouse, connect_warehouse
@@ -74,16 +73,18 @@ def test_the_audit_trail_round_trips_many_chunks(tmp_path):
 
 def test_the_synthetic_load_comes_in_batches_of_consecutive_days_and_adds_up():
     source = SyntheticLastfmSource(n_users=40, seed=3)
-    week_and_two = [FIRST_DAY + timedelta(days=i) for i in range(SYNTHETIC_DAYS_PER_BATCH + 2)]
+    week = source.days_per_batch
+    week_and_two = [FIRST_DAY + timedelta(days=i) for i in range(week + 2)]
     days = [*week_and_two, FIRST_DAY + timedelta(days=30)]
-    batches = list(iter_scrobble_batches(source, source.users, days, per_day_fast_path=True))
+    batches = list(iter_scrobble_batches(source, source.users, days))
     # a week at most per batch, never across a gap
-    assert [b.days for b in batches] == [days[:SYNTHETIC_DAYS_PER_BATCH], days[SYNTHETIC_DAYS_PER_BATCH:-1], days[-1:]]
+    assert week == 7
+    assert [b.days for b in batches] == [days[:week], days[week:-1], days[-1:]]
     for batch in batches:
         frame = batch.frame(source="synthetic")
         assert set(frame["scrobble_date"]) == set(batch.days)
         assert len(frame) == sum(source.expected_scrobbles(day) for day in batch.days)
-    merged = collect_scrobbles(source, source.users, days, per_day_fast_path=True)
+    merged = collect_scrobbles(source, source.users, days)
     assert len(merged.frame(source="synthetic")) == sum(len(b.frame(source="synthetic")) for b in batches)
 
 
@@ -110,6 +111,9 @@ def test_rendered_synthetic_pages_equal_the_item_by_item_payload():
 class WalkingClient:
     """The real client's one-walk-per-user shape, answered by the synthetic source."""
 
+    source_name = "lastfm"
+    days_per_batch = 14
+
     def __init__(self, missing_user: str):
         self.source = SyntheticLastfmSource(n_users=12, seed=5)
         self.missing_user = missing_user
@@ -126,12 +130,15 @@ class WalkingClient:
         fetch.total_reported = fetch.result.item_count
         return fetch
 
+    def recent_tracks_for_days(self, users, first: date, last: date):
+        return fetch_each_user(self.fetch_recent_tracks, users, day_bounds(first)[0], day_bounds(last)[1])
+
 
 def test_api_loads_walk_each_user_over_batches_of_consecutive_days():
     client = WalkingClient(missing_user="nobody")
     users = [*client.source.users, "nobody"]
     days = [FIRST_DAY + timedelta(days=i) for i in range(5)] + [FIRST_DAY + timedelta(days=9)]
-    batches = list(iter_scrobble_batches(client, users, days, max_days_per_api_batch=2))
+    batches = list(iter_scrobble_batches(client, users, days, days_per_batch=2))
     assert [[d.day for d in b.days] for b in batches] == [[3, 4], [5, 6], [7], [12]]
     # one walk per user and batch, over exactly the batch's days; the missing user is asked once
     assert sum(1 for user, *_ in client.walks if user == "nobody") == 1
@@ -206,7 +213,7 @@ def full_refresh(settings: Settings, work_dir: Path, with_seed: bool = False) ->
 def synthetic_days() -> dict[date, pd.DataFrame]:
     """Raw scrobbles per day, through the same JSON pages and parser as the ingestion asset."""
     source = SyntheticLastfmSource(n_users=80, seed=7)
-    batch = collect_scrobbles(source, source.users, DAYS, per_day_fast_path=True)
+    batch = collect_scrobbles(source, source.users, DAYS)
     frame = batch.frame(source="synthetic", ingested_at=datetime(2025, 4, 1))
     return {day: frame[frame["scrobble_date"] == day].reset_index(drop=True) for day in DAYS}
 

@@ -1,15 +1,18 @@
 """Completeness: SQL generation and verdicts, on a real DuckDB table."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
+from music_platform.audio_features import AUDIO_UNIT_FEATURES
 from music_platform.quality.completeness import (
     completeness_sql,
     evaluate_completeness,
     measure_completeness,
 )
 from music_platform.quality.contracts import raw_required_fields
-from music_platform.sources.schemas import RAW_TABLES
+from music_platform.sources.schemas import RAW_TABLES, UNIT_INTERVAL
 from music_platform.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 
@@ -92,3 +95,40 @@ def test_every_raw_table_has_required_fields():
     for name, table in RAW_TABLES.items():
         assert raw_required_fields(name), name
         assert set(table.key) <= set(table.column_names), name
+
+
+# -- one place per rule: ranges inside one table are dbt tests, on the one audio-feature list -------
+
+
+def _dbt_column_tests(model: str) -> dict[str, list]:
+    import yaml
+
+    spec = yaml.safe_load((Path(__file__).resolve().parents[1] / "dbt/models/marts/_marts__models.yml").read_text())
+    (found,) = [m for m in spec["models"] if m["name"] == model]
+    return {c["name"]: c.get("data_tests", []) for c in found["columns"]}
+
+
+def _ranges(tests: list) -> list[dict]:
+    return [t["accepted_range"]["arguments"] for t in tests if isinstance(t, dict) and "accepted_range" in t]
+
+
+def test_dim_tracks_ranges_are_dbt_tests_on_every_audio_feature():
+    columns = _dbt_column_tests("dim_tracks")
+    for feature in AUDIO_UNIT_FEATURES:
+        assert _ranges(columns[feature]) == [{"min_value": 0, "max_value": 1}], feature
+    assert _ranges(columns["tempo"]) == [{"min_value": 0, "inclusive": False}]
+    assert _ranges(columns["popularity"]) == [{"min_value": 0, "max_value": 100}]
+
+
+def test_no_python_check_repeats_a_dbt_range_test():
+    from music_platform.defs.quality import marts
+
+    assert not [name for name in vars(marts) if "range" in name.lower()]
+
+
+def test_the_raw_contracts_check_every_audio_feature_in_the_unit_interval():
+    for table in ("kaggle_tracks", "spotify_audio_features"):
+        rules = {c.name: c.rule for c in RAW_TABLES[table].columns}
+        assert {feature: rules.get(feature) for feature in AUDIO_UNIT_FEATURES} == dict.fromkeys(
+            AUDIO_UNIT_FEATURES, UNIT_INTERVAL
+        ), table

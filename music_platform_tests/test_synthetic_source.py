@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 import math
 import re
@@ -12,6 +13,10 @@ import numpy as np
 import pytest
 
 from music_platform.sources.errors import LastfmNotFoundError
+from music_platform.sources.landing import collect_scrobbles, iter_scrobble_batches
+from music_platform.sources.lastfm.client import LastfmClient
+from music_platform.sources.lastfm.parsing import parse_recent_tracks
+from music_platform.sources.lastfm.protocol import LastfmSource
 from music_platform.sources.synthetic import SyntheticLastfmSource, day_bounds
 from music_platform.sources.synthetic.kaggle import kaggle_tracks_frame
 from music_platform.sources.synthetic.profiles import COUNTRIES
@@ -350,3 +355,74 @@ def test_now_playing_entry_is_extra_and_not_counted():
     assert tracks[0]["@attr"] == {"nowplaying": "true"} and "date" not in tracks[0]
     assert len(tracks) == 4 and all("date" in t for t in tracks[1:])
     assert page["recenttracks"]["@attr"]["total"] == str(src.world.expected_scrobbles_by_user(DAY)[user])
+
+
+# -- the LastfmSource protocol: one landing path for the real and the synthetic source -----------
+
+
+def _protocol_members() -> dict[str, inspect.Signature | None]:
+    members = {}
+    for name, value in vars(LastfmSource).items():
+        if name.startswith("_"):
+            continue
+        members[name] = inspect.signature(value) if callable(value) else None
+    members.update(dict.fromkeys(LastfmSource.__annotations__))
+    return members
+
+
+@pytest.mark.parametrize("cls", [SyntheticLastfmSource, LastfmClient], ids=["synthetic", "lastfm"])
+def test_both_sources_offer_every_protocol_member_with_its_parameters(cls):
+    """Structural typing checked at test time (what a type checker would say): every method of the
+    protocol exists with the protocol's parameters, in order, with the same defaults."""
+    for name, signature in _protocol_members().items():
+        assert hasattr(cls, name), f"{cls.__name__} lacks {name}"
+        if signature is None:
+            continue
+        actual = inspect.signature(getattr(cls, name))
+        wanted = list(signature.parameters.values())
+        got = list(actual.parameters.values())[: len(wanted)]
+        assert [(p.name, p.default) for p in got] == [(p.name, p.default) for p in wanted], (cls.__name__, name)
+    assert cls.source_name in ("synthetic", "lastfm") and cls.days_per_batch >= 1
+
+
+def test_synthetic_windows_hold_what_the_per_user_walk_holds(source):
+    """The fast path (a day drawn for every user at once) gives each user exactly the rows that
+    user's own walk over the day gives, with the count the pages report."""
+    users = source.users[:40]
+    days = [DAY, DAY + dt.timedelta(days=1)]
+    by_user_day: dict[tuple[str, int], list] = {}
+    for user, fetch in source.recent_tracks_for_days(users, days[0], days[-1]):
+        assert fetch.complete and fetch.total_reported == len(fetch.result.rows) > 0
+        assert (fetch.time_from, fetch.time_to) in {day_bounds(day) for day in days}
+        by_user_day[(user, fetch.time_from)] = fetch.result.rows
+    assert {user for user, _ in by_user_day} <= set(users)
+    for user in users[:10]:
+        for day in days:
+            start, end = day_bounds(day)
+            walked = [
+                row
+                for page in source.get_recent_tracks_pages(user, start, end)
+                for row in parse_recent_tracks(page, user, window=(start, end)).rows
+            ]
+            assert by_user_day.get((user, start), []) == walked
+
+
+@pytest.mark.parametrize("stranger", ["Никто", "誰でもない", "없는사용자", "لا_أحد", "אף_אחד", "ไม่มีใคร", "!!!"])
+def test_an_unknown_user_is_the_real_apis_not_found_and_the_others_load(source, stranger):
+    outcomes = list(source.recent_tracks_for_days([stranger, source.users[0]], DAY, DAY))
+    errors = [(user, outcome) for user, outcome in outcomes if isinstance(outcome, Exception)]
+    assert len(errors) == 1 and errors[0][0] == stranger
+    assert isinstance(errors[0][1], LastfmNotFoundError) and errors[0][1].skippable
+    batches = list(iter_scrobble_batches(source, [stranger, *source.users[:5]], [DAY]))
+    assert list(batches[0].skipped_users) == [stranger]
+    assert batches[0].users_loaded <= set(source.users[:5])
+
+
+def test_a_day_in_progress_ends_at_now_in_window_and_rows_alike():
+    day_start = day_start_uts(DAY)
+    src = SyntheticLastfmSource(n_users=80, seed=SEED, now=lambda: day_start + 15 * 3600)
+    batch = collect_scrobbles(src, src.users, [DAY, DAY + dt.timedelta(days=1)])
+    frame = batch.frame(source="synthetic")
+    assert len(frame) == src.expected_scrobbles(DAY) > 0
+    assert frame["played_at_uts"].max() < day_start + 15 * 3600
+    assert not batch.result.rejects  # no row falls outside its pinned window

@@ -29,15 +29,8 @@ MART_REQUIRED_FIELDS: dict[str, dict[str, str]] = {
     "genre_summary": _rules({"genre": NOT_BLANK, "track_count": "{col} is not null and {col} > 0"}),
 }
 
-# Audio features must lie in their real ranges wherever they are present.
-DIM_TRACKS_RANGES: dict[str, str] = {
-    **{
-        col: f"{col} is null or ({col} >= 0 and {col} <= 1)"
-        for col in ("danceability", "energy", "speechiness", "acousticness", "instrumentalness", "liveness", "valence")
-    },
-    "tempo": "tempo is null or tempo > 0",
-    "popularity": "popularity is null or (popularity >= 0 and popularity <= 100)",
-}
+# Value ranges inside one mart (audio features in [0, 1], tempo > 0, popularity 0..100) are dbt
+# tests (accepted_range in dbt/models/marts/_marts__models.yml), not Python checks.
 
 ML_REQUIRED_FIELDS: dict[str, dict[str, str]] = {
     "user_recommendations": _rules(

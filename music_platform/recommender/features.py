@@ -21,15 +21,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-AUDIO_UNIT_COLUMNS = (
-    "danceability",
-    "energy",
-    "speechiness",
-    "acousticness",
-    "instrumentalness",
-    "liveness",
-    "valence",
-)
+from music_platform.audio_features import AUDIO_UNIT_FEATURES
+
+AUDIO_UNIT_COLUMNS = AUDIO_UNIT_FEATURES
 TEMPO_BANDS = (0.0, 90.0, 110.0, 130.0, 150.0, np.inf)
 LOUDNESS_BANDS = (-np.inf, -15.0, -10.0, -6.0, np.inf)
 

@@ -1,5 +1,10 @@
 """Landing raw data: the audit trail on disk and the collection of Last.fm pages into rows.
 
+Rows that cannot be parsed are quarantined with their reason (``quarantine``), never dropped.
+
+One path for every Last.fm source (the real API, the synthetic source): the
+:class:`~music_platform.sources.lastfm.protocol.LastfmSource` protocol.
+
 Free of Dagster. Every landing keeps the payloads it came from, timestamped, under
 ``<data_dir>/external/<source>/<dataset>/`` (gzip JSON lines, one payload per line), so any
 warehouse row can be traced back to the response that produced it.
@@ -13,7 +18,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +26,24 @@ import orjson
 import pandas as pd
 
 from music_platform.sources.errors import SourceError, TransientSourceError
-from music_platform.sources.lastfm.parsing import ParseResult, parse_recent_tracks, rejects_frame
+from music_platform.sources.lastfm.parsing import ParseResult, rejects_frame
+from music_platform.sources.lastfm.protocol import LastfmSource, RecentTracksFetch, day_bounds, days_between
 from music_platform.sources.schemas import LASTFM_SCROBBLES, RawTable
+from music_platform.warehouse.base import Warehouse
+
+# day_bounds is re-exported: callers of the landing take the day arithmetic from here.
+__all__ = [
+    "AuditTrailWriter",
+    "ScrobbleBatch",
+    "collect_scrobbles",
+    "consecutive_day_spans",
+    "day_bounds",
+    "iter_scrobble_batches",
+    "parse_all",
+    "quarantine",
+    "read_audit_trail",
+    "utc_now",
+]
 
 
 def utc_now() -> datetime:
@@ -97,19 +118,6 @@ def read_audit_trail(path: Path) -> Iterator[dict[str, Any]]:
             yield json.loads(line)
 
 
-def day_bounds(day: date) -> tuple[int, int]:
-    """``[day, day+1)`` in Unix seconds, UTC (Last.fm's ``from`` inclusive, ``to`` exclusive)."""
-    start = datetime.combine(day, time.min, tzinfo=UTC)
-    return int(start.timestamp()), int((start + timedelta(days=1)).timestamp())
-
-
-# The real API is walked per user over a run of days (one walk per user and batch, far fewer
-# requests than one per user-day at 5 requests/s); a batch of this many days bounds what is held
-# in memory (~5 scrobbles per user-day) while keeping that saving.
-MAX_DAYS_PER_API_BATCH = 14
-SYNTHETIC_DAYS_PER_BATCH = 7
-
-
 @dataclass
 class ScrobbleBatch:
     """What one load of a run of days produced, with every row accounted for."""
@@ -132,81 +140,76 @@ class ScrobbleBatch:
     def rejects(self) -> pd.DataFrame:
         return rejects_frame(self.result.rejects, table=LASTFM_SCROBBLES.name)
 
+    def add(self, fetch: RecentTracksFetch, audit: AuditTrailWriter | None) -> None:
+        """Take one user's window, whole: a window whose rows do not add up to the total the source
+        reported raises a transient error instead of loading a partial day."""
+        if not fetch.complete:
+            raise TransientSourceError(
+                f"Last.fm user.getRecentTracks: user {fetch.user!r} has {fetch.total_reported} scrobbles in "
+                f"[{fetch.time_from}, {fetch.time_to}) by Last.fm's count but its pages held "
+                f"{fetch.result.item_count}; the days of this batch were not written and the step is retried.",
+                source="lastfm",
+                operation="user.getRecentTracks",
+                context={"user": fetch.user},
+            )
+        if audit is not None:
+            for number, page in enumerate(fetch.pages, start=1):
+                audit.write(
+                    page,
+                    user=fetch.user,
+                    window=[fetch.time_from, fetch.time_to],
+                    page=number,
+                    method="user.getRecentTracks",
+                )
+        self.result.extend(fetch.result)
+        self.pages += len(fetch.pages)
+        self.users_loaded.add(fetch.user)
+
 
 def iter_scrobble_batches(
-    client: Any,
+    client: LastfmSource,
     users: Sequence[str],
     days: Sequence[date],
     audit: AuditTrailWriter | None = None,
-    per_day_fast_path: bool = False,
-    max_days_per_api_batch: int = MAX_DAYS_PER_API_BATCH,
+    days_per_batch: int | None = None,
 ) -> Iterator[ScrobbleBatch]:
     """Fetch and parse every scrobble of ``users`` on ``days``, one batch of whole days at a time.
 
-    Memory holds one batch, never the whole range: the caller writes each batch (its days
-    replaced atomically) before asking for the next. A user the API says does not exist or
-    keeps private is skipped (recorded with the reason in ``skipped_users``, one dict shared by
-    every batch, so a user skipped once is not asked again); any other source error propagates:
-    a batch is never handed over half-fetched.
-
-    - ``per_day_fast_path`` (the synthetic source): each day built for all users at once, in
-      batches of up to ``SYNTHETIC_DAYS_PER_BATCH`` consecutive days (a write per batch: a
-      warehouse write costs about as much fixed as for a day's rows, so a backfill of hundreds
-      of days writes a seventh as often; a batch holds ~175k rows at 5,000 users).
-    - The real client (it has ``fetch_recent_tracks``): batches of up to ``max_days_per_api_batch``
-      consecutive days, each user's days read in one walk; a walk whose window shifted (a
-      back-dated scrobble arrived) is restarted by the client, and a walk whose rows do not add
-      up to the total Last.fm reported raises a transient error instead of loading a partial day.
-    - Any other client: one batch per day, each user's pages of that day.
+    A batch is a run of at most ``days_per_batch`` consecutive days (default: the source's own,
+    ``client.days_per_batch``), never across a gap; the source reads it window by window
+    (:meth:`LastfmSource.recent_tracks_for_days`). Memory holds one batch, never the whole range:
+    the caller writes each batch (its days replaced atomically, so loading a day again replaces
+    it) before asking for the next. A user the source says does not exist or keeps private is
+    skipped (recorded with the reason in ``skipped_users``, one dict shared by every batch, so a
+    user skipped once is not asked again); any other source error propagates: a batch is never
+    handed over half-fetched.
     """
-    if max_days_per_api_batch < 1:
-        raise ValueError(f"max_days_per_api_batch must be at least 1, got {max_days_per_api_batch}")
+    size = client.days_per_batch if days_per_batch is None else days_per_batch
+    if size < 1:
+        raise ValueError(f"days_per_batch must be at least 1, got {size}")
     skipped: dict[str, str] = {}
-    if not per_day_fast_path and hasattr(client, "fetch_recent_tracks"):
-        for first, last in consecutive_day_spans(days):
-            while first <= last:
-                batch_last = min(last, first + timedelta(days=max_days_per_api_batch - 1))
-                batch = ScrobbleBatch(days=_days_between(first, batch_last), skipped_users=skipped)
-                _collect_user_windows(client, users, first, batch_last, audit, batch)
-                yield batch
-                first = batch_last + timedelta(days=1)
-        return
-    if per_day_fast_path:
-        groups = [
-            span
-            for first, last in consecutive_day_spans(days)
-            for span in _chunks(first, last, SYNTHETIC_DAYS_PER_BATCH)
-        ]
-    else:
-        groups = [[day] for day in days]
-    for group in groups:
-        batch = ScrobbleBatch(days=group, skipped_users=skipped)
-        for day in group:
-            start, end = day_bounds(day)
-            if per_day_fast_path:
-                pages: Iterable[tuple[str, dict]] = client.get_recent_tracks_day(day)
-            else:
-                pages = _pages_per_user(client, users, start, end, batch)
-            for user, page in pages:
-                if audit is not None:
-                    audit.write(page, user=user, day=day.isoformat(), method="user.getRecentTracks")
-                batch.result.extend(parse_recent_tracks(page, user, window=(start, end)))
-                batch.pages += 1
-                batch.users_loaded.add(user)
-        yield batch
+    for first, last in consecutive_day_spans(days):
+        for span in _chunks(first, last, size):
+            batch = ScrobbleBatch(days=span, skipped_users=skipped)
+            asked = [user for user in users if user not in skipped]
+            for user, outcome in client.recent_tracks_for_days(asked, span[0], span[-1]):
+                if isinstance(outcome, SourceError):
+                    skipped[user] = str(outcome)
+                else:
+                    batch.add(outcome, audit)
+            yield batch
 
 
 def collect_scrobbles(
-    client: Any,
+    client: LastfmSource,
     users: Sequence[str],
     days: Sequence[date],
     audit: AuditTrailWriter | None = None,
-    per_day_fast_path: bool = False,
 ) -> ScrobbleBatch:
     """Every scrobble of ``users`` on ``days`` in one batch (for small ranges; the scrobbles
     asset writes :func:`iter_scrobble_batches` batch by batch instead)."""
     merged = ScrobbleBatch(days=list(days))
-    for batch in iter_scrobble_batches(client, users, days, audit=audit, per_day_fast_path=per_day_fast_path):
+    for batch in iter_scrobble_batches(client, users, days, audit=audit):
         merged.result.extend(batch.result)
         merged.pages += batch.pages
         merged.users_loaded |= batch.users_loaded
@@ -227,63 +230,31 @@ def consecutive_day_spans(days: Iterable[date]) -> list[tuple[date, date]]:
 
 def _chunks(first: date, last: date, size: int) -> Iterator[list[date]]:
     """``[first, last]`` in runs of at most ``size`` consecutive days."""
-    days = _days_between(first, last)
+    days = days_between(first, last)
     for i in range(0, len(days), size):
         yield days[i : i + size]
 
 
-def _days_between(first: date, last: date) -> list[date]:
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+#: Rows of the API payloads that could not be parsed, with the reason, for every raw table.
+REJECTS_SCHEMA = "raw"
+REJECTS_TABLE = "ingestion_rejects"
 
 
-def _pages_per_user(client: Any, users: Sequence[str], start: int, end: int, batch: ScrobbleBatch):
-    for user in users:
-        if user in batch.skipped_users:
-            continue
-        try:
-            for page in client.get_recent_tracks_pages(user, start, end):
-                yield user, page
-        except SourceError as exc:
-            if not getattr(exc, "skippable", False):
-                raise
-            batch.skipped_users[user] = str(exc)
-
-
-def _collect_user_windows(
-    client: Any, users: Sequence[str], first: date, last: date, audit: AuditTrailWriter | None, batch: ScrobbleBatch
-) -> None:
-    start, end = day_bounds(first)[0], day_bounds(last)[1]
-    for user in users:
-        if user in batch.skipped_users:
-            continue
-        try:
-            fetch = client.fetch_recent_tracks(user, start, end)
-        except SourceError as exc:
-            if not getattr(exc, "skippable", False):
-                raise
-            batch.skipped_users[user] = str(exc)
-            continue
-        if not fetch.complete:
-            raise TransientSourceError(
-                f"Last.fm user.getRecentTracks: user {user!r} has {fetch.total_reported} scrobbles in "
-                f"[{fetch.time_from}, {fetch.time_to}) by Last.fm's count but its pages held "
-                f"{fetch.result.item_count}; the days of this batch were not written and the step is retried.",
-                source="lastfm",
-                operation="user.getRecentTracks",
-                context={"user": user},
-            )
-        for number, page in enumerate(fetch.pages, start=1):
-            if audit is not None:
-                audit.write(
-                    page,
-                    user=user,
-                    window=[fetch.time_from, fetch.time_to],
-                    page=number,
-                    method="user.getRecentTracks",
-                )
-        batch.result.extend(fetch.result)
-        batch.pages += len(fetch.pages)
-        batch.users_loaded.add(user)
+def quarantine(
+    warehouse: Warehouse, table: str, load_id: str, result: ParseResult, context_columns: dict | None = None
+) -> int:
+    """Replace this load's quarantined rows in ``raw.ingestion_rejects`` (a re-run does not
+    duplicate them); the number of rows set aside."""
+    frame = rejects_frame(result.rejects, table=table, context=context_columns)
+    frame.insert(0, "load_id", f"{table}:{load_id}")
+    frame["ingested_at"] = pd.Timestamp(utc_now())
+    if frame.empty and not warehouse.table_exists(REJECTS_SCHEMA, REJECTS_TABLE):
+        return 0
+    frame = frame.astype({"position": "int64"}).astype(
+        {c: "object" for c in frame.columns if c not in ("position", "ingested_at")}
+    )
+    warehouse.replace_partition(REJECTS_SCHEMA, REJECTS_TABLE, frame, "load_id", [f"{table}:{load_id}"])
+    return len(frame)
 
 
 def parse_all(results: Iterable[ParseResult], table: RawTable) -> ParseResult:

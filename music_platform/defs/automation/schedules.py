@@ -1,9 +1,12 @@
 """Schedules and the declarative-automation sensor.
 
 - daily ingestion: yesterday's scrobble partition, every day at 01:00 UTC;
-- weekly retrain: the model and everything it publishes, Sundays at 04:00 UTC;
-- everything downstream of raw data (dbt models, recommendations) follows its
-  ``AutomationCondition``s, evaluated by the automation sensor.
+- everything downstream of raw data (dbt models, the model, recommendations) follows its
+  ``AutomationCondition``, evaluated by the automation sensor. The weekly retrain is one of
+  them: ``ml/lightfm_model`` has ``on_missing() | on_cron("0 4 * * 0")``: once a week, at the
+  first update of its training data after Sunday 04:00 UTC (so it never retrains on the data it
+  was trained on), and what it publishes follows eagerly. One trigger per asset: no schedule
+  retrains it as well.
 """
 
 from functools import cache
@@ -14,7 +17,6 @@ from music_platform.config import Settings, definitions_settings
 from music_platform.partitions import daily_partitions
 
 SCROBBLES = dg.AssetKey(["raw", "lastfm_scrobbles"])
-MODEL = dg.AssetKey(["ml", "lightfm_model"])
 
 
 def daily_ingestion_schedule_for(settings: Settings) -> dg.ScheduleDefinition:
@@ -43,24 +45,10 @@ def _daily_ingestion_schedule(partitions: dg.PartitionsDefinition) -> dg.Schedul
 def defs() -> dg.Definitions:
     # A module with a @dg.definitions function is loaded through it alone: everything is listed.
     return dg.Definitions(
-        schedules=[daily_ingestion_schedule_for(definitions_settings()), weekly_retrain_schedule],
+        schedules=[daily_ingestion_schedule_for(definitions_settings())],
         sensors=[automation_sensor],
     )
 
-
-weekly_retrain_job = dg.define_asset_job(
-    "weekly_retrain_job",
-    selection=dg.AssetSelection.assets(MODEL).downstream(),
-    description="Retrains the model, evaluates it against the baseline and publishes it if it passes the gate.",
-)
-
-weekly_retrain_schedule = dg.ScheduleDefinition(
-    name="weekly_retrain_schedule",
-    job=weekly_retrain_job,
-    cron_schedule="0 4 * * 0",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
 
 automation_sensor = dg.AutomationConditionSensorDefinition(
     "automation_sensor",

@@ -15,7 +15,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from music_platform.lib.checks import completeness_result, completeness_spec, key_unique_result, key_unique_spec
+from music_platform.defs.quality.checks import (
+    completeness_result,
+    completeness_spec,
+    key_unique_result,
+    key_unique_spec,
+)
 from music_platform.lib.metadata import table_metadata
 from music_platform.policies import OWNERS, REFERENCE_FRESHNESS, STEP_RETRY
 from music_platform.quality.completeness import measure_completeness

@@ -14,11 +14,10 @@ import dagster as dg
 import pandas as pd
 
 from music_platform.config import Settings, definitions_settings
-from music_platform.lib.checks import (
+from music_platform.defs.quality.checks import (
     KEY_UNIQUE,
     completeness_result,
     completeness_spec,
-    duplicate_key_count,
     key_unique_result,
     key_unique_spec,
 )
@@ -26,6 +25,7 @@ from music_platform.lib.metadata import PREVIEW_ROWS, table_metadata
 from music_platform.partitions import daily_partitions
 from music_platform.policies import (
     DAILY_FRESHNESS,
+    LASTFM_API_POOL,
     OWNERS,
     REFERENCE_FRESHNESS,
     SCROBBLES_FRESHNESS,
@@ -34,17 +34,24 @@ from music_platform.policies import (
 )
 from music_platform.quality.completeness import measure_completeness
 from music_platform.quality.contracts import raw_required_fields
+from music_platform.quality.keys import duplicate_key_count
 from music_platform.quality.ledger import DUPLICATE, Ledger
 from music_platform.resources import ArtifactStoreResource, LastfmResource, WarehouseResource
 from music_platform.sources.errors import SourceError
-from music_platform.sources.landing import AuditTrailWriter, ScrobbleBatch, iter_scrobble_batches, parse_all, utc_now
+from music_platform.sources.landing import (
+    AuditTrailWriter,
+    ScrobbleBatch,
+    iter_scrobble_batches,
+    parse_all,
+    quarantine,
+    utc_now,
+)
 from music_platform.sources.lastfm.parsing import (
     ParseResult,
     parse_artist_top_tags,
     parse_chart_top_tracks,
     parse_tag_top_tracks,
     parse_user_info,
-    rejects_frame,
     to_raw_frame,
 )
 from music_platform.sources.schemas import (
@@ -57,10 +64,6 @@ from music_platform.sources.schemas import (
 )
 
 RAW = "raw"
-# Every step that calls Last.fm runs in this pool (limit 1 in deploy/dagster*.yaml): the 5 req/s
-# token bucket is per process, so one Last.fm step at a time keeps the run processes within it.
-LASTFM_API_POOL = "lastfm_api"
-REJECTS_TABLE = "ingestion_rejects"
 SCROBBLES_ACCOUNTED_FOR = "scrobbles_accounted_for"
 ROWS_ACCOUNTED_FOR = "rows_accounted_for"
 # Payload items that were never data to keep: the now-playing item, an exact repeat of a scrobble.
@@ -88,20 +91,6 @@ def _reference_checks(table: RawTable) -> list[dg.AssetCheckSpec]:
             "(raw.ingestion_rejects), and at least 95% are rows. Blocking.",
         ),
     ]
-
-
-def quarantine(warehouse, table: str, load_id: str, result: ParseResult, context_columns: dict | None = None) -> int:
-    """Replace this load's quarantined rows (so a re-run does not duplicate them)."""
-    frame = rejects_frame(result.rejects, table=table, context=context_columns)
-    frame.insert(0, "load_id", f"{table}:{load_id}")
-    frame["ingested_at"] = pd.Timestamp(utc_now())
-    if frame.empty and not warehouse.table_exists(RAW, REJECTS_TABLE):
-        return 0
-    frame = frame.astype({"position": "int64"}).astype(
-        {c: "object" for c in frame.columns if c not in ("position", "ingested_at")}
-    )
-    warehouse.replace_partition(RAW, REJECTS_TABLE, frame, "load_id", [f"{table}:{load_id}"])
-    return len(frame)
 
 
 def _days_where(days: list[date]) -> str:
@@ -176,7 +165,7 @@ def lastfm_scrobbles(
     # batch, never the whole range, and each batch's days are replaced in one transaction, so
     # a failure part-way leaves every day either as before or completely loaded.
     with AuditTrailWriter(artifacts.external_dir, lastfm.source_label, "scrobbles", _days_label(days)) as audit:
-        batches = iter_scrobble_batches(client, users, days, audit=audit, per_day_fast_path=lastfm.use_synthetic)
+        batches = iter_scrobble_batches(client, users, days, audit=audit)
         for batch in batches:
             frame = batch.frame(source=lastfm.source_label, ingested_at=ingested_at)
             written = wh.replace_partition(RAW, LASTFM_SCROBBLES.name, frame, "scrobble_date", batch.days)
@@ -364,7 +353,7 @@ def lastfm_users(
             try:
                 payload = client.get_user_info(user)
             except SourceError as exc:
-                if not getattr(exc, "skippable", False):
+                if not exc.skippable:
                     raise
                 skipped[user] = str(exc)
                 continue
@@ -502,7 +491,7 @@ def lastfm_artist_tags(
             try:
                 payload = client.get_artist_top_tags(artist)
             except SourceError as exc:
-                if not getattr(exc, "skippable", False):
+                if not exc.skippable:
                     raise
                 skipped[artist] = str(exc)
                 continue

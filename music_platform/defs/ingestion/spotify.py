@@ -20,14 +20,18 @@ What they do when Spotify cannot give everything:
 
 import dagster as dg
 
-from music_platform.defs.ingestion.lastfm import quarantine
-from music_platform.lib.checks import completeness_result, completeness_spec, key_unique_result, key_unique_spec
+from music_platform.defs.quality.checks import (
+    completeness_result,
+    completeness_spec,
+    key_unique_result,
+    key_unique_spec,
+)
 from music_platform.lib.metadata import table_metadata
 from music_platform.policies import OWNERS, REFERENCE_FRESHNESS, STEP_RETRY, fail_fast_on_permanent_source_errors
 from music_platform.quality.completeness import measure_completeness
 from music_platform.quality.contracts import raw_required_fields
 from music_platform.resources import ArtifactStoreResource, SpotifyResource, WarehouseResource
-from music_platform.sources.landing import AuditTrailWriter, utc_now
+from music_platform.sources.landing import AuditTrailWriter, quarantine, utc_now
 from music_platform.sources.schemas import SPOTIFY_ARTISTS, SPOTIFY_AUDIO_FEATURES, SPOTIFY_TRACKS, RawTable
 from music_platform.sources.spotify.ingest import (
     CANDIDATES_SCHEMA,

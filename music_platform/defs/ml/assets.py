@@ -18,7 +18,7 @@ import json
 import dagster as dg
 import pandas as pd
 
-from music_platform.lib.checks import completeness_result
+from music_platform.defs.quality.checks import completeness_result
 from music_platform.lib.metadata import column_schema, completeness_metadata, preview_markdown
 from music_platform.policies import MODEL_FRESHNESS, OWNERS, RECOMMENDATIONS_FRESHNESS
 from music_platform.quality.completeness import measure_completeness

@@ -1,9 +1,15 @@
-"""Checks on the marts beyond dbt's own tests: completeness (blocking), ranges and coverage."""
+"""Checks on the marts beyond dbt's own tests: completeness (blocking) and catalogue coverage.
+
+Invariants inside one table (keys, not-null, relationships, value ranges such as the audio
+features in [0, 1]) are dbt tests and reach Dagster as asset checks through dagster-dbt; the
+Python checks here measure what dbt's tests do not: the share of complete rows and coverage
+across the marts.
+"""
 
 import dagster as dg
 
-from music_platform.lib.checks import build_table_completeness_check
-from music_platform.quality.contracts import DIM_TRACKS_RANGES, MART_REQUIRED_FIELDS
+from music_platform.defs.quality.checks import build_table_completeness_check
+from music_platform.quality.contracts import MART_REQUIRED_FIELDS
 from music_platform.resources import WarehouseResource
 
 MARTS = "marts"
@@ -14,35 +20,6 @@ mart_completeness_checks = [
     build_table_completeness_check(dg.AssetKey([MARTS, table]), MARTS, table, rules)
     for table, rules in MART_REQUIRED_FIELDS.items()
 ]
-
-
-@dg.asset_check(
-    asset=dg.AssetKey([MARTS, "dim_tracks"]),
-    name="audio_features_in_range",
-    blocking=True,
-    description="Audio features lie in [0, 1], tempo > 0 and popularity in 0..100 wherever present.",
-)
-def audio_features_in_range(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    wh = warehouse.get_warehouse()
-    clauses = ", ".join(
-        f"sum(case when not ({rule}) then 1 else 0 end) as {col}" for col, rule in DIM_TRACKS_RANGES.items()
-    )
-    frame = wh.query_df(f"select count(*) as total_rows, {clauses} from {wh.qualified(MARTS, 'dim_tracks')}")
-    frame.columns = [c.lower() for c in frame.columns]
-    row = frame.fillna(0).iloc[0]
-    violations = {col: int(row[col]) for col in DIM_TRACKS_RANGES if int(row[col])}
-    covered = wh.query_df(
-        f"select count(*) as n from {wh.qualified(MARTS, 'dim_tracks')} where audio_features_source is not null"
-    ).iloc[0, 0]
-    return dg.AssetCheckResult(
-        passed=not violations,
-        metadata={
-            "rows_checked": dg.MetadataValue.int(int(row["total_rows"])),
-            "violations": dg.MetadataValue.json(violations),
-            "tracks_with_audio_features": dg.MetadataValue.int(int(covered)),
-        },
-        description="all audio features in range" if not violations else f"out of range: {violations}",
-    )
 
 
 @dg.multi_asset_check(

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from music_platform.audio_features import AUDIO_UNIT_FEATURES
 from music_platform.sources.schemas import RAW_TABLES
 
 TRACKS_TABLE = RAW_TABLES["kaggle_tracks"]
@@ -67,15 +68,6 @@ EXPECTED_COLUMNS: tuple[str, ...] = (
 # The original file starts with an unnamed pandas index column; a pandas re-save names it "Unnamed: 0".
 INDEX_COLUMN_NAMES = frozenset({"", "Unnamed: 0"})
 
-UNIT_INTERVAL_COLUMNS = (
-    "danceability",
-    "energy",
-    "speechiness",
-    "acousticness",
-    "instrumentalness",
-    "liveness",
-    "valence",
-)
 REQUIRED_TEXT_COLUMNS = ("track_id", "artists", "track_name", "track_genre")
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
@@ -446,7 +438,7 @@ def _validate(parsed: _ParsedFile) -> tuple[pd.DataFrame, pd.DataFrame]:
     in_range("popularity", popularity, popularity.between(0, 100), "in 0..100")
     duration = number("duration_ms", required=True, integer=True)
     in_range("duration_ms", duration, duration >= 0, ">= 0")
-    for col in UNIT_INTERVAL_COLUMNS:
+    for col in AUDIO_UNIT_FEATURES:
         values = number(col, required=True, integer=False)
         in_range(col, values, values.between(0, 1), "in [0, 1]")
         typed[col] = values.astype("float64")

@@ -26,8 +26,9 @@ mid-walk changes the reported ``total``; the walk notices and raises
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -46,8 +47,13 @@ from music_platform.sources.http import (
     shared_rate_limiter,
 )
 from music_platform.sources.lastfm.errors import find_api_error, lastfm_error
-from music_platform.sources.lastfm.parsing import ParseResult, parse_recent_tracks, recent_tracks_paging
-from music_platform.sources.schemas import LASTFM_SCROBBLES
+from music_platform.sources.lastfm.parsing import parse_recent_tracks, recent_tracks_paging
+from music_platform.sources.lastfm.protocol import (
+    RecentTracksFetch,
+    UserWindow,
+    day_bounds,
+    fetch_each_user,
+)
 
 #: Last.fm's terms: at most 5 requests per second per IP (averaged over 5 minutes).
 LASTFM_RATE_LIMIT_PER_S = 5.0
@@ -120,26 +126,16 @@ class RecentTracksCursor:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
-@dataclass
-class RecentTracksFetch:
-    """Every page of one user's window, parsed, with the counts that prove completeness."""
-
-    user: str
-    time_from: int
-    time_to: int
-    pages: list[dict[str, Any]] = field(default_factory=list)
-    result: ParseResult = field(default_factory=lambda: ParseResult(LASTFM_SCROBBLES))
-    total_reported: int = 0
-    restarts: int = 0
-
-    @property
-    def complete(self) -> bool:
-        """Rows + rejects account for every scrobble Last.fm counted in the window."""
-        return self.result.item_count == self.total_reported
-
-
 class LastfmClient:
-    """Read-only Last.fm client; thread-safe, rate-limited process-wide per API root."""
+    """Read-only Last.fm client; thread-safe, rate-limited process-wide per API root.
+
+    A :class:`~music_platform.sources.lastfm.protocol.LastfmSource`.
+    """
+
+    source_name = "lastfm"
+    #: One walk per user covers this many days: far fewer requests than one per user-day, and a
+    #: landing batch holds ~5 scrobbles per user-day in memory.
+    days_per_batch = 14
 
     def __init__(
         self,
@@ -308,6 +304,10 @@ class LastfmClient:
             fetch.total_reported = cursor.total or 0
             return fetch
 
+    def recent_tracks_for_days(self, users: Sequence[str], first: date, last: date) -> Iterator[UserWindow]:
+        """Each user's ``[first, last]`` in one walk (see :class:`LastfmSource`)."""
+        yield from fetch_each_user(self.fetch_recent_tracks, users, day_bounds(first)[0], day_bounds(last)[1])
+
     # -- other methods (payloads as Last.fm sends them) ------------------------------------------------
     def get_user_info(self, user: str) -> dict[str, Any]:
         return self.call("user.getInfo", {"user": user}, user=user)
@@ -355,12 +355,4 @@ def fetch_users_recent_tracks(
     Fatal errors (invalid key) and transient ones that outlived the retries propagate: the
     caller fails the partition rather than writing it half-fetched.
     """
-    outcome: dict[str, RecentTracksFetch | SourceError] = {}
-    for user in users:
-        try:
-            outcome[user] = client.fetch_recent_tracks(user, time_from, time_to)
-        except SourceError as error:
-            if not error.skippable:
-                raise
-            outcome[user] = error
-    return outcome
+    return dict(fetch_each_user(client.fetch_recent_tracks, users, time_from, time_to))

@@ -208,10 +208,10 @@ class SpotifyReport:
             "complete": self.complete,
         }
 
-    def _not_found(self, kind: str, object_id: str) -> None:
+    def record_not_found(self, kind: str, object_id: str) -> None:
         self.not_found.setdefault(kind, []).append(object_id)
 
-    def _skip(self, kind: str, count: int) -> None:
+    def record_skipped(self, kind: str, count: int) -> None:
         if count:
             self.skipped[kind] = self.skipped.get(kind, 0) + count
 
@@ -380,7 +380,7 @@ class SpotifyClient:
             for object_id, entry in zip(batch, entries, strict=True):
                 answers[object_id] = entry if isinstance(entry, Mapping) else None
                 if answers[object_id] is None:
-                    self.report._not_found(kind, object_id)
+                    self.report.record_not_found(kind, object_id)
         return answers, False
 
     def _one_by_one(
@@ -394,7 +394,7 @@ class SpotifyClient:
                 answers[object_id] = self._get(capability, f"{path}/{object_id}")
             except NotFoundError:
                 answers[object_id] = None
-                self.report._not_found(kind, object_id)
+                self.report.record_not_found(kind, object_id)
             except (_Unavailable, _Stopped):
                 break
             budget -= 1
@@ -408,7 +408,7 @@ class SpotifyClient:
         if withdrawn and single:
             missing = [i for i in wanted if i not in answers]
             self._one_by_one(kind, f"{kind}_single", path, missing, answers)
-        self.report._skip(kind, sum(1 for i in wanted if i not in answers))
+        self.report.record_skipped(kind, sum(1 for i in wanted if i not in answers))
         return answers
 
     # -- public API -------------------------------------------------------------------------
@@ -484,7 +484,7 @@ class SpotifyClient:
         resolved: dict[tuple[str, str], str | None] = {}
         for pair in dict.fromkeys(pairs):
             if self.report.stopped_reason is not None or "search" in self.report.unavailable:
-                self.report._skip("search", 1)
+                self.report.record_skipped("search", 1)
                 continue
             found = self.search_track(*pair)
             resolved[pair] = str(found["id"]) if found and found.get("id") else None

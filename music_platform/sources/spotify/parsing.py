@@ -21,18 +21,9 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from music_platform.audio_features import AUDIO_UNIT_FEATURES
 from music_platform.sources.lastfm.parsing import ParseResult, Reject
 from music_platform.sources.schemas import SPOTIFY_ARTISTS, SPOTIFY_AUDIO_FEATURES, SPOTIFY_TRACKS, RawTable
-
-UNIT_INTERVAL_FEATURES = (
-    "danceability",
-    "energy",
-    "speechiness",
-    "acousticness",
-    "instrumentalness",
-    "liveness",
-    "valence",
-)
 
 
 class _BadObject(ValueError):
@@ -172,7 +163,7 @@ def parse_artists(artists: Iterable[Any]) -> ParseResult:
 
 def _audio_features_row(features: Mapping) -> dict[str, Any]:
     row: dict[str, Any] = {"track_id": _text(features.get("id"), "track id", required=True)}
-    for name in UNIT_INTERVAL_FEATURES:
+    for name in AUDIO_UNIT_FEATURES:
         value = _number(features.get(name), name, required=True)
         if not 0.0 <= value <= 1.0:
             raise _BadObject(f"{name} is not in [0, 1]: {features.get(name)!r}")

@@ -10,9 +10,10 @@ It is the default of every raw asset when no API key is configured. Entry points
 See docs/data-source/synthetic.md.
 """
 
+from music_platform.sources.lastfm.protocol import day_bounds
 from music_platform.sources.synthetic.export import export_fake_data
 from music_platform.sources.synthetic.kaggle import KAGGLE_HEADER, kaggle_tracks_frame, synthetic_kaggle_csv
-from music_platform.sources.synthetic.source import SyntheticLastfmSource, day_bounds
+from music_platform.sources.synthetic.source import SyntheticLastfmSource
 from music_platform.sources.synthetic.world import SyntheticWorld, get_world
 
 __all__ = [

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from music_platform.audio_features import AUDIO_UNIT_FEATURES
 from music_platform.sources.synthetic.world import DEFAULT_USERS, SyntheticWorld, get_world
 
 # fmt: off
@@ -25,7 +26,6 @@ KAGGLE_HEADER = (
     "danceability", "energy", "key", "loudness", "mode", "speechiness", "acousticness", "instrumentalness",
     "liveness", "valence", "tempo", "time_signature", "track_genre",
 )
-UNIT_FEATURES = ("danceability", "energy", "speechiness", "acousticness", "instrumentalness", "liveness", "valence")
 # fmt: on
 _REISSUE_ALBUMS = ("Greatest Hits", "The Essential Collection", "Anthology", "Best Of")
 
@@ -69,17 +69,17 @@ def kaggle_tracks_frame(world: SyntheticWorld) -> pd.DataFrame:
             "popularity": popularity,
             "duration_ms": cat.track_duration_ms[rows],
             "explicit": cat.track_explicit[rows],
-            **{name: round_significant(feats[name][rows]) for name in UNIT_FEATURES[:2]},
+            **{name: round_significant(feats[name][rows]) for name in AUDIO_UNIT_FEATURES},
             "key": feats["key"][rows],
             "loudness": np.round(feats["loudness"][rows], 3),
             "mode": feats["mode"][rows],
-            **{name: round_significant(feats[name][rows]) for name in UNIT_FEATURES[2:]},
             "tempo": np.round(feats["tempo"][rows], 3),
             "time_signature": feats["time_signature"][rows],
             "track_genre": np.asarray(cat.genres, dtype=object)[genre_id],
         }
     )
     # Grouped by genre like the real file, in a shuffled order inside each genre.
+    frame = frame[list(KAGGLE_HEADER[1:])]  # the real file's column order
     frame["_shuffle"] = rng.permutation(len(frame))
     frame = frame.sort_values(["track_genre", "_shuffle"], kind="stable").drop(columns="_shuffle")
     frame.insert(0, "Unnamed: 0", np.arange(len(frame)))

@@ -19,15 +19,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from music_platform.sources.synthetic.model import Catalogue, Listeners, day_start_uts
 from music_platform.sources.synthetic.profiles import HOUR_PROFILE
-from music_platform.sources.synthetic.world import day_start_uts
-
-if TYPE_CHECKING:
-    from music_platform.sources.synthetic.world import SyntheticWorld
 
 MEAN_SESSION_LENGTH = 4.0
 MAX_SESSION_LENGTH = 40
@@ -75,10 +71,10 @@ def _group_exclusive_cumsum(values: np.ndarray, group_start: np.ndarray, group_o
     return total - total[group_start][group_of]
 
 
-def generate_day(world: SyntheticWorld, day: dt.date) -> DayListens:
-    cat, users = world.catalogue, world.listeners
+def generate_day(seed: int, cat: Catalogue, users: Listeners, day: dt.date) -> DayListens:
+    """Every listen of the UTC ``day`` in the world of ``seed`` (its catalogue and listeners)."""
     n_users = len(users)
-    rng = np.random.default_rng(np.random.SeedSequence([world.seed, _LISTEN_STREAM, day.toordinal()]))
+    rng = np.random.default_rng(np.random.SeedSequence([seed, _LISTEN_STREAM, day.toordinal()]))
     start = day_start_uts(day)
 
     # 1-2. Who listens, how many sessions, when.

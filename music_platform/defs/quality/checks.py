@@ -1,7 +1,10 @@
-"""Asset-check building blocks: completeness as a blocking check, uniqueness, coverage.
+"""Asset-check building blocks: completeness as a blocking check, key uniqueness.
 
-The verdicts come from ``music_platform.quality``; this module only turns them into Dagster
-``AssetCheckResult``s with metadata an operator can act on (which column, which partition).
+The rules and their verdicts live in ``music_platform.quality`` (pure, free of Dagster); this
+module only turns them into Dagster ``AssetCheckSpec``s and ``AssetCheckResult``s with metadata an
+operator can act on (which column, which partition). The ingestion assets use these specs for
+their own checks; ``marts.py``, ``ledger.py``, ``track_resolution.py`` and
+``source_freshness.py`` beside it define the checks that stand alone.
 """
 
 from collections.abc import Mapping, Sequence
@@ -9,6 +12,7 @@ from collections.abc import Mapping, Sequence
 import dagster as dg
 
 from music_platform.quality.completeness import DEFAULT_THRESHOLD, CompletenessResult, measure_completeness
+from music_platform.quality.keys import duplicate_key_count
 from music_platform.resources import WarehouseResource
 from music_platform.warehouse import Warehouse
 
@@ -59,19 +63,6 @@ def completeness_result(
         metadata=metadata,
         description=result.describe(),
     )
-
-
-def duplicate_key_count(
-    warehouse: Warehouse, schema: str, table: str, key: Sequence[str], where: str | None = None
-) -> int:
-    cols = ", ".join(key)
-    filter_sql = f" where {where}" if where else ""
-    sql = (
-        f"select count(*) as n from (select {cols} from {warehouse.qualified(schema, table)}{filter_sql} "
-        f"group by {cols} having count(*) > 1) as duplicated"
-    )
-    frame = warehouse.query_df(sql)
-    return int(frame.iloc[0, 0])
 
 
 def key_unique_result(
