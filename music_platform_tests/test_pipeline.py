@@ -113,8 +113,8 @@ def test_piped_demo_output_is_never_silent_and_holds_no_dbt_lines(demo_run):
     for at, line in output.lines:
         gaps.append((at - previous, line))
         previous = at
-    longest, before = max(gaps)
-    assert longest <= MAX_SILENCE_SECONDS, f"silent for {longest:.1f}s before: {before!r}"
+    longest = sorted(gaps, reverse=True)[:3]
+    assert longest[0][0] <= MAX_SILENCE_SECONDS, "; ".join(f"silent {s:.1f}s before {x!r}" for s, x in longest)
     dbt_lines = [line for _, line in output.lines if DBT_LINE.search(line)]
     assert not dbt_lines, f"dbt's log lines reached the console: {dbt_lines[:5]}"
     assert "Running with dbt" not in text and "Running with dbt" not in output.stderr
