@@ -48,7 +48,7 @@ test-fast: install
 	$(UV) run --frozen pytest -m "not slow and not extended" $(PYTEST_ARGS)
 
 dev: install
-	$(UV) run --frozen dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(UV) run --frozen dg dev -h 127.0.0.1 -p 3000
 
 serve: install
 	$(UV) run --frozen music-platform serve

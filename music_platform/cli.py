@@ -52,7 +52,7 @@ def _root(
 ) -> None:
     """Listening data to personalised music recommendations (Dagster + dbt + LightFM)."""
     from music_platform.config import environment
-    from music_platform.runs.guard import stop_on_sigterm
+    from music_platform.runs.signals import stop_on_sigterm
 
     _Options.debug = debug or environment().get("MUSIC_PLATFORM_LOG_LEVEL", "").strip().upper() == "DEBUG"
     stop_on_sigterm()  # SIGTERM stops every command as cleanly as Ctrl-C does
@@ -66,7 +66,7 @@ def demo(
 ) -> None:
     """Materialise the whole asset graph on the embedded warehouse with synthetic data."""
     from music_platform.demo import run_demo
-    from music_platform.runs.guard import Interrupted, exit_now
+    from music_platform.runs.signals import Interrupted, exit_now
 
     try:
         code = run_demo(users=users, days=days, seed=seed)

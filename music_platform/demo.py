@@ -19,11 +19,11 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from music_platform.config import Settings, record_partitions_start
@@ -107,36 +107,60 @@ def _run_stage(name, job, instance, selection, tags=None, run_id=None) -> StageO
 
 
 def run_demo(users: int = 2000, days: int = 30, seed: int = 42) -> int:
+    from music_platform.runs.progress import DBT_LOG_NAME, DemoProgress, console_for
+
+    # snowflake-connector's vendored requests warns about the urllib3 it finds, at import time:
+    # nothing an operator can act on, and the demo does not use Snowflake unless configured to.
+    warnings.filterwarnings("ignore", message=r"urllib3 \(.*\) or chardet .* doesn't match a supported version")
+
     # Piped output (make demo | cat, a log file) gets no terminal width: tables then take the
-    # width their content needs, so check names are never cut.
-    console = Console() if sys.stdout.isatty() else Console(width=COLUMNS_WHEN_PIPED)
+    # width their content needs, so check names are never cut. The console keeps the real
+    # stdout: while a stage runs, stdout is dbt's log file (music_platform.runs.progress).
+    console = console_for(sys.stdout, COLUMNS_WHEN_PIPED)
     first_day, last_day = demo_days(days)
     if users < 1:
         raise ValueError("--users must be at least 1")
-
-    import dagster as dg
-
-    from music_platform.definitions import build_defs
-    from music_platform.runs.guard import RunGuard
-    from music_platform.runs.recovery import report
-    from music_platform.warehouse import connect_warehouse
-
     settings = Settings.from_env()
-    warehouse = connect_warehouse(settings)
-    warehouse.check_reachable()  # an unreachable warehouse is one line before any run starts
+    dbt_log = settings.data_dir / "logs" / DBT_LOG_NAME
+    _rotate(dbt_log)
     console.print(
-        f"[bold]music_platform demo[/]: {users} synthetic listeners, {days} days "
-        f"({first_day} .. {last_day}), seed {seed}, warehouse {warehouse.describe()}"
+        f"[bold]music_platform demo[/]: {users} synthetic listeners, {days} days ({first_day} .. {last_day}), "
+        f"seed {seed}; dbt's log: {dbt_log}",
+        highlight=False,
     )
-    # Recorded once the warehouse answered: the data dir then says where its partitions start.
-    settings = demo_settings(settings, users, seed, first_day)
-    definitions = build_defs(settings)
-    job = definitions.resolve_implicit_global_asset_job_def()
-    instance = _instance()
-    graph = definitions.resolve_asset_graph()
-    group_of = {
-        key: graph.get(key).group_name for key in graph.get_all_asset_keys() if graph.get(key).is_materializable
-    }
+    with DemoProgress(console, dbt_log) as progress:
+        code = _run_stages(progress, settings, users, seed, first_day, last_day)
+    return code
+
+
+def _rotate(log: Path) -> None:
+    """Each demo starts a fresh dbt log; the previous demo's is kept beside it (``.1``)."""
+    if log.exists():
+        log.replace(log.with_name(log.name + ".1"))
+
+
+def _run_stages(progress, settings, users: int, seed: int, first_day: date, last_day: date) -> int:
+    with progress.phase("starting: loading the definitions"):
+        import dagster as dg
+
+        from music_platform.definitions import build_defs
+        from music_platform.runs.guard import RunGuard
+        from music_platform.runs.recovery import report
+        from music_platform.warehouse import connect_warehouse
+
+        warehouse = connect_warehouse(settings)
+        warehouse.check_reachable()  # an unreachable warehouse is one line before any run starts
+        progress.print(f"warehouse {warehouse.describe()}", highlight=False)
+        # Recorded once the warehouse answered: the data dir then says where its partitions start.
+        settings = demo_settings(settings, users, seed, first_day)
+        definitions = build_defs(settings)
+        job = definitions.resolve_implicit_global_asset_job_def()
+        instance = _instance()
+        progress.instance = instance
+        graph = definitions.resolve_asset_graph()
+        group_of = {
+            key: graph.get(key).group_name for key in graph.get_all_asset_keys() if graph.get(key).is_materializable
+        }
     scrobbles = dg.AssetKey(["raw", "lastfm_scrobbles"])
     # The day-partitioned assets (scrobbles, then the incremental dbt models) run over the range ingested.
     ingested_range = {
@@ -162,55 +186,48 @@ def run_demo(users: int = 2000, days: int = 30, seed: int = 42) -> int:
     # Runs left behind by a killed demo are marked failed and their pool slots freed first;
     # Ctrl-C or SIGTERM then stops the current run cleanly (music_platform.runs.guard).
     guard = RunGuard(instance)
-    report(guard.recover(), console.print)
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
-        overall = progress.add_task("pipeline", total=len(stages))
-        for name, selection, tags in stages:
-            task = progress.add_task(name, total=1)
-            outcome = guard.execute(
-                lambda run_id, name=name, selection=selection, tags=tags: _run_stage(
-                    name, job, instance, selection, tags, run_id
-                )
-            )
-            outcomes.append(outcome)
-            progress.update(
-                task,
-                completed=1,
-                description=f"{name} [{'ok' if outcome.success else 'FAILED'}] {outcome.seconds:.1f}s",
-            )
-            progress.advance(overall)
-            if not outcome.success:
-                break
+    with progress.phase("starting: recovering runs a killed demo left behind"):
+        report(guard.recover(), progress.print)
+    for number, (name, selection, tags) in enumerate(stages, start=1):
+        label = f"[{number}/{len(stages)}] {name}"
+
+        def execute(run_id, label=label, selection=selection, tags=tags):
+            progress.watch_run(run_id)
+            return _run_stage(label, job, instance, selection, tags, run_id)
+
+        with progress.stage(label):
+            outcome = guard.execute(execute)
+        outcome.name = name
+        outcomes.append(outcome)
+        progress.stage_done(label, outcome.success, outcome.seconds)
+        if not outcome.success:
+            break
     total = time.perf_counter() - started
-    _print_summary(console, settings, outcomes, total)
+    with progress.phase("summary: counting rows, reading checks and recommendations"):
+        _print_summary(progress, settings, outcomes, total)
     # A failed WARN check is advice (e.g. the gate holding a model that is not clearly better than
     # the live one, which keeps serving); only ERROR checks fail the demo.
     failed_checks = [c for o in outcomes for c in o.checks if not c[1] and c[2] != "WARN"]
-    warnings = [c[0] for o in outcomes for c in o.checks if not c[1] and c[2] == "WARN"]
+    warned = [c[0] for o in outcomes for c in o.checks if not c[1] and c[2] == "WARN"]
     ok = all(o.success for o in outcomes) and len(outcomes) == len(stages) and not failed_checks
-    console.print(
+    progress.print(f"dbt's log (every dbt line of these runs): {progress.dbt_log_path}", highlight=False)
+    progress.print(
         f"\n[bold {'green' if ok else 'red'}]{'demo succeeded' if ok else 'demo FAILED'}[/] in {total:.1f}s"
         + (
             ""
             if ok
             else f": {len(failed_checks)} failed check(s), " + ", ".join(o.name for o in outcomes if not o.success)
         )
-        + (f" ({len(warnings)} warning(s): {', '.join(warnings)})" if warnings else "")
+        + (f" ({len(warned)} warning(s): {', '.join(warned)})" if warned else "")
     )
     return 0 if ok else 1
 
 
-def _print_summary(console: Console, settings, outcomes: list[StageOutcome], total: float) -> None:
+def _print_summary(progress, settings, outcomes: list[StageOutcome], total: float) -> None:
     from music_platform.recommender.publication import live_publication, publication_row_counts, sql_text
     from music_platform.warehouse import connect_warehouse
 
+    console = progress  # prints through the progress display (its heartbeat keeps going meanwhile)
     wh = connect_warehouse(settings)
     for outcome in outcomes:
         if outcome.error:
@@ -279,7 +296,7 @@ def _print_summary(console: Console, settings, outcomes: list[StageOutcome], tot
     console.print("stages: " + ", ".join(f"{o.name} {o.seconds:.1f}s" for o in outcomes) + f"; total {total:.1f}s")
 
 
-def _print_ledger(console: Console, wh, outcomes: list[StageOutcome]) -> None:
+def _print_ledger(console, wh, outcomes: list[StageOutcome]) -> None:
     """One line per layer: what it received, kept and set aside with a reason."""
     from music_platform.quality.ledger import layer_totals
 

@@ -240,11 +240,7 @@ def check_dagster(command: DocCommand) -> None:
 
     words = _drop_placeholders(command.words[1:])
     path = _parse_click(cli, "dagster", words)
-    selection = _option_value(words, "--select") or ""
-    # simple selections (`raw/x,marts/y`); richer syntax (`key:"raw/x"+ and not group:"ml"`) via its keys
-    keys = re.findall(r'key:"([^"]+)"', selection) or [k for k in selection.split(",") if k]
-    for key in keys:
-        assert _defined_in_code(key.rsplit("/", 1)[-1]), f"{command}: asset {key!r} is not defined"
+    _check_selection(command, _option_value(words, "--select") or "")
     if path[:2] == ["sensor", "start"] or path[:2] == ["schedule", "start"]:
         names = [w for w in words[2:] if not w.startswith("-") and w != _option_value(words, "-w", "--workspace")]
         for name in names:
@@ -257,7 +253,34 @@ def check_dagster(command: DocCommand) -> None:
 def check_dg(command: DocCommand) -> None:
     from dagster_dg_cli.cli import cli
 
-    _parse_click(cli, "dg", _drop_placeholders(command.words[1:]))
+    words = _drop_placeholders(command.words[1:])
+    path = _parse_click(cli, "dg", words)
+    if path[:1] == ["launch"]:
+        _check_selection(command, _option_value(words, "--assets") or "")
+        if config := _option_value(words, "--config-json"):
+            for op in json.loads(config).get("ops", {}):
+                assert _defined_in_code(op), f"{command}: op {op!r} is not defined"
+    if path[:1] in (["launch"], ["dev"], ["check"]) and not _option_value(words, "-m", "--module-name", "-w"):
+        # without a target, dg loads the project's code location: [tool.dg.project] must name it
+        assert dg_project_module() == "music_platform.definitions", f"{command}: [tool.dg.project] names no module"
+
+
+@functools.cache
+def dg_project_module() -> str:
+    """The module ``dg dev`` / ``dg launch`` load here, resolved by dg itself from pyproject.toml."""
+    from dagster_dg_core.context import DgContext
+
+    context = DgContext.for_project_environment(PROJECT_ROOT, {})
+    module = context.target_args.get("module_name")
+    assert module and importlib.util.find_spec(module) is not None, f"dg resolves no module: {context.target_args}"
+    return module
+
+
+def _check_selection(command: DocCommand, selection: str) -> None:
+    # simple selections (`raw/x,marts/y`); richer syntax (`key:"raw/x"+ and not group:"ml"`) via its keys
+    keys = re.findall(r'key:"([^"]+)"', selection) or [k for k in selection.split(",") if k]
+    for key in keys:
+        assert _defined_in_code(key.rsplit("/", 1)[-1]), f"{command}: asset {key!r} is not defined"
 
 
 def check_dbt(command: DocCommand, monkeypatch) -> None:
@@ -357,7 +380,7 @@ def check_docker(command: DocCommand) -> None:
 
 def test_the_documents_hold_commands_of_every_kind():
     programs = {c.program for c in ALL_COMMANDS}
-    assert {"music-platform", "dagster", "make", "pytest"} <= programs, programs
+    assert {"music-platform", "dg", "make", "pytest"} <= programs, programs
     assert len(ALL_COMMANDS) > 40, "the extraction found too few commands: is the parser broken?"
 
 
@@ -369,6 +392,27 @@ def test_extraction_of_shell_lines():
     words = [w for _, line in _shell_lines(block) for w in _words(line)]
     assert ["cat"] in words and ["make", "dev"] in words and ["make", "nothing"] not in words
     assert [".venv/bin/music-platform", "demo", "--users", "2"] in words
+
+
+SUPERSEDED = {("dev",): "dg dev", ("asset", "materialize"): "dg launch --assets"}
+
+
+def test_the_documents_use_the_current_dagster_commands():
+    """`dg dev` and `dg launch` (Dagster 1.13), not the superseded `dagster dev` and `dagster asset
+    materialize`, in every documented command and in `make dev` (issue 16)."""
+    stale = [
+        f"{command} -> {current}"
+        for command in ALL_COMMANDS
+        if command.program == "dagster"
+        for words, current in SUPERSEDED.items()
+        if tuple(w for w in command.words[1:] if not w.startswith("-"))[: len(words)] == words
+    ]
+    assert not stale, f"superseded commands in the documents: {stale}"
+    makefile = (PROJECT_ROOT / "Makefile").read_text(encoding="utf-8")
+    recipe = re.search(r"^dev:.*\n((?:\t.*\n)+)", makefile, re.M)
+    assert recipe and re.search(r"\bdg dev\b", recipe.group(1)) and "dagster dev" not in recipe.group(1)
+    for words in (w.split() for w in re.findall(r"\bdg dev[^\n]*", recipe.group(1))):
+        check_dg(DocCommand("Makefile", 0, " ".join(words), tuple(w for w in words if "$" not in w)))
 
 
 @pytest.mark.parametrize("command", ALL_COMMANDS, ids=str)
@@ -431,8 +475,19 @@ def test_a_wrong_option_or_subcommand_is_caught():
         DocCommand("x", 1, "", ("dagster", "asset", "materialize", "-m", "m", "--partitions", "2025-01-01")),
         DocCommand("x", 1, "", ("dagster", "asset", "materialize", "-m", "m", "--select", "raw/no_such_table")),
         DocCommand("x", 1, "", ("make", "deploy")),
+        DocCommand("x", 1, "", ("dg", "launch", "--assets", "raw/no_such_table")),
+        DocCommand("x", 1, "", ("dg", "launch", "--assets", "raw/lastfm_scrobbles", "--partitions", "2025-01-01")),
+        DocCommand(
+            "x", 1, "", ("dg", "launch", "--assets", "raw/lastfm_scrobbles", "--config-json", '{"ops": {"no_op": {}}}')
+        ),
+        DocCommand("x", 1, "", ("dg", "dev", "--workspace-file", "workspace.yaml")),
     ]
-    checkers = {"music-platform": check_music_platform, "dagster": check_dagster, "make": check_make}
+    checkers = {
+        "music-platform": check_music_platform,
+        "dagster": check_dagster,
+        "make": check_make,
+        "dg": check_dg,
+    }
     for command in bad:
         checker = checkers[command.program]
         with pytest.raises(AssertionError):

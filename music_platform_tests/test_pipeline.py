@@ -1,15 +1,30 @@
 """The whole graph, end to end, on a small synthetic world in a temporary DuckDB warehouse."""
 
 import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from music_platform.config import Settings
-from music_platform.demo import run_demo
+from music_platform.demo import demo_days
 from music_platform.serving.limits import MAX_K
 from music_platform.warehouse import connect_warehouse
 
 pytestmark = pytest.mark.slow
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CLI = Path(sys.executable).with_name("music-platform")
+DEMO_USERS, DEMO_DAYS, DEMO_SEED = 400, 7, 11
+MAX_SILENCE_SECONDS = 5.0
+# dbt's progress lines: "12 of 60 START sql table model marts.dim_users .... [RUN]", "... PASS ...", "... OK ..."
+DBT_LINE = re.compile(r"\b\d+ of \d+ (START|PASS|OK|WARN|ERROR|FAIL|SKIP)\b")
 
 DEMO_ENV = (
     "MUSIC_PLATFORM_SOURCE",
@@ -19,36 +34,117 @@ DEMO_ENV = (
 )
 
 
+@dataclass
+class DemoOutput:
+    exit_code: int
+    lines: list[tuple[float, str]]  # (seconds since the start, line) as read from the pipe
+    stderr: str
+    dbt_log: Path
+
+
 @pytest.fixture(scope="module")
-def built_warehouse(tmp_path_factory):
-    """Run the demo once for the module, in a data dir of its own."""
+def demo_run(tmp_path_factory):
+    """``music-platform demo`` once for the module, as ``make demo > log`` runs it: its own process,
+    stdout a pipe read line by line with the time each line arrives, DAGSTER_HOME an instance
+    configured like ``make demo``'s (deploy/dagster.local.yaml). Only the data dir is set: the demo
+    passes its own settings on (and records where its partitions start in the data dir). The
+    in-process tests below read its warehouse."""
+    root = tmp_path_factory.mktemp("demo")
+    home = root / "dagster_home"
+    home.mkdir()
+    shutil.copy(PROJECT_ROOT / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
+    command = [str(CLI), "demo", "--users", str(DEMO_USERS), "--days", str(DEMO_DAYS), "--seed", str(DEMO_SEED)]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MUSIC_PLATFORM_DATA_DIR", str(tmp_path_factory.mktemp("demo") / "data"))
+        patch.setenv("MUSIC_PLATFORM_DATA_DIR", str(root / "data"))
         for name in (*DEMO_ENV, "DAGSTER_HOME", "MUSIC_PLATFORM_TARGET"):
             patch.delenv(name, raising=False)
-        before = dict(os.environ)
-        exit_code = run_demo(users=400, days=7, seed=11)
-        assert dict(os.environ) == before, "the demo passes its settings on; it writes no environment variable"
-        yield exit_code, connect_warehouse(Settings.from_env())
+        with tempfile.TemporaryFile("w+", encoding="utf-8") as stderr:
+            started = time.monotonic()
+            process = subprocess.Popen(
+                command,
+                cwd=PROJECT_ROOT,
+                env={**os.environ, "DAGSTER_HOME": str(home)},
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                encoding="utf-8",
+            )
+            lines = [(time.monotonic() - started, line.rstrip("\n")) for line in process.stdout]
+            exit_code = process.wait(timeout=60)
+            stderr.seek(0)
+            output = DemoOutput(exit_code, lines, stderr.read(), root / "data" / "logs" / "dbt.log")
+        yield output, connect_warehouse(Settings.from_env())
 
 
-def test_the_ui_partitions_start_where_the_demo_loaded_data(built_warehouse):
+def test_the_ui_partitions_start_where_the_demo_loaded_data(demo_run, monkeypatch):
     """``make dev`` after the demo: settings read from the same data dir start the daily
     partitions at the demo's first day, with nothing set by the operator."""
-    from datetime import UTC, datetime, timedelta
-
     from music_platform.partitions import daily_partitions
 
+    output, _ = demo_run
+    monkeypatch.setenv("MUSIC_PLATFORM_DATA_DIR", str(output.dbt_log.parents[1]))
+    for name in DEMO_ENV:
+        monkeypatch.delenv(name, raising=False)
     settings = Settings.from_env()
-    first_day = (datetime.now(UTC) - timedelta(days=7)).date().isoformat()
+    first_day = demo_days(DEMO_DAYS)[0].isoformat()
     assert not settings.partitions_start_configured
     assert settings.partitions_start_date == first_day
     assert daily_partitions(settings).get_first_partition_key() == first_day
 
 
-def test_demo_exits_zero(built_warehouse):
-    exit_code, _ = built_warehouse
-    assert exit_code == 0
+@pytest.fixture(scope="module")
+def built_warehouse(demo_run):
+    output, wh = demo_run
+    return output.exit_code, wh
+
+
+def test_demo_exits_zero(demo_run):
+    output, _ = demo_run
+    text = "\n".join(line for _, line in output.lines)
+    assert output.exit_code == 0, f"{text[-3000:]}\n{output.stderr[-3000:]}"
+
+
+def test_piped_demo_output_is_never_silent_and_holds_no_dbt_lines(demo_run):
+    """``make demo > log``: a line at least every 5 s, no dbt log lines (they are in dbt's log
+    file, which the summary names), every check's name in full (issue 16)."""
+    output, _ = demo_run
+    text = "\n".join(line for _, line in output.lines)
+    previous, gaps = 0.0, []  # the first gap: from the start of the process
+    for at, line in output.lines:
+        gaps.append((at - previous, line))
+        previous = at
+    longest = sorted(gaps, reverse=True)[:3]
+    assert longest[0][0] <= MAX_SILENCE_SECONDS, "; ".join(f"silent {s:.1f}s before {x!r}" for s, x in longest)
+    dbt_lines = [line for _, line in output.lines if DBT_LINE.search(line)]
+    assert not dbt_lines, f"dbt's log lines reached the console: {dbt_lines[:5]}"
+    assert "Running with dbt" not in text and "Running with dbt" not in output.stderr
+    # dbt's lines are in its log file, and the summary says where
+    assert f"dbt's log (every dbt line of these runs): {output.dbt_log}" in text
+    logged = output.dbt_log.read_text(encoding="utf-8")
+    assert "Running with dbt" in logged and len(DBT_LINE.findall(logged)) > 20
+    # stages, steps and the heartbeat were shown
+    for stage in ("[1/4] ingest: scrobbles", "[3/4] transform", "[4/4] ml"):
+        assert f"▶ {stage}" in text and f"■ {stage}" in text
+    assert "✓ dbt_daily_models" in text
+    # every check evaluated is named in full on one line (piped: no terminal width)
+    checks = _check_names(output)
+    assert len(checks) > 50
+    missing = [name for name in checks if name not in text]
+    assert not missing, f"check names cut or missing: {missing[:5]}"
+
+
+def _check_names(output: DemoOutput) -> set[str]:
+    """asset:check of every check the demo's runs evaluated, from its Dagster instance."""
+    import dagster as dg
+
+    home = output.dbt_log.parents[2] / "dagster_home"
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        names = set()
+        for run in instance.get_runs():
+            for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+                data = entry.dagster_event.event_specific_data
+                names.add(f"{data.asset_key.to_user_string()}:{data.check_name}")
+    return names
 
 
 def test_every_user_gets_max_k_unheard_recommendations(built_warehouse):

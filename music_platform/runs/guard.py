@@ -12,9 +12,7 @@ would leave it, which every write of the pipeline is built to survive).
 
 from __future__ import annotations
 
-import os
 import signal
-import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -25,41 +23,10 @@ import dagster as dg
 from music_platform.runs import dagster_instance as di
 from music_platform.runs.leases import ProcessRef, RunLease, children_of, drop, hold, leases_dir
 from music_platform.runs.recovery import Recovery, recover_dead_runs, stop_processes
+from music_platform.runs.signals import Interrupted, exit_now, stop_on_sigterm  # noqa: F401 - re-exported
 
 T = TypeVar("T")
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class Interrupted(Exception):
-    """The process received SIGINT or SIGTERM; the run was stopped and marked canceled."""
-
-    def __init__(self, signum: int, run_id: str | None) -> None:
-        self.signum = signum
-        self.run_id = run_id
-        name = signal.Signals(signum).name
-        super().__init__(f"{name} received: run {run_id} stopped and marked canceled" if run_id else f"{name} received")
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
-
-
-def stop_on_sigterm() -> None:
-    """SIGTERM behaves as Ctrl-C for the rest of the process: ``KeyboardInterrupt`` unwinds the
-    command (``finally`` blocks and context managers run, files are closed) and click ends it
-    with "Aborted!", instead of the process vanishing mid-write. Main thread only."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
-
-
-def exit_now(code: int) -> None:
-    """End the process at once (after flushing output), without waiting for an abandoned run thread."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:  # noqa: BLE001 - a closed stream must not stop the exit
-            pass
-    os._exit(code)
 
 
 def run_interruptibly(fn: Callable[[], T], on_signal: Callable[[int], None]) -> T:
