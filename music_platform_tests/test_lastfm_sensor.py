@@ -181,7 +181,7 @@ def test_the_sensor_is_stopped_by_default_on_synthetic_data(monkeypatch):
     assert sensor_module._default_status() == dg.DefaultSensorStatus.STOPPED
     monkeypatch.setenv("LASTFM_API_KEY", KEY)
     assert sensor_module._default_status() == dg.DefaultSensorStatus.RUNNING
-    assert lastfm_recent_scrobbles_sensor.minimum_interval_seconds == 300
+    assert lastfm_recent_scrobbles_sensor.minimum_interval_seconds == sensor_module.POLL_INTERVAL_S == 60
 
 
 # -- the polling logic alone ---------------------------------------------------------------------------------
