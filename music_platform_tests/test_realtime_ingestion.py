@@ -78,7 +78,8 @@ def _loaded(tmp_path: Path, day: date) -> Counter:
 
 def _expected(server: FakeLastfmServer, day: date, before: int) -> Counter:
     start = int(datetime.combine(day, datetime.min.time(), tzinfo=UTC).timestamp())
-    return Counter(k for u in server.user_names for k in server.world.expected_keys(u, start, min(before, start + 86400)))
+    end = min(before, start + 86400)
+    return Counter(k for u in server.user_names for k in server.world.expected_keys(u, start, end))
 
 
 def test_the_open_day_is_loaded_incrementally_and_the_final_load_settles_it(monkeypatch, tmp_path, server):
@@ -118,7 +119,10 @@ def test_a_slice_keeps_the_other_users_rows_and_replaces_its_users(server):
     stored = pd.DataFrame({"user_name": ["a", "b", "ü"], "played_at_uts": [1, 2, 5]})
     merged = merge_user_slice(stored, fresh, ["a"])
     assert sorted(zip(merged["user_name"], merged["played_at_uts"], strict=True)) == [
-        ("a", 3), ("a", 4), ("b", 2), ("ü", 5)
+        ("a", 3),
+        ("a", 4),
+        ("b", 2),
+        ("ü", 5),
     ]
     assert merge_user_slice(None, fresh, ["a"]) is fresh
     # A user whose scrobbles were all deleted upstream loses its rows; the others stay.

@@ -69,5 +69,5 @@ def judge_open_day(
         return OpenDayVerdict(day, STALLED, False, rows, newest,
                               f"stalled feed: the newest scrobbles of {day} landed {_minutes(age)} ago "
                               f"(limit {_minutes(stall_after)}); {rows} row(s) so far")  # fmt: skip
-    return OpenDayVerdict(day, OPEN, True, rows, newest,
-                          f"{day} is open: {rows} row(s) so far (a partial day), newest landed {_minutes(age)} ago")  # fmt: skip
+    partial = f"{day} is open: {rows} row(s) so far (a partial day), newest landed {_minutes(age)} ago"
+    return OpenDayVerdict(day, OPEN, True, rows, newest, partial)

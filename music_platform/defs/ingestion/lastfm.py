@@ -36,7 +36,6 @@ from music_platform.quality.ledger import DUPLICATE, Ledger
 from music_platform.resources import ArtifactStoreResource, LastfmResource, WarehouseResource
 from music_platform.sources.errors import SourceError
 from music_platform.sources.landing import AuditTrailWriter, ScrobbleBatch, iter_scrobble_batches, parse_all, utc_now
-from music_platform.sources.lastfm.recent import merge_user_slice, select_slice_users
 from music_platform.sources.lastfm.parsing import (
     ParseResult,
     parse_artist_top_tags,
@@ -46,6 +45,7 @@ from music_platform.sources.lastfm.parsing import (
     rejects_frame,
     to_raw_frame,
 )
+from music_platform.sources.lastfm.recent import merge_user_slice, select_slice_users
 from music_platform.sources.schemas import (
     LASTFM_ARTIST_TAGS,
     LASTFM_CHART_TOP_TRACKS,
