@@ -90,8 +90,9 @@ class ServingConfig:
     body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS
     access_log: str = ACCESS_LOG_STDOUT  # "stdout", "off" or a file to append JSON lines to
     cors_origins: tuple[str, ...] = ()  # empty: no CORS headers at all; "*" allows any origin
-    # How often marts.recent_listens is re-read in the background (serving/recent.py); 0: never
-    recent_listens_seconds: float = DEFAULT_RECENT_SECONDS
+    # How often marts.recent_listens is re-read in the background (serving/recent.py); 0: never.
+    # The environment's default is DEFAULT_RECENT_SECONDS; a config built in code asks for it.
+    recent_listens_seconds: float = 0.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServingConfig:
