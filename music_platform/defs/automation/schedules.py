@@ -46,7 +46,7 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     "automation_sensor",
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=30,
     description="Evaluates every asset's AutomationCondition: rebuilds marts and recommendations when upstream "
     "data changes.",
 )

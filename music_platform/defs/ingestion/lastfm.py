@@ -28,6 +28,7 @@ from music_platform.policies import (
     REFERENCE_FRESHNESS,
     SCROBBLES_FRESHNESS,
     STEP_RETRY,
+    absorbs_realtime,
     fail_fast_on_permanent_source_errors,
 )
 from music_platform.quality.completeness import measure_completeness
@@ -489,7 +490,9 @@ def lastfm_chart_top_tracks(
     freshness_policy=REFERENCE_FRESHNESS,
     retry_policy=STEP_RETRY,
     pool=LASTFM_API_POOL,
-    automation_condition=dg.AutomationCondition.eager(),
+    # Daily for the scrobbles' new artists (not at every real-time load: it would take the Last.fm
+    # rate from the sensor every few minutes); at once when the tag charts change.
+    automation_condition=absorbs_realtime(),
 )
 @fail_fast_on_permanent_source_errors
 def lastfm_artist_tags(
