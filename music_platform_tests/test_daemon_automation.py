@@ -51,7 +51,10 @@ def test_daily_ingestion_schedule_loads_yesterdays_partition_at_0100_utc(definit
     assert (schedule.execution_timezone or "UTC") == "UTC"
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     with dg.instance_for_test() as instance:
-        result = schedule.evaluate_tick(dg.build_schedule_context(instance=instance, scheduled_execution_time=tick))
+        context = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=tick, repository_def=definitions.get_repository_def()
+        )
+        result = schedule.evaluate_tick(context)
     assert len(result.run_requests) == 1
     request = result.run_requests[0]
     assert request.partition_key == expected_partition
