@@ -21,4 +21,7 @@ def daily_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
 
 @cache
 def _daily_partitions(start_date: str) -> dg.DailyPartitionsDefinition:
-    return dg.DailyPartitionsDefinition(start_date=start_date, timezone="UTC")
+    # end_offset=1: today is a partition while it runs (issue 19, real time). The near-real-time
+    # sensor loads it incrementally through the day-replace; the 01:00 schedule's final load of
+    # the previous day settles it (docs/DATA_FLOW.md, "The real-time path").
+    return dg.DailyPartitionsDefinition(start_date=start_date, timezone="UTC", end_offset=1)

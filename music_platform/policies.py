@@ -43,6 +43,50 @@ DEFAULT_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=3
 # by ``fail_fast_on_permanent_source_errors``, which this policy then does not retry.
 STEP_RETRY = dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
+# -- real time (issue 19): which assets follow the open day, and how the others absorb it ------
+#: The day-partitioned assets: raw scrobbles (loaded by the near-real-time sensor while the day
+#: runs) and the dbt models tagged daily. They update every few minutes during the day.
+#: test_realtime_automation.py checks this list equals the graph's partitioned assets.
+REALTIME_ASSET_KEYS = (
+    dg.AssetKey(["raw", "lastfm_scrobbles"]),
+    dg.AssetKey(["marts", "fct_listens"]),
+    dg.AssetKey(["marts", "user_track_interactions"]),
+    dg.AssetKey(["marts", "recent_listens"]),
+    dg.AssetKey(["audit", "listen_ledger"]),
+    dg.AssetKey(["audit", "listens_set_aside"]),
+)
+REALTIME_ASSETS = dg.AssetSelection.assets(*REALTIME_ASSET_KEYS)
+#: After the 01:00 final load of the previous day (and its marts) have had time to land.
+SETTLE_CRON = "30 1 * * *"
+
+_A = dg.AutomationCondition
+
+#: The day-partitioned assets: eager on their latest two partitions (today, and yesterday for its
+#: final load and late scrobbles), as soon as new raw data of that day landed.
+REALTIME_PARTITIONS = (
+    _A.in_latest_time_window(timedelta(hours=48))
+    & (_A.newly_missing() | _A.any_deps_updated()).since_last_handled()
+    & ~_A.any_deps_missing()
+    & ~_A.any_deps_in_progress()
+    & ~_A.in_progress()
+).with_label("eager on today and yesterday")
+
+#: Once a day, when nothing upstream is in progress.
+SETTLE_DAILY = (
+    _A.cron_tick_passed(SETTLE_CRON, "UTC").since_last_handled() & ~_A.any_deps_in_progress() & ~_A.in_progress()
+).with_label(f"daily after the final load ({SETTLE_CRON} UTC)")
+
+
+def absorbs_realtime(condition: dg.AutomationCondition | None = None) -> dg.AutomationCondition:
+    """The condition of an unpartitioned asset downstream of the real-time assets: ``condition``
+    (default ``eager()``) blind to their minute-by-minute updates, plus a daily rebuild once the
+    previous day has settled. Dimensions, the training data and the recommendations so keep a
+    daily cadence (retraining keeps its weekly one); the service sees listens in between through
+    marts.recent_listens."""
+    base = condition if condition is not None else _A.eager()
+    return (base.ignore(REALTIME_ASSETS) | SETTLE_DAILY).with_label("eager (daily for real-time parents)")
+
+
 _Fn = TypeVar("_Fn", bound=Callable)
 
 

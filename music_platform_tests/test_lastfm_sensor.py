@@ -66,6 +66,10 @@ def _partitions(result) -> list[str]:
     return [r.partition_key for r in (result.run_requests or [])]
 
 
+def _slice(request: dg.RunRequest) -> list[str]:
+    return request.run_config["ops"]["raw__lastfm_scrobbles"]["config"]["users"]
+
+
 def _newest(server: FakeLastfmServer, user: str, before: int) -> int:
     return max(uts for uts, _track in server.world.scrobbles(user, None, before))
 
@@ -88,13 +92,16 @@ def test_new_scrobbles_request_their_partitions_and_the_cursor_resumes(monkeypat
     assert len(server.requests_for("user.getRecentTracks")) == 2 * len(users)
 
     # A listen finished just before midnight reaches Last.fm late (newer than the cursor, same day),
-    # and one listen today (2025-03-08: no partition yet, left to the daily schedule).
+    # and one listen today: 2025-03-08 is a partition while it runs (end_offset=1), loaded at once.
     late = max(cursor[users[0]] + 5, END - 30)
     server.world.insert(users[0], late)
     server.world.insert(users[1], END + 400)
     third = _tick(monkeypatch, instance, server, users, now + 600, second.cursor)
-    assert _partitions(third) == ["2025-03-07"]
+    assert _partitions(third) == ["2025-03-07", "2025-03-08"]
     assert third.run_requests[0].run_key != first.run_requests[0].run_key
+    # Each run reloads just the users who scrobbled that day (the incremental slice).
+    assert [_slice(r) for r in third.run_requests] == [[users[0]], [users[1]]]
+    assert sorted(_slice(first.run_requests[0])) == sorted(users)
     advanced = load_cursor(third.cursor)
     assert advanced[users[0]] == late and advanced[users[1]] == END + 400 and advanced[users[2]] == cursor[users[2]]
 
@@ -136,22 +143,48 @@ def test_a_transient_failure_leaves_that_users_cursor_for_the_next_tick(monkeypa
     assert _partitions(recovered) == ["2025-03-07"] and load_cursor(recovered.cursor)[users[2]] == END - 20
 
 
-def test_the_sensor_yields_while_a_lastfm_step_holds_the_pool(monkeypatch, instance, server):
-    storage = instance.event_log_storage
-    storage.set_concurrency_slots(LASTFM_API_POOL, 1)
-    storage.claim_concurrency_slot(LASTFM_API_POOL, "run-1", "raw__lastfm_scrobbles")
+def _started_run(instance, assets, job_name="__ASSET_JOB"):
+    import uuid
+
+    return instance.add_run(
+        dg.DagsterRun(
+            job_name=job_name, run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED,
+            asset_selection=frozenset(assets),
+        )
+    )
+
+
+def test_the_sensor_yields_while_a_lastfm_step_runs(monkeypatch, instance, server):
+    run = _started_run(instance, [dg.AssetKey(["raw", "lastfm_scrobbles"])])
     result = _tick(monkeypatch, instance, server, server.user_names, END + 600)
     assert isinstance(result, dg.SkipReason) and LASTFM_API_POOL in result.skip_message
     assert server.requests == []
-    storage.free_concurrency_slots_for_run("run-1")
-    assert _partitions(_tick(monkeypatch, instance, server, server.user_names, END + 600)) == ["2025-03-07"]
+    # A run of other assets (dbt, the model) does not hold the Last.fm rate.
+    instance.report_run_canceled(run)
+    _started_run(instance, [dg.AssetKey(["marts", "fct_listens"])])
+    result = _tick(monkeypatch, instance, server, server.user_names, END + 600)
+    assert _partitions(result) == ["2025-03-07"]
+
+
+def test_a_lastfm_step_starting_mid_tick_stops_the_poll(server):
+    client = LastfmClient(api_key=KEY, api_root=server.url, retry=NO_RETRY, rate_limiter=RateLimiter(1000))
+    users = server.user_names
+    asked = []
+
+    def stop_when():
+        asked.append(len(server.requests))
+        return "a Last.fm step started" if len(asked) > 1 else None
+
+    result = poll_recent_scrobbles(client, users, {}, END + 600, stop_when=stop_when)
+    assert result.requests == 1 and len(server.requests) == 1  # the sensor asked no more once it started
+    assert result.not_asked == users[1:] and result.stopped_because == "a Last.fm step started"
 
 
 def test_the_sensor_is_stopped_by_default_on_synthetic_data():
     synthetic = recent_scrobbles_sensor(Settings.from_env({}))
     assert synthetic.default_status == dg.DefaultSensorStatus.STOPPED
     assert lastfm_recent_scrobbles_sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert lastfm_recent_scrobbles_sensor.minimum_interval_seconds == 300
+    assert lastfm_recent_scrobbles_sensor.minimum_interval_seconds == sensor_module.POLL_INTERVAL_S == 60
 
 
 # -- the polling logic alone ---------------------------------------------------------------------------------

@@ -463,6 +463,16 @@ async def _poll(service: RecommendationService) -> None:
             log.exception("reload poll failed")
 
 
+async def _poll_recent(service: RecommendationService) -> None:
+    """Re-read marts.recent_listens every few seconds, off the event loop (serving/recent.py)."""
+    while True:
+        try:
+            await asyncio.to_thread(service.recent_refresher.refresh)
+        except Exception:  # refresh() reports its own failures; this guards the loop itself
+            log.exception("recent listens poll failed")
+        await asyncio.sleep(service.config.recent_listens_seconds)
+
+
 async def _housekeeping(metrics: Metrics, access_log: AccessLog | None, seconds: float = 1.0) -> None:
     """Once a second: write the buffered access log lines and this worker's request counts."""
     while True:
@@ -554,6 +564,8 @@ class ServiceApp:
     def _start_background(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.service.config.reload_seconds > 0:
             self._tasks.append(loop.create_task(_poll(self.service)))
+        if self.service.config.recent_listens_seconds > 0:
+            self._tasks.append(loop.create_task(_poll_recent(self.service)))
         if self.access_log is not None or self.metrics.multiprocess_dir:
             self._tasks.append(loop.create_task(_housekeeping(self.metrics, self.access_log)))
 

@@ -27,6 +27,8 @@ from music_platform.config import ConfigError, Settings, environment
 from music_platform.identity import name_key_or_blank, track_query_keys
 from music_platform.serving.coldstart import CatalogueColdStartRecommender, ColdStartRecommender, Suggestion
 from music_platform.serving.limits import MAX_K
+from music_platform.serving.recent import DEFAULT_REFRESH_SECONDS as DEFAULT_RECENT_SECONDS
+from music_platform.serving.recent import RecentListensRefresher, RecentOverlay
 from music_platform.serving.snapshot import (
     POPULAR_REASON,
     Snapshot,
@@ -87,11 +89,15 @@ class ServingConfig:
     body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS
     access_log: str = ACCESS_LOG_STDOUT  # "stdout", "off" or a file to append JSON lines to
     cors_origins: tuple[str, ...] = ()  # empty: no CORS headers at all; "*" allows any origin
+    # How often marts.recent_listens is re-read in the background (serving/recent.py); 0: never.
+    # The environment's default is DEFAULT_RECENT_SECONDS; a config built in code asks for it.
+    recent_listens_seconds: float = 0.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServingConfig:
         env = environment() if env is None else env
         reload_seconds = _seconds(env, "MUSIC_PLATFORM_RELOAD_SECONDS", DEFAULT_RELOAD_SECONDS, 0, 86400)
+        recent_seconds = _seconds(env, "MUSIC_PLATFORM_RECENT_LISTENS_SECONDS", DEFAULT_RECENT_SECONDS, 0, 3600)
         # The HTTP server takes the head timeout in whole milliseconds, at most 60 s.
         header_timeout = _seconds(env, "MUSIC_PLATFORM_HEADER_TIMEOUT_SECONDS", DEFAULT_HEADER_TIMEOUT_SECONDS, 0.1, 60)
         body_timeout = _seconds(env, "MUSIC_PLATFORM_BODY_TIMEOUT_SECONDS", DEFAULT_BODY_TIMEOUT_SECONDS, 0.1, 3600)
@@ -126,6 +132,7 @@ class ServingConfig:
             body_timeout_seconds=body_timeout,
             access_log=access_log,
             cors_origins=origins,
+            recent_listens_seconds=recent_seconds,
         )
 
 
@@ -237,6 +244,9 @@ class RecommendationService:
         self.on_reload: Callable[[ReloadOutcome], None] | None = None
         # Set by the web app's lifespan (which unfreezes at shutdown): see _settle_heap.
         self.freeze_heap = False
+        # Listens since the published snapshot (issue 19), refreshed in the background.
+        self.recent: RecentOverlay | None = None
+        self.recent_refresher = RecentListensRefresher(self)
 
     @property
     def warehouse(self) -> Warehouse:
@@ -308,6 +318,11 @@ class RecommendationService:
             return 422, error_json(422, "user_id must be 1-128 letters, digits or . _ - @ +")
         if snapshot.is_empty:
             return 503, error_json(503, "no recommendations available yet: run the pipeline")
+        recent = self.recent
+        if recent is not None:
+            body = recent.answer(snapshot, user_id, k)  # None: no recent listens
+            if body is not None:
+                return 200, body
         return 200, snapshot.user_recommendations_json(user_id, k)
 
     def similar_tracks(self, track_id: str, query_string: str) -> Answer:
@@ -331,6 +346,7 @@ class RecommendationService:
             "reload_seconds": self.config.reload_seconds,
             "last_check_at": self.last_check_at.isoformat() if self.last_check_at else None,
             "last_reload_error": self.last_error,
+            "recent_listens": self.recent_refresher.health(),
             "worker_pid": os.getpid(),
         }
         if snapshot.is_empty:

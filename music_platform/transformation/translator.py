@@ -13,7 +13,13 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings
 
-from music_platform.policies import OWNERS, freshness_for_layer
+from music_platform.policies import (
+    OWNERS,
+    REALTIME_ASSET_KEYS,
+    REALTIME_PARTITIONS,
+    absorbs_realtime,
+    freshness_for_layer,
+)
 
 _LAYER_GROUPS = {"staging": "transform", "intermediate": "transform", "marts": "transform"}
 
@@ -34,6 +40,23 @@ class MusicPlatformDbtTranslator(DagsterDbtTranslator):
             group_name=_LAYER_GROUPS.get(layer, "transform"),
             owners=OWNERS["transform"],
             freshness_policy=freshness_for_layer(layer),
-            automation_condition=dg.AutomationCondition.eager(),
+            automation_condition=self._automation_condition(manifest, node),
             kinds={"dbt", self.target},
         )
+
+    def _automation_condition(self, manifest: Mapping[str, Any], node: Mapping[str, Any]) -> dg.AutomationCondition:
+        """Real time (issue 19): the day-partitioned models (tag daily) follow today's raw data within
+        minutes; an unpartitioned model reading them or the raw scrobbles rebuilds daily, once the
+        day has settled, instead of every few minutes; the rest is eager."""
+        if "daily" in (node.get("tags") or ()):
+            return REALTIME_PARTITIONS
+        realtime = {tuple(key.path) for key in REALTIME_ASSET_KEYS}
+        for parent_id in (node.get("depends_on") or {}).get("nodes", ()):
+            parent = manifest["nodes"].get(parent_id) or manifest["sources"].get(parent_id) or {}
+            if parent.get("resource_type") == "source":
+                key = tuple(((parent.get("meta") or {}).get("dagster") or {}).get("asset_key") or ())
+            else:
+                key = ((parent.get("config") or {}).get("schema") or "marts", parent.get("name"))
+            if key in realtime:
+                return absorbs_realtime()
+        return dg.AutomationCondition.eager()

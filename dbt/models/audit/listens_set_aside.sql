@@ -6,6 +6,9 @@
 --
 -- Incremental by listening day exactly like fct_listens (same vars, same lookback rule, so the
 -- two describe the same days; its own newest day can only be older, which restates more).
+-- Real time (issue 19): the raw day is a direct parent, so a load of today's scrobbles triggers
+-- this day's partition by declarative automation (staging is a view and does not rebuild then).
+-- depends_on: {{ source('lastfm', 'lastfm_scrobbles') }}
 {%- set min_date, max_date = restated_day_range('max(listen_date)') -%}
 {%- set restate_range = is_incremental() and min_date is not none -%}
 

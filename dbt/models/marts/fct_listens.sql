@@ -16,6 +16,9 @@
 -- audit.listens_set_aside, and audit.listen_ledger checks that the two add up to what staging
 -- holds. Name keys (macros/name_key.sql, never empty for a name) are computed here, once per
 -- distinct name of the days being built: a daily run needs nothing but the day's scrobbles.
+-- Real time (issue 19): the raw day is a direct parent, so a load of today's scrobbles triggers
+-- this day's partition by declarative automation (staging is a view and does not rebuild then).
+-- depends_on: {{ source('lastfm', 'lastfm_scrobbles') }}
 {%- set min_date, max_date = restated_day_range('max(listen_date)') -%}
 {%- set restate_range = is_incremental() and min_date is not none -%}
 

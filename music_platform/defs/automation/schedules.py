@@ -1,6 +1,7 @@
 """Schedules and the declarative-automation sensor.
 
-- daily ingestion: yesterday's scrobble partition, every day at 01:00 UTC;
+- daily ingestion: yesterday's scrobble partition, every day at 01:00 UTC (its final load: the
+  near-real-time sensor loads the open day while it runs);
 - everything downstream of raw data (dbt models, the model, recommendations) follows its
   ``AutomationCondition``, evaluated by the automation sensor. The weekly retrain is one of
   them: ``ml/lightfm_model`` has ``on_missing() | on_cron("0 4 * * 0")``: once a week, at the
@@ -9,6 +10,7 @@
   retrains it as well.
 """
 
+from datetime import UTC, datetime, timedelta
 from functools import cache
 
 import dagster as dg
@@ -32,13 +34,26 @@ def _daily_ingestion_schedule(partitions: dg.PartitionsDefinition) -> dg.Schedul
         partitions_def=partitions,
         description="Loads one day of scrobbles for every tracked user.",
     )
-    return dg.build_schedule_from_partitioned_job(
-        daily_ingestion_job,
-        hour_of_day=1,
-        minute_of_hour=0,
+
+    @dg.schedule(
         name="daily_ingestion_schedule",
+        job=daily_ingestion_job,
+        cron_schedule="0 1 * * *",
+        execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="The final load of the day before, for every tracked user, at 01:00 UTC: it settles the day "
+        "the near-real-time sensor loaded incrementally while it ran.",
     )
+    def daily_ingestion_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        # Today is a partition too (end_offset=1, issue 19), so the schedule names the day before
+        # its tick explicitly rather than the job's latest partition.
+        tick = context.scheduled_execution_time or datetime.now(UTC)
+        day = (tick.astimezone(UTC) - timedelta(days=1)).date().isoformat()
+        return dg.RunRequest(
+            run_key=f"daily_ingestion:{day}", partition_key=day, tags={"music_platform/load": "final"}
+        )
+
+    return daily_ingestion_schedule
 
 
 @dg.definitions
@@ -54,7 +69,7 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     "automation_sensor",
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=30,
     description="Evaluates every asset's AutomationCondition: rebuilds marts and recommendations when upstream "
     "data changes.",
 )

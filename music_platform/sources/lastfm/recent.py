@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import pandas as pd
+
 from music_platform.sources.errors import RateLimitedError, SourceError
 from music_platform.sources.lastfm.parsing import parse_recent_tracks, recent_tracks_paging
 
@@ -93,6 +95,15 @@ class PollResult:
     requests: int = 0
 
     @property
+    def users_by_day(self) -> dict[date, set[str]]:
+        """Each affected day → the users with new scrobbles on it (the slice to reload)."""
+        days: dict[date, set[str]] = {}
+        for poll in self.polls:
+            for day in poll.days:
+                days.setdefault(day, set()).add(poll.user)
+        return days
+
+    @property
     def affected_days(self) -> dict[date, int]:
         """Each day with new scrobbles → the newest new scrobble's time seen for it (or the
         window's end for days only known to be covered by unseen pages)."""
@@ -114,6 +125,7 @@ def poll_recent_scrobbles(
     limit: int = POLL_PAGE_LIMIT,
     time_budget_s: float | None = None,
     monotonic: Callable[[], float] = time.monotonic,
+    stop_when: Callable[[], str | None] | None = None,
 ) -> PollResult:
     """Ask each of ``users`` once for its scrobbles since its cursor; see the module doc.
 
@@ -123,14 +135,17 @@ def poll_recent_scrobbles(
     minus one second (so the next window starts where this one did).
 
     The poll stops early, leaving the remaining users' cursors as they were (``not_asked``),
-    when ``time_budget_s`` is spent or Last.fm says the rate limit is exceeded: asking the
-    other users at once would only make that worse.
+    when ``time_budget_s`` is spent, Last.fm says the rate limit is exceeded (asking the
+    other users at once would only make that worse), or ``stop_when`` (asked before every
+    request) returns a reason, e.g. a step that calls Last.fm has started.
     """
     result = PollResult(cursor=dict(cursor))
     started = monotonic()
     for index, user in enumerate(users):
         if result.stopped_because is None and time_budget_s is not None and monotonic() - started > time_budget_s:
             result.stopped_because = f"the poll's time budget of {time_budget_s:g} s was spent"
+        if result.stopped_because is None and stop_when is not None:
+            result.stopped_because = stop_when()
         if result.stopped_because is not None:
             result.not_asked = list(users[index:])
             break
@@ -167,3 +182,45 @@ def poll_recent_scrobbles(
             result.cursor[user] = time_from - 1
         result.polls.append(poll)
     return result
+
+
+# -- the incremental load of a day: a slice of its users -------------------------------------
+def select_slice_users(
+    requested: Sequence[str], tracked: Sequence[str], days: Sequence[date], *, whole_day_source: bool
+) -> list[str] | None:
+    """The users an incremental load re-fetches, or None for "every tracked user" (a full load).
+
+    A slice applies to one day only (the sensor asks for one run per day); a source that builds
+    whole days at once (synthetic) reloads the day. Requested users that are no longer tracked
+    are left out: their stored rows stay until the day's full load drops them.
+    """
+    if not requested:
+        return None
+    if len(days) != 1:
+        raise ValueError(f"a load of a slice of users covers one day, not {len(days)}: drop the users from the config")
+    if whole_day_source:
+        return None
+    tracked_set = set(tracked)
+    return sorted({user for user in requested if user in tracked_set})
+
+
+def merge_user_slice(stored: pd.DataFrame | None, fresh: pd.DataFrame, users: Sequence[str]) -> pd.DataFrame:
+    """The day as it should be stored: ``fresh`` (every row of ``users``, just fetched) and the
+    stored rows of every other user.
+
+    The caller replaces the day with the result in one transaction (the day-replace), so a
+    user's scrobbles are never both old and new (no duplicate) and another user's rows are
+    carried over unchanged (nothing lost). Column order and types follow ``fresh``.
+    """
+    if stored is None or stored.empty:
+        return fresh
+    missing = [c for c in fresh.columns if c not in stored.columns]
+    if missing:
+        raise ValueError(f"the stored day lacks the columns {missing}: load the day in full (no users in the config)")
+    others = stored.loc[~stored["user_name"].isin(set(users)), list(fresh.columns)]
+    if others.empty:
+        return fresh
+    others = others.astype(fresh.dtypes.to_dict())
+    if fresh.empty:
+        return others.reset_index(drop=True)
+    return pd.concat([others, fresh], ignore_index=True)

@@ -1,0 +1,190 @@
+"""Real time (issue 19): the open day is loaded incrementally while listeners keep scrobbling.
+
+The fake Last.fm server's listeners scrobble between polls; each poll of the sensor requests runs
+that reload a slice of users (``ScrobblesLoadConfig.users``) through the day-replace, and the
+day's final full load settles it. After every load the open day holds exactly the scrobbles the
+API had when the sensor polled (none duplicated, none lost), and the final load matches the
+whole day. The open-day check passes a partial day and fails a stalled feed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+
+from music_platform.defs.ingestion import lastfm_sensor as sensor_module
+from music_platform.defs.ingestion.lastfm import lastfm_scrobbles
+from music_platform.defs.ingestion.lastfm_sensor import lastfm_recent_scrobbles_sensor
+from music_platform.defs.quality import open_day as open_day_module
+from music_platform.defs.quality.open_day import open_day_feed
+from music_platform.quality.open_day import CLOSED, JUST_STARTED, OPEN, STALLED, judge_open_day
+from music_platform.resources import ArtifactStoreResource, WarehouseResource
+from music_platform.sources.lastfm.recent import merge_user_slice, select_slice_users
+from music_platform_tests.fakes.lastfm_server import ARTISTS_IN_EVERY_SCRIPT, TRACKS_IN_EVERY_SCRIPT, FakeLastfmServer
+from music_platform_tests.test_lastfm_pipeline import QuickLastfmResource
+
+KEY = "ReAlTiMeKeY0123456789abcdef01234"
+# The fake's histories end 2025-03-08 00:00 UTC; 2025-03-08 plays "today", the open day.
+TODAY = date(2025, 3, 8)
+MIDNIGHT = int(datetime(2025, 3, 8, tzinfo=UTC).timestamp())
+COLUMNS = "user_name, played_at_uts, artist_name, track_name"
+
+
+@pytest.fixture
+def server():
+    with FakeLastfmServer(
+        users=5, days=2, seed=19, end_uts=MIDNIGHT, api_key=KEY,
+        artist_names=ARTISTS_IN_EVERY_SCRIPT, track_names=TRACKS_IN_EVERY_SCRIPT,
+    ) as fake:  # fmt: skip
+        yield fake
+
+
+def _resources(tmp_path: Path, server: FakeLastfmServer) -> dict:
+    return {
+        "warehouse": WarehouseResource(target="duckdb", duckdb_path=str(tmp_path / "warehouse.duckdb")),
+        "lastfm": QuickLastfmResource(use_synthetic=False, api_key=KEY, api_root=server.url, users=server.user_names),
+        "artifacts": ArtifactStoreResource(data_dir=str(tmp_path / "data")),
+    }
+
+
+def _poll(monkeypatch, instance, resources, now: int, cursor: str | None):
+    monkeypatch.setattr(sensor_module, "clock", lambda: now)
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"lastfm": resources["lastfm"]})
+    return lastfm_recent_scrobbles_sensor(context)
+
+
+def _run(resources, partition: str, run_config: dict | None = None):
+    result = dg.materialize(
+        [lastfm_scrobbles], resources=resources, partition_key=partition, run_config=run_config or {},
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+    )  # fmt: skip
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["scrobbles_accounted_for"] and checks["key_unique"], checks
+    return result
+
+
+def _loaded(tmp_path: Path, day: date) -> Counter:
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
+        rows = conn.execute(f"select {COLUMNS} from raw.lastfm_scrobbles where scrobble_date = date '{day}'").fetchall()
+    return Counter(tuple(r) for r in rows)
+
+
+def _expected(server: FakeLastfmServer, day: date, before: int) -> Counter:
+    start = int(datetime.combine(day, datetime.min.time(), tzinfo=UTC).timestamp())
+    end = min(before, start + 86400)
+    return Counter(k for u in server.user_names for k in server.world.expected_keys(u, start, end))
+
+
+def test_the_open_day_is_loaded_incrementally_and_the_final_load_settles_it(monkeypatch, tmp_path, server):
+    resources = _resources(tmp_path, server)
+    users = server.user_names
+    cursor = None
+    with dg.instance_for_test() as instance:
+        now = MIDNIGHT + 120
+        for step in range(6):
+            # Listeners keep scrobbling: a few of them each minute, some at the same second.
+            for i, user in enumerate(users[: 1 + step % len(users)]):
+                server.world.insert(user, now - 50 + i)
+            if step == 2:
+                server.world.insert(users[0], now - 50)  # the same second as another user's listen
+            result = _poll(monkeypatch, instance, resources, now, cursor)
+            cursor = result.cursor
+            today = [r for r in result.run_requests if r.partition_key == TODAY.isoformat()]
+            assert today, f"poll {step}: no run for the open day"
+            for request in result.run_requests:
+                slice_users = request.run_config["ops"]["raw__lastfm_scrobbles"]["config"]["users"]
+                if request.partition_key == TODAY.isoformat():
+                    assert set(slice_users) <= set(users[: 1 + step % len(users)])
+                _run(resources, request.partition_key, request.run_config)
+            loaded = _loaded(tmp_path, TODAY)
+            assert max(loaded.values()) == 1  # no scrobble twice
+            assert loaded == _expected(server, TODAY, now), f"poll {step}: the open day differs from the API"
+            now += 60
+
+    # More listens arrive after the last poll; the day's final (full) load settles it.
+    server.world.insert(users[-1], now + 5)
+    _run(resources, TODAY.isoformat())
+    assert _loaded(tmp_path, TODAY) == _expected(server, TODAY, MIDNIGHT + 86400)
+
+
+def test_a_slice_keeps_the_other_users_rows_and_replaces_its_users(server):
+    fresh = pd.DataFrame({"user_name": ["a", "a"], "played_at_uts": [3, 4]}).astype({"played_at_uts": "int64"})
+    stored = pd.DataFrame({"user_name": ["a", "b", "ü"], "played_at_uts": [1, 2, 5]})
+    merged = merge_user_slice(stored, fresh, ["a"])
+    assert sorted(zip(merged["user_name"], merged["played_at_uts"], strict=True)) == [
+        ("a", 3),
+        ("a", 4),
+        ("b", 2),
+        ("ü", 5),
+    ]
+    assert merge_user_slice(None, fresh, ["a"]) is fresh
+    # A user whose scrobbles were all deleted upstream loses its rows; the others stay.
+    emptied = merge_user_slice(stored, fresh.iloc[0:0], ["a"])
+    assert sorted(emptied["user_name"]) == ["b", "ü"]
+    with pytest.raises(ValueError, match="columns"):
+        merge_user_slice(stored, fresh.assign(extra=1), ["a"])
+
+
+def test_slice_users_apply_to_one_day_of_an_api_source_only():
+    day = [date(2025, 3, 8)]
+    assert select_slice_users([], ["a", "b"], day, whole_day_source=False) is None
+    assert select_slice_users(["b", "gone"], ["a", "b"], day, whole_day_source=False) == ["b"]
+    assert select_slice_users(["b"], ["a", "b"], day, whole_day_source=True) is None
+    with pytest.raises(ValueError, match="one day"):
+        select_slice_users(["b"], ["a", "b"], [*day, date(2025, 3, 9)], whole_day_source=False)
+
+
+# -- the open day: a partial day passes, a stalled feed fails -----------------------------------------
+
+
+def test_the_open_day_verdict():
+    noon = datetime(2025, 3, 8, 12, tzinfo=UTC)
+    partial = judge_open_day(noon, rows=12, newest_landed_at=noon - timedelta(minutes=3))
+    assert partial.passed and partial.status == OPEN and "partial" in partial.description
+    stalled = judge_open_day(noon, rows=12, newest_landed_at=noon - timedelta(hours=2))
+    assert not stalled.passed and stalled.status == STALLED and "stalled" in stalled.description
+    empty_at_noon = judge_open_day(noon, rows=0, newest_landed_at=None)
+    assert not empty_at_noon.passed and empty_at_noon.status == STALLED
+    just_after_midnight = judge_open_day(datetime(2025, 3, 8, 0, 20, tzinfo=UTC), rows=0, newest_landed_at=None)
+    assert just_after_midnight.passed and just_after_midnight.status == JUST_STARTED
+    closed = judge_open_day(noon, rows=3, newest_landed_at=None, day=date(2025, 3, 7))
+    assert closed.passed and closed.status == CLOSED
+    # naive timestamps (the warehouse's ingested_at) are UTC
+    assert judge_open_day(noon, 1, (noon - timedelta(minutes=1)).replace(tzinfo=None)).passed
+
+
+def test_the_open_day_check_passes_a_partial_day_and_fails_a_stalled_feed(monkeypatch, tmp_path, server):
+    resources = _resources(tmp_path, server)
+    for user in server.user_names[:2]:
+        server.world.insert(user, MIDNIGHT + 600)
+    _run(resources, TODAY.isoformat())  # the open day so far: a partial day
+    # The test's "today" is 2025-03-08: date the load to 00:12 of it.
+    landed = datetime(2025, 3, 8, 0, 12)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:
+        conn.execute(f"update raw.lastfm_scrobbles set ingested_at = timestamp '{landed}'")
+
+    def evaluate(now: datetime):
+        monkeypatch.setattr(open_day_module, "clock", lambda: now)
+        result = dg.materialize(
+            [lastfm_scrobbles.to_source_asset(), open_day_feed],
+            resources={"warehouse": resources["warehouse"]},
+            selection=dg.AssetSelection.checks(open_day_feed),
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
+        )
+        (evaluation,) = result.get_asset_check_evaluations()
+        return evaluation
+
+    fresh = evaluate(datetime(2025, 3, 8, 0, 15, tzinfo=UTC))
+    assert fresh.passed and fresh.metadata["status"].value == OPEN, fresh.description
+    assert fresh.metadata["rows_so_far"].value == len(_loaded(tmp_path, TODAY)) > 0
+    stalled = evaluate(datetime(2025, 3, 8, 3, 15, tzinfo=UTC))  # nothing new for 3 h
+    assert not stalled.passed and stalled.metadata["status"].value == STALLED
+    assert "stalled feed" in stalled.description and stalled.severity == dg.AssetCheckSeverity.ERROR
