@@ -281,6 +281,30 @@ def test_blend_cold_start_weights_apply_to_folded_in_listeners_only(models, data
         BlendParams(cold_start_weights={"popularity": 1.0})
 
 
+def test_blend_warm_popularity_weight_penalises_popular_items_for_known_listeners(models, dataset):
+    parts = {"lightfm": models["lightfm"], "ease": models["ease"]}
+    plain = blend_models(parts, {"lightfm": 0.5, "ease": 0.5})
+    penalised = blend_models(parts, {"lightfm": 0.5, "ease": 0.5, "popularity": -0.3})
+    assert penalised.params["weights"]["popularity"] == -0.3
+    history = dataset.play_counts[:3]
+    users = np.array([0, 1, 2])
+    prior = np.log1p(models["lightfm"].item_popularity.astype(np.float32))
+    expected = plain.scorer.score(users, history) - 0.3 * ((prior - prior.mean()) / prior.std())[None, :]
+    np.testing.assert_allclose(penalised.scorer.score(users, history), expected, rtol=1e-4, atol=1e-4)
+    # The default blend carries the tuned penalty; model weights stay non-negative.
+    assert BlendParams().weights["popularity"] < 0
+    with pytest.raises(ValueError, match="blend weights"):
+        BlendParams(weights={"lightfm": -0.1, "ease": 1.0})
+    with pytest.raises(ValueError, match="blend weights"):
+        BlendParams(weights={"popularity": -0.2})
+    with pytest.raises(ValueError, match="finite"):
+        BlendParams(weights={"lightfm": 1.0, "popularity": float("nan")})
+    # A blend pickled before the warm prior existed scores as before (no prior_weight attribute).
+    old = pickle.loads(pickle.dumps(plain))
+    del old.scorer.__dict__["prior_weight"]
+    np.testing.assert_allclose(old.scorer.score(users, history), plain.scorer.score(users, history))
+
+
 def test_models_survive_pickling(models, dataset):
     for kind in ("lightfm", "blend", "ease"):
         clone = pickle.loads(pickle.dumps(models[kind]))
