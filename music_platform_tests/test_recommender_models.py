@@ -227,13 +227,23 @@ def test_evaluation_table_and_gate(models, dataset):
     assert stderr["precision@5"] <= per_user_bound + 1e-12  # a mean of values in [0, 1]
     noisy_published = {"precision@5": lightfm["precision@5"] * 1.10}
     ok, reason = should_publish(
-        lightfm, popularity, noisy_published, tolerance=0.05, metric="precision@5",
-        candidate_stderr=lightfm["precision@5"] * 0.05, published_stderr=lightfm["precision@5"] * 0.05,
+        lightfm,
+        popularity,
+        noisy_published,
+        tolerance=0.05,
+        metric="precision@5",
+        candidate_stderr=lightfm["precision@5"] * 0.05,
+        published_stderr=lightfm["precision@5"] * 0.05,
     )
     assert ok and "standard errors" in reason  # a 10% gap within 2 x 7.1% noise is not evidence
     ok, reason = should_publish(
-        lightfm, popularity, {"precision@5": lightfm["precision@5"] * 1.30}, tolerance=0.05, metric="precision@5",
-        candidate_stderr=lightfm["precision@5"] * 0.05, published_stderr=lightfm["precision@5"] * 0.05,
+        lightfm,
+        popularity,
+        {"precision@5": lightfm["precision@5"] * 1.30},
+        tolerance=0.05,
+        metric="precision@5",
+        candidate_stderr=lightfm["precision@5"] * 0.05,
+        published_stderr=lightfm["precision@5"] * 0.05,
     )
     assert not ok and "regresses the published model" in reason and "standard errors" in reason
 

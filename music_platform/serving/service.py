@@ -28,7 +28,6 @@ from music_platform.identity import name_key_or_blank, track_query_keys
 from music_platform.serving.coldstart import ColdStart, load_cold_start
 from music_platform.serving.limits import MAX_K
 from music_platform.serving.snapshot import (
-    POPULAR_REASON,
     Snapshot,
     empty_snapshot,
     live_publication,

@@ -759,9 +759,7 @@ def load_snapshot(
     similar_scores = np.zeros(0, np.float32)
     if reader.table_exists("ml", "similar_tracks"):  # without it, tracks get their genre's popular ones
         similar_source, similar_tracks, similar_scores = _load_similar(reader, version, universe)
-    user_list, reasons, user_codes, rec_tracks, rec_scores, rec_reasons = _load_recommendations(
-        reader, pid, universe
-    )
+    user_list, reasons, user_codes, rec_tracks, rec_scores, rec_reasons = _load_recommendations(reader, pid, universe)
     if len(rec_tracks) == 0:
         raise SnapshotError(f"publication {publication.publication_id} has no rows in ml.user_recommendations")
 
