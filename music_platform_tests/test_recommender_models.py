@@ -375,6 +375,12 @@ def test_production_selects_on_the_hold_out_and_refits_the_winner(dataset):
     assert holdout_model.item_popularity.sum() == train.n_interactions
     summary = selection.summary()
     assert summary["winner"] == selection.winner and set(summary["candidates"]) == {"lightfm", "blend"}
+    # The refit estimate comes from CPU seconds over the cores (a busy machine's wall time does
+    # not decide it), never above the wall-time estimate.
+    assert set(selection.fit_cpu_seconds) == {"lightfm", "blend"}
+    assert selection.fit_cpu_seconds["blend"] >= selection.fit_cpu_seconds["lightfm"] > 0
+    ratio = dataset.n_interactions / train.n_interactions
+    assert selection.refit["expected_seconds"] <= holdout_model.fit_seconds * ratio + 1e-9
     # A refit expected to exceed its budget is skipped, and the record says why.
     skipped, twin, same = train_production(dataset, replace(config, refit_max_seconds=1e-9))
     assert same is twin and not skipped.refit["done"] and "refit_max_seconds" in skipped.refit["reason"]
