@@ -227,13 +227,23 @@ def test_evaluation_table_and_gate(models, dataset):
     assert stderr["precision@5"] <= per_user_bound + 1e-12  # a mean of values in [0, 1]
     noisy_published = {"precision@5": lightfm["precision@5"] * 1.10}
     ok, reason = should_publish(
-        lightfm, popularity, noisy_published, tolerance=0.05, metric="precision@5",
-        candidate_stderr=lightfm["precision@5"] * 0.05, published_stderr=lightfm["precision@5"] * 0.05,
+        lightfm,
+        popularity,
+        noisy_published,
+        tolerance=0.05,
+        metric="precision@5",
+        candidate_stderr=lightfm["precision@5"] * 0.05,
+        published_stderr=lightfm["precision@5"] * 0.05,
     )
     assert ok and "standard errors" in reason  # a 10% gap within 2 x 7.1% noise is not evidence
     ok, reason = should_publish(
-        lightfm, popularity, {"precision@5": lightfm["precision@5"] * 1.30}, tolerance=0.05, metric="precision@5",
-        candidate_stderr=lightfm["precision@5"] * 0.05, published_stderr=lightfm["precision@5"] * 0.05,
+        lightfm,
+        popularity,
+        {"precision@5": lightfm["precision@5"] * 1.30},
+        tolerance=0.05,
+        metric="precision@5",
+        candidate_stderr=lightfm["precision@5"] * 0.05,
+        published_stderr=lightfm["precision@5"] * 0.05,
     )
     assert not ok and "regresses the published model" in reason and "standard errors" in reason
 
@@ -279,6 +289,30 @@ def test_blend_cold_start_weights_apply_to_folded_in_listeners_only(models, data
     np.testing.assert_allclose(got[3:], expected, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="cold_start_weights"):
         BlendParams(cold_start_weights={"popularity": 1.0})
+
+
+def test_blend_warm_popularity_weight_penalises_popular_items_for_known_listeners(models, dataset):
+    parts = {"lightfm": models["lightfm"], "ease": models["ease"]}
+    plain = blend_models(parts, {"lightfm": 0.5, "ease": 0.5})
+    penalised = blend_models(parts, {"lightfm": 0.5, "ease": 0.5, "popularity": -0.3})
+    assert penalised.params["weights"]["popularity"] == -0.3
+    history = dataset.play_counts[:3]
+    users = np.array([0, 1, 2])
+    prior = np.log1p(models["lightfm"].item_popularity.astype(np.float32))
+    expected = plain.scorer.score(users, history) - 0.3 * ((prior - prior.mean()) / prior.std())[None, :]
+    np.testing.assert_allclose(penalised.scorer.score(users, history), expected, rtol=1e-4, atol=1e-4)
+    # The default blend carries the tuned penalty; model weights stay non-negative.
+    assert BlendParams().weights["popularity"] < 0
+    with pytest.raises(ValueError, match="blend weights"):
+        BlendParams(weights={"lightfm": -0.1, "ease": 1.0})
+    with pytest.raises(ValueError, match="blend weights"):
+        BlendParams(weights={"popularity": -0.2})
+    with pytest.raises(ValueError, match="finite"):
+        BlendParams(weights={"lightfm": 1.0, "popularity": float("nan")})
+    # A blend pickled before the warm prior existed scores as before (no prior_weight attribute).
+    old = pickle.loads(pickle.dumps(plain))
+    del old.scorer.__dict__["prior_weight"]
+    np.testing.assert_allclose(old.scorer.score(users, history), plain.scorer.score(users, history))
 
 
 def test_models_survive_pickling(models, dataset):
@@ -341,6 +375,12 @@ def test_production_selects_on_the_hold_out_and_refits_the_winner(dataset):
     assert holdout_model.item_popularity.sum() == train.n_interactions
     summary = selection.summary()
     assert summary["winner"] == selection.winner and set(summary["candidates"]) == {"lightfm", "blend"}
+    # The refit estimate comes from CPU seconds over the cores (a busy machine's wall time does
+    # not decide it), never above the wall-time estimate.
+    assert set(selection.fit_cpu_seconds) == {"lightfm", "blend"}
+    assert selection.fit_cpu_seconds["blend"] >= selection.fit_cpu_seconds["lightfm"] > 0
+    ratio = dataset.n_interactions / train.n_interactions
+    assert selection.refit["expected_seconds"] <= holdout_model.fit_seconds * ratio + 1e-9
     # A refit expected to exceed its budget is skipped, and the record says why.
     skipped, twin, same = train_production(dataset, replace(config, refit_max_seconds=1e-9))
     assert same is twin and not skipped.refit["done"] and "refit_max_seconds" in skipped.refit["reason"]

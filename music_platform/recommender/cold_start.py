@@ -11,9 +11,10 @@ the popularity list flagged as a fallback.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,8 @@ from music_platform.recommender.scoring import (
     top_k,
 )
 from music_platform.recommender.splits import split_users
+
+log = logging.getLogger(__name__)
 
 COLD_START_COLUMNS = ["rank", "track_id", "score", "reason", "artist_name", "track_name"]
 
@@ -228,3 +231,189 @@ def evaluate_cold_start(
     if per_user is not None:
         per_user.update({f"{metric}@{k}": np.concatenate(values) for metric, values in parts.items()})
     return result
+
+
+# ---------------------------------------------------------------------------------------
+# The one cold-start rule the service applies (serving/coldstart.py only wires it)
+# ---------------------------------------------------------------------------------------
+# For a new listener who named catalogue artists and tracks, in this order:
+# 1. "model": the trained model folds the named items in (``recommend_cold_start``) when the
+#    served version has one and it knows at least one named item;
+# 2. "catalogue": warehouse signals only — neighbours of the named tracks, the named artists'
+#    own most-listened tracks, popular tracks of their genres;
+# 3. the most-listened tracks, flagged ``fallback`` (strategy still "catalogue": the public API
+#    names two strategies), when neither finds anything.
+# A failing model degrades to step 2, never to an error.
+STRATEGY_MODEL = "model"
+STRATEGY_CATALOGUE = "catalogue"
+POPULAR_REASON = "popular with all listeners"
+
+# Weights of the catalogue signals; a neighbour of a named track counts most.
+SIMILAR_WEIGHT = 1.0
+NAMED_ARTIST_WEIGHT = 0.6
+GENRE_WEIGHT = 0.5
+POPULARITY_TIEBREAK = 0.05
+TRACKS_PER_NAMED_ARTIST = 20
+TRACKS_PER_GENRE = 200
+SIMILAR_PER_NAMED_TRACK = 50
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    track: int  # position in the catalogue
+    score: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class ColdStartAnswer:
+    suggestions: list[Suggestion]
+    strategy: str  # STRATEGY_MODEL or STRATEGY_CATALOGUE
+    fallback: bool  # the popularity list: nothing the listener named helped
+
+
+class ColdStartCatalogue(Protocol):
+    """What cold start reads of a catalogue (the serving snapshot's ``Catalogue`` is one)."""
+
+    track_ids: list[str]
+    track_index: dict[str, int]
+    track_artist: np.ndarray
+    track_listens: np.ndarray
+    track_popularity: np.ndarray
+    track_genres: list[tuple[str, ...]]
+    artist_ids: list[str]
+    artist_names: list[str | None]
+    artist_genres: list[tuple[str, ...]]
+    tracks_by_genre: dict[str, np.ndarray]
+    tracks_by_artist: dict[int, np.ndarray]
+    popular: np.ndarray
+
+    def track_label(self, track: int) -> str: ...
+
+
+# (track, k) -> (neighbour positions, their scores, whether they are a fallback)
+SimilarTracks = Callable[[int, int], tuple[Sequence[int], Sequence[float], bool]]
+
+
+def model_suggestions(
+    model: TrainedModel, cat: ColdStartCatalogue, artists: Sequence[int], tracks: Sequence[int], k: int
+) -> list[Suggestion]:
+    """The model's top ``k`` in catalogue positions; empty when it knows none of the named items."""
+    result = recommend_cold_start(
+        model, artists=[cat.artist_ids[a] for a in artists], tracks=[cat.track_ids[t] for t in tracks], k=k
+    )
+    if result.fallback:
+        return []
+    named = set(tracks)
+    suggestions = []
+    frame = result.recommendations
+    for track_id, score, reason in zip(frame["track_id"], frame["score"], frame["reason"], strict=True):
+        track = cat.track_index.get(str(track_id))
+        if track is None or track in named:
+            continue  # not in the served catalogue: nothing to name it with
+        suggestions.append(Suggestion(track=track, score=float(score), reason=str(reason)))
+    return suggestions[:k]
+
+
+def catalogue_suggestions(
+    cat: ColdStartCatalogue, similar: SimilarTracks, artists: Sequence[int], tracks: Sequence[int], k: int
+) -> list[Suggestion]:
+    """Warehouse-only cold start: similar tracks of the named tracks, the named artists' own
+    most-listened tracks, and popular tracks of their genres and tags; never a named track."""
+    excluded = set(tracks)
+    scores: dict[int, float] = {}
+    best_part: dict[int, tuple[float, str]] = {}
+
+    def add(track: int, value: float, reason: str) -> None:
+        if track in excluded or value <= 0:
+            return
+        scores[track] = scores.get(track, 0.0) + value
+        if value > best_part.get(track, (0.0, ""))[0]:
+            best_part[track] = (value, reason)
+
+    for named in tracks:
+        neighbours, similarity, _ = similar(named, SIMILAR_PER_NAMED_TRACK)
+        top = max(similarity, default=0.0)
+        label = cat.track_label(named)
+        for position, (track, value) in enumerate(zip(neighbours, similarity, strict=True)):
+            # Scores of different models are not comparable: use the share of the best one,
+            # or rank order when scores are flat or missing.
+            strength = value / top if top > 0 else 1.0 / (1 + position)
+            add(track, SIMILAR_WEIGHT * strength, f"similar to {label}")
+
+    for artist in artists:
+        name = cat.artist_names[artist] or cat.artist_ids[artist]
+        for track in cat.tracks_by_artist.get(artist, np.zeros(0, np.int32))[:TRACKS_PER_NAMED_ARTIST].tolist():
+            add(track, NAMED_ARTIST_WEIGHT * (0.5 + 0.5 * cat.track_popularity[track]), f"by {name}, whom you named")
+
+    for genre, weight in _genre_weights(cat, artists, tracks).items():
+        for track in cat.tracks_by_genre.get(genre, np.zeros(0, np.int32))[:TRACKS_PER_GENRE].tolist():
+            add(track, GENRE_WEIGHT * weight * cat.track_popularity[track], f"popular in {genre}")
+
+    final = {t: scores[t] + POPULARITY_TIEBREAK * float(cat.track_popularity[t]) for t in scores}
+    ranked = sorted(final, key=lambda t: (-final[t], -cat.track_listens[t], t))
+    return [Suggestion(track=t, score=final[t], reason=best_part[t][1]) for t in _diversified(cat, ranked, k)]
+
+
+def _diversified(cat: ColdStartCatalogue, ranked: list[int], k: int) -> list[int]:
+    """At most a few tracks per artist near the top, so the list is not one artist's catalogue;
+    the overflow only fills what is left."""
+    per_artist = max(2, k // 4)
+    counts: dict[int, int] = {}
+    chosen: list[int] = []
+    overflow: list[int] = []
+    for track in ranked:
+        artist = int(cat.track_artist[track])
+        if artist >= 0 and counts.get(artist, 0) >= per_artist:
+            overflow.append(track)
+            continue
+        counts[artist] = counts.get(artist, 0) + 1
+        chosen.append(track)
+        if len(chosen) == k:
+            return chosen
+    return chosen + overflow[: k - len(chosen)]
+
+
+def _genre_weights(cat: ColdStartCatalogue, artists: Sequence[int], tracks: Sequence[int]) -> dict[str, float]:
+    """Genres of the named artists (best tag first) and named tracks, summing to 1."""
+    weights: dict[str, float] = {}
+    for artist in artists:
+        for rank, genre in enumerate(cat.artist_genres[artist]):
+            weights[genre] = weights.get(genre, 0.0) + 1.0 / (rank + 1)
+    for track in tracks:
+        for rank, genre in enumerate(cat.track_genres[track][:3]):
+            weights[genre] = weights.get(genre, 0.0) + 0.5 / (rank + 1)
+    total = sum(weights.values())
+    return {g: w / total for g, w in weights.items()} if total else {}
+
+
+def popular_suggestions(cat: ColdStartCatalogue, tracks: Sequence[int], k: int) -> list[Suggestion]:
+    named = set(tracks)
+    popular = [t for t in cat.popular.tolist() if t not in named][:k]
+    return [Suggestion(t, float(cat.track_popularity[t]), POPULAR_REASON) for t in popular]
+
+
+def cold_start_answer(
+    cat: ColdStartCatalogue,
+    similar: SimilarTracks,
+    artists: Sequence[int],
+    tracks: Sequence[int],
+    k: int,
+    model: TrainedModel | None = None,
+) -> ColdStartAnswer:
+    """The cold-start rule (model → catalogue → popularity) for catalogue positions ``artists`` and
+    ``tracks``; up to ``k`` suggestions, best first, never a named track."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if model is not None:
+        try:
+            suggestions = model_suggestions(model, cat, artists, tracks, k)
+        except Exception as exc:  # a model failure degrades to the catalogue, never an error
+            log.warning("cold start with the %s model failed (%s): using the catalogue", model.kind, exc)
+            suggestions = []
+        if suggestions:
+            return ColdStartAnswer(suggestions, STRATEGY_MODEL, fallback=False)
+    suggestions = catalogue_suggestions(cat, similar, artists, tracks, k)
+    if suggestions:
+        return ColdStartAnswer(suggestions, STRATEGY_CATALOGUE, fallback=False)
+    return ColdStartAnswer(popular_suggestions(cat, tracks, k), STRATEGY_CATALOGUE, fallback=True)

@@ -240,6 +240,7 @@ class BlendScorer:
     similarity: int = 0  # which component's embeddings give similar items
     cold_weights: list[float] | None = None  # per component, for listeners folded in from history
     cold_prior_weight: float = 0.0
+    prior_weight: float = 0.0  # for trained listeners (negative: a popularity penalty)
     prior: np.ndarray | None = None  # log1p(training listeners) per item
 
     @property
@@ -255,7 +256,8 @@ class BlendScorer:
         cold-start weights existed have no such attributes and score every listener alike."""
         warm = np.asarray(self.weights, dtype=np.float32)
         per_row = np.broadcast_to(warm, (len(users), len(warm))).copy()
-        prior = np.zeros(len(users), dtype=np.float32)
+        # Versions pickled before the warm prior existed have no prior_weight: 0.
+        prior = np.full(len(users), float(getattr(self, "prior_weight", 0.0)), dtype=np.float32)
         cold_weights = getattr(self, "cold_weights", None)
         unknown = users < 0
         if cold_weights is not None and unknown.any():

@@ -25,12 +25,11 @@ import orjson
 
 from music_platform.config import ConfigError, Settings, environment
 from music_platform.identity import name_key_or_blank, track_query_keys
-from music_platform.serving.coldstart import CatalogueColdStartRecommender, ColdStartRecommender, Suggestion
+from music_platform.serving.coldstart import ColdStart, load_cold_start
 from music_platform.serving.limits import MAX_K
 from music_platform.serving.recent import DEFAULT_REFRESH_SECONDS as DEFAULT_RECENT_SECONDS
 from music_platform.serving.recent import RecentListensRefresher, RecentOverlay
 from music_platform.serving.snapshot import (
-    POPULAR_REASON,
     Snapshot,
     empty_snapshot,
     live_publication,
@@ -141,7 +140,7 @@ class ServingState:
     """What one request reads: replaced as a whole, so never half old and half new."""
 
     snapshot: Snapshot
-    cold_start: ColdStartRecommender
+    cold_start: ColdStart
 
 
 @dataclass(frozen=True)
@@ -215,12 +214,9 @@ def parse_k(query_string: str) -> int | str:
     return _int_param(params, "k", DEFAULT_K, 1, MAX_K, K_LIMIT_REASON)
 
 
-def default_cold_start_factory(settings: Settings, model_version: str | None) -> ColdStartRecommender:
+def default_cold_start_factory(settings: Settings, model_version: str | None) -> ColdStart:
     """The trained model's cold start when its artifact exists, else the catalogue one."""
-    from music_platform.serving.model_coldstart import load_model_cold_start
-
-    model = load_model_cold_start(settings, model_version)
-    return model if model is not None else CatalogueColdStartRecommender()
+    return load_cold_start(settings, model_version)
 
 
 class RecommendationService:
@@ -231,13 +227,13 @@ class RecommendationService:
         settings: Settings,
         config: ServingConfig,
         warehouse: Warehouse | None = None,
-        cold_start_factory: Callable[[Settings, str | None], ColdStartRecommender] | None = None,
+        cold_start_factory: Callable[[Settings, str | None], ColdStart] | None = None,
     ):
         self.settings = settings
         self.config = config
         self._warehouse = warehouse
         self._cold_start_factory = cold_start_factory or default_cold_start_factory
-        self.state = ServingState(empty_snapshot(), CatalogueColdStartRecommender())
+        self.state = ServingState(empty_snapshot(), ColdStart())
         self._reload_lock = threading.Lock()
         self.last_error: str | None = None
         self.last_check_at: datetime | None = None
@@ -300,12 +296,12 @@ class RecommendationService:
             self.on_reload(outcome)
         return outcome
 
-    def _make_cold_start(self, version: str | None) -> ColdStartRecommender:
+    def _make_cold_start(self, version: str | None) -> ColdStart:
         try:
             return self._cold_start_factory(self.settings, version)
         except Exception as exc:
             log.warning("model cold start unavailable for version %s (%s): using the catalogue", version, exc)
-            return CatalogueColdStartRecommender()
+            return ColdStart()
 
     # -- handlers ------------------------------------------------------------------------
     def user_recommendations(self, user_id: str, query_string: str) -> Answer:
@@ -431,24 +427,8 @@ class RecommendationService:
 
         artist_codes = [a for _, a in artists]
         track_codes = [t for _, t in tracks]
-        strategy = state.cold_start.strategy
-        try:
-            suggestions = state.cold_start.recommend(snapshot, artist_codes, track_codes, k)
-        except Exception as exc:  # a model failure degrades to the catalogue, never a 500
-            log.warning("cold start with %s failed (%s): using the catalogue", strategy, exc)
-            suggestions = []
-        if not suggestions and strategy != CatalogueColdStartRecommender.strategy:
-            # The model knew none of the named items (or failed): the catalogue still can.
-            strategy = CatalogueColdStartRecommender.strategy
-            suggestions = CatalogueColdStartRecommender().recommend(snapshot, artist_codes, track_codes, k)
-        fallback = not suggestions
-        if fallback:
-            named = {t for _, t in tracks}
-            suggestions = [
-                Suggestion(t, float(cat.track_popularity[t]), POPULAR_REASON)
-                for t in cat.popular.tolist()
-                if t not in named
-            ][:k]
+        answer = state.cold_start.recommend(snapshot, artist_codes, track_codes, k)
+        suggestions, strategy, fallback = answer.suggestions, answer.strategy, answer.fallback
         items = [
             b'{"rank":%d,%s,"score":%.6g,"reason":%s}'
             % (rank, cat.track_fragments[s.track], s.score, orjson.dumps(s.reason))

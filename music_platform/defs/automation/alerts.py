@@ -5,7 +5,6 @@ The alert names the failed steps and, when a blocking check stopped the run, the
 run: ``record_alert`` refuses a second record with the same run id.
 """
 
-
 import dagster as dg
 
 from music_platform.config import Settings
