@@ -17,6 +17,8 @@ from ``Settings`` through cached factories, without touching ``os.environ`` or `
   ``keep_partial_parse``): a run parses only what changed since the last one.
 - Executable: ``music-platform-dbt`` (``dbt_launcher.py``), dbt's own command line with a fast
   ``--version`` (dagster-dbt asks it once per resource).
+- Resource: ``PlatformDbtCliResource`` (``dbt_resource.py``), the public resource without the
+  in-process adapter handle dagster-dbt builds before each call and this project never uses.
 """
 
 from __future__ import annotations
@@ -139,7 +141,9 @@ def get_dbt_project(settings: Settings):
 
 @cache
 def _dbt_project(target: str, profiles: Path):
-    from dagster_dbt import DbtCliResource, DbtProject
+    from dagster_dbt import DbtProject
+
+    from music_platform.transformation.dbt_resource import PlatformDbtCliResource
 
     base = state_dir(DBT_PROJECT_DIR, target)
     project = DbtProject(
@@ -152,7 +156,7 @@ def _dbt_project(target: str, profiles: Path):
         # reader never sees half a manifest.
         staging = base.parent / f".{target}-parse-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
-            resource = DbtCliResource(project_dir=project, dbt_executable=dbt_executable())
+            resource = PlatformDbtCliResource(project_dir=project, dbt_executable=dbt_executable())
             resource.cli(["parse", "--quiet"], target_path=staging).wait()
             base.mkdir(parents=True, exist_ok=True)
             for name in (PARTIAL_PARSE_FILE, "manifest.json"):  # the manifest last: it marks completion
@@ -164,10 +168,11 @@ def _dbt_project(target: str, profiles: Path):
 
 
 def dbt_cli_resource(settings: Settings):
-    """The dbt resource for ``settings`` (public ``DbtCliResource`` options only)."""
-    from dagster_dbt import DbtCliResource
+    """The dbt resource for ``settings``: ``DbtCliResource``'s public options, without its
+    in-process adapter handle (``dbt_resource.py``, the one contract-tested adapter)."""
+    from music_platform.transformation.dbt_resource import PlatformDbtCliResource
 
-    return DbtCliResource(project_dir=get_dbt_project(settings), dbt_executable=dbt_executable())
+    return PlatformDbtCliResource(project_dir=get_dbt_project(settings), dbt_executable=dbt_executable())
 
 
 def state_dir(project_dir: str | Path, target: str | None) -> Path:
