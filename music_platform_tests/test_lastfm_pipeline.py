@@ -30,8 +30,9 @@ import pytest
 from typer.testing import CliRunner
 
 from music_platform.cli import app
+from music_platform.config import Settings
 from music_platform.defs.ingestion.kaggle import DROP_FOLDER_CHECK, kaggle_tracks
-from music_platform.defs.ingestion.lastfm import lastfm_scrobbles
+from music_platform.defs.ingestion.lastfm import scrobbles_asset
 from music_platform.identity import artist_id
 from music_platform.resources import ArtifactStoreResource, KaggleResource, LastfmResource, WarehouseResource
 from music_platform.sources.http import RateLimiter, RetryPolicy, Timeouts
@@ -49,6 +50,8 @@ DAY_S = 86_400
 # A fixed week inside the platform's partitions (they start 2025-01-01): 2025-03-01 .. 2025-03-07.
 END = int(datetime(2025, 3, 8, tzinfo=UTC).timestamp())
 FIRST_DAY, LAST_DAY = date(2025, 3, 1), date(2025, 3, 7)
+# The asset as the code location builds it, partitions from the default first day.
+lastfm_scrobbles = scrobbles_asset(Settings.from_env({"MUSIC_PLATFORM_PARTITIONS_START": "2025-01-01"}))
 KEY = "PiPeLiNeKeY0123456789abcdef01234"
 # The client retries each request twice, quickly; the asset's STEP_RETRY retries whole steps.
 QUICK_RETRY = RetryPolicy(max_attempts=2, deadline_s=5, initial_backoff_s=0.01, max_backoff_s=0.02, jitter_s=0.0)

@@ -13,10 +13,13 @@ from ``Settings`` through cached factories, without touching ``os.environ`` or `
 - Partial parsing: dbt re-parses the whole project when the profile's connection or the
   ``--vars`` change. The profile is stable (above), the day window of a partitioned run is passed
   as dbt's ``--event-time-start/--event-time-end`` (not vars), and each invocation starts from
-  the partial-parse state the previous one left (``invocation_target_path`` and
-  ``keep_partial_parse``): a run parses only what changed since the last one.
+  the partial-parse state the previous one on the same connection left
+  (``invocation_target_path`` and ``keep_partial_parse``): a run parses only what changed since
+  the last one.
 - Executable: ``music-platform-dbt`` (``dbt_launcher.py``), dbt's own command line with a fast
   ``--version`` (dagster-dbt asks it once per resource).
+- Resource: ``PlatformDbtCliResource`` (``dbt_resource.py``), the public resource without the
+  in-process adapter handle dagster-dbt builds before each call and this project never uses.
 """
 
 from __future__ import annotations
@@ -139,7 +142,9 @@ def get_dbt_project(settings: Settings):
 
 @cache
 def _dbt_project(target: str, profiles: Path):
-    from dagster_dbt import DbtCliResource, DbtProject
+    from dagster_dbt import DbtProject
+
+    from music_platform.transformation.dbt_resource import PlatformDbtCliResource
 
     base = state_dir(DBT_PROJECT_DIR, target)
     project = DbtProject(
@@ -152,7 +157,7 @@ def _dbt_project(target: str, profiles: Path):
         # reader never sees half a manifest.
         staging = base.parent / f".{target}-parse-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
-            resource = DbtCliResource(project_dir=project, dbt_executable=dbt_executable())
+            resource = PlatformDbtCliResource(project_dir=project, dbt_executable=dbt_executable())
             resource.cli(["parse", "--quiet"], target_path=staging).wait()
             base.mkdir(parents=True, exist_ok=True)
             for name in (PARTIAL_PARSE_FILE, "manifest.json"):  # the manifest last: it marks completion
@@ -164,10 +169,11 @@ def _dbt_project(target: str, profiles: Path):
 
 
 def dbt_cli_resource(settings: Settings):
-    """The dbt resource for ``settings`` (public ``DbtCliResource`` options only)."""
-    from dagster_dbt import DbtCliResource
+    """The dbt resource for ``settings``: ``DbtCliResource``'s public options, without its
+    in-process adapter handle (``dbt_resource.py``, the one contract-tested adapter)."""
+    from music_platform.transformation.dbt_resource import PlatformDbtCliResource
 
-    return DbtCliResource(project_dir=get_dbt_project(settings), dbt_executable=dbt_executable())
+    return PlatformDbtCliResource(project_dir=get_dbt_project(settings), dbt_executable=dbt_executable())
 
 
 def state_dir(project_dir: str | Path, target: str | None) -> Path:
@@ -175,25 +181,46 @@ def state_dir(project_dir: str | Path, target: str | None) -> Path:
     return Path(project_dir) / "target" / (target or "default")
 
 
-def invocation_target_path(project_dir: str | Path, target: str | None, name: str) -> Path:
+def _state_file(project_dir: str | Path, target: str | None, profiles: str | Path | None) -> Path:
+    """The partial-parse state of one connection: dbt re-parses everything when the profile's
+    connection changes, so each connection (profiles directory) keeps its own state, and runs
+    against two data dirs never undo each other's."""
+    key = Path(profiles).name if profiles else "default"
+    return state_dir(project_dir, target) / "partial_parse" / f"{key}.msgpack"
+
+
+def invocation_target_path(
+    project_dir: str | Path, target: str | None, name: str, profiles: str | Path | None = None
+) -> Path:
     """A fresh target directory for one dbt invocation (dbt writes its artifacts there), seeded
-    with the target's partial-parse state so that dbt parses only what changed."""
+    with the partial-parse state of its connection (else the one ``dbt parse`` left), so that
+    dbt parses only what changed."""
     base = state_dir(project_dir, target)
     path = base / "runs" / f"{name}-{uuid.uuid4().hex[:12]}"
     path.mkdir(parents=True)
-    if (base / PARTIAL_PARSE_FILE).exists():
-        shutil.copyfile(base / PARTIAL_PARSE_FILE, path / PARTIAL_PARSE_FILE)
+    for state in (_state_file(project_dir, target, profiles), base / PARTIAL_PARSE_FILE):
+        if state.exists():
+            shutil.copyfile(state, path / PARTIAL_PARSE_FILE)
+            break
     return path
 
 
-def keep_partial_parse(project_dir: str | Path, target: str | None, target_path: Path, remove: bool = True) -> None:
-    """Keep the partial-parse state an invocation left as the start of the next one (atomically),
-    and drop the invocation's directory when asked (its events were streamed already)."""
+def keep_partial_parse(
+    project_dir: str | Path,
+    target: str | None,
+    target_path: Path,
+    profiles: str | Path | None = None,
+    remove: bool = True,
+) -> None:
+    """Keep the partial-parse state an invocation left as the start of the next one on the same
+    connection (atomically), and drop the invocation's directory when asked (its events were
+    streamed already)."""
     produced = Path(target_path) / PARTIAL_PARSE_FILE
     if produced.exists():
-        base = state_dir(project_dir, target)
-        tmp = base / f".{PARTIAL_PARSE_FILE}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        state = _state_file(project_dir, target, profiles)
+        state.parent.mkdir(parents=True, exist_ok=True)
+        tmp = state.parent / f".{state.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         shutil.copyfile(produced, tmp)
-        os.replace(tmp, base / PARTIAL_PARSE_FILE)
+        os.replace(tmp, state)
     if remove:
         shutil.rmtree(target_path, ignore_errors=True)

@@ -132,7 +132,8 @@ def defs() -> dg.Definitions:
 def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource, args: list[str]):
     # One invocation per asset and run; it starts from the partial-parse state the previous one
     # left and leaves its own for the next (music_platform/transformation/project.py).
-    target_path = invocation_target_path(dbt.project_dir, dbt.target, f"{context.op_execution_context.op.name}")
+    name = context.op_execution_context.op.name
+    target_path = invocation_target_path(dbt.project_dir, dbt.target, name, dbt.profiles_dir)
     invocation = dbt.cli(args, context=context, raise_on_error=False, target_path=target_path)
     # dbt outlives a killed Dagster process and would keep the DuckDB file: recorded in the
     # run's lease, it is stopped by the recovery of the next run (music_platform.runs).
@@ -140,7 +141,7 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Wa
     # Buffer the events so table metadata can be added once dbt has released the warehouse.
     events = list(invocation.stream())
     # A failed invocation keeps its directory (run_results.json, dbt.log) for a look.
-    keep_partial_parse(dbt.project_dir, dbt.target, target_path, remove=invocation.is_successful())
+    keep_partial_parse(dbt.project_dir, dbt.target, target_path, dbt.profiles_dir, remove=invocation.is_successful())
     tables = _table_metadata(context, warehouse, events)
     for event in events:
         if isinstance(event, dg.Output) and event.output_name in tables:
