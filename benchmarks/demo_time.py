@@ -37,10 +37,12 @@ def run_once(command: list[str], env: dict[str, str]) -> dict:
         command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     stages: list[tuple[str, float, str]] = []
-    last, silence, tail = started, 0.0, []
+    last, silence, tail, silent_before = started, 0.0, [], ""
     for line in process.stdout:
         now = time.monotonic()
-        silence, last = max(silence, now - last), now
+        if now - last > silence:
+            silence, silent_before = now - last, line.strip()
+        last = now
         tail = (tail + [line.rstrip()])[-5:]
         if match := STAGE.search(line):
             stages.append((match.group(3), float(match.group(5)), match.group(4)))
@@ -51,6 +53,7 @@ def run_once(command: list[str], env: dict[str, str]) -> dict:
         "code": code,
         "stages": stages,
         "silence": silence,
+        "silent_before": silent_before,
         "load_before": load_before,
         "load_after": os.getloadavg(),
         "tail": tail,
@@ -60,7 +63,8 @@ def run_once(command: list[str], env: dict[str, str]) -> dict:
 
 def report(label: str, run: dict) -> None:
     load = lambda triple: " ".join(f"{x:.2f}" for x in triple)  # noqa: E731
-    print(f"{label}: {run['wall']:.1f} s wall, exit {run['code']}, longest silence on stdout {run['silence']:.1f} s")
+    print(f"{label}: {run['wall']:.1f} s wall, exit {run['code']}")
+    print(f"  longest silence on stdout {run['silence']:.1f} s, before: {run['silent_before'][:110]}")
     print(f"  load average before {load(run['load_before'])}, after {load(run['load_after'])}")
     for name, seconds, verdict in run["stages"]:
         print(f"  {seconds:7.1f} s  {name}{'' if verdict == 'ok' else '  (FAILED)'}")

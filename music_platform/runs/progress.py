@@ -107,8 +107,10 @@ class TimestampedLog(io.TextIOBase):
         return len(text)
 
     def note(self, text: str) -> None:
-        """A line of our own (which stage and run the following lines belong to)."""
+        """A line of our own (which stage and run the following lines belong to); not dbt's."""
+        last_line, lines = self.last_line, self.lines
         self.write(text + "\n")
+        self.last_line, self.lines = last_line, lines
 
     def flush(self) -> None:
         with self._lock:
