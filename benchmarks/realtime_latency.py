@@ -202,7 +202,8 @@ def main() -> None:
     today = datetime.now(UTC).date()
     start_day = (today - timedelta(days=args.days)).isoformat()
     serve = dagster = None
-    with FakeLastfmServer(users=args.users, days=args.days, seed=args.seed, api_key=KEY, port=args.lastfm_port) as server:
+    fake = FakeLastfmServer(users=args.users, days=args.days, seed=args.seed, api_key=KEY, port=args.lastfm_port)
+    with fake as server:
         env = environment(work, server, start_day)
         duckdb_path = work / "data" / "warehouse.duckdb"
         try:
