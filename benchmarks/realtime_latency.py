@@ -3,7 +3,7 @@
 Runs the platform as an operator does and measures how long a new scrobble takes to matter:
 
 1. the fake Last.fm server (``music_platform_tests/fakes/lastfm_server.py``) with ``--users``
-   listeners and two days of history, on ``--lastfm-port``;
+   listeners (40) and ``--days`` (7) of history, on ``--lastfm-port``;
 2. a first full build (``dagster asset materialize``: the scrobbles of the last days, then the rest
    of the graph: dbt, the model, its published recommendations);
 3. ``music-platform serve`` on ``--serve-port`` (recent listens refreshed every 10 s) and
@@ -19,7 +19,7 @@ Prints p50/p95/max of (a) and (b) (targets: p95 <= 600 s each), the listens neve
 ``--timeout``, the most Last.fm requests the fake server received in any one-second window
 (target <= 5) and the load average. The machine's load changes the figures: say so beside them.
 
-    nice -n 10 .venv/bin/python benchmarks/realtime_latency.py            # 20 listeners, 50 listens
+    nice -n 10 .venv/bin/python benchmarks/realtime_latency.py            # 40 listeners, 50 listens
 """
 
 from __future__ import annotations
@@ -182,7 +182,9 @@ def served_tracks(serve_url: str, user: str) -> list[str] | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--users", type=int, default=20)
+    # The model gate (a paired test over users) needs some listeners and days to publish a model.
+    parser.add_argument("--users", type=int, default=40)
+    parser.add_argument("--days", type=int, default=7, help="days of history before today")
     parser.add_argument("--listens", type=int, default=50)
     parser.add_argument("--every", type=float, default=6.0, help="seconds between measured listens")
     parser.add_argument("--background-every", type=float, default=4.0, help="seconds between other listens")
@@ -198,9 +200,10 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     today = datetime.now(UTC).date()
-    start_day = (today - timedelta(days=2)).isoformat()
+    start_day = (today - timedelta(days=args.days)).isoformat()
     serve = dagster = None
-    with FakeLastfmServer(users=args.users, days=2, seed=args.seed, api_key=KEY, port=args.lastfm_port) as server:
+    fake = FakeLastfmServer(users=args.users, days=args.days, seed=args.seed, api_key=KEY, port=args.lastfm_port)
+    with fake as server:
         env = environment(work, server, start_day)
         duckdb_path = work / "data" / "warehouse.duckdb"
         try:

@@ -23,16 +23,12 @@ def instance():
 
 def test_daily_ingestion_requests_yesterdays_partition(instance):
     # Today is a partition too (issue 19): the 01:00 tick names the day before, its final load.
-    from music_platform.definitions import defs
-
     context = dg.build_schedule_context(
-        instance=instance,
-        scheduled_execution_time=datetime(2026, 3, 15, 1, 0, tzinfo=UTC),
-        repository_def=defs().get_repository_def(),
+        instance=instance, scheduled_execution_time=datetime(2026, 3, 15, 1, 0, tzinfo=UTC)
     )
-    result = daily_ingestion_schedule.evaluate_tick(context)
-    assert [r.partition_key for r in result.run_requests] == ["2026-03-14"]
-    assert result.run_requests[0].run_config == {}  # every tracked user: the day's full load
+    request = daily_ingestion_schedule(context)  # direct invocation: the request the function makes
+    assert request.partition_key == "2026-03-14"
+    assert request.run_config == {}  # every tracked user: the day's full load
     assert daily_ingestion_schedule.cron_schedule == "0 1 * * *"
     assert daily_ingestion_schedule.execution_timezone == "UTC"
 

@@ -42,7 +42,7 @@ ranked as (
         track_id,
         play_count,
         last_played_at,
-        row_number() over (partition by user_id order by last_played_at desc, track_id) as recency_rank
+        row_number() over (partition by user_id order by last_played_at desc, track_id asc) as recency_rank
     from per_track
 )
 
