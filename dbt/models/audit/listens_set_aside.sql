@@ -4,7 +4,7 @@
 -- missing_played_at, missing_listen_date, listen_date_mismatch, played_at_in_future
 -- (macros/listen_set_aside_reason.sql).
 --
--- Incremental by listening day exactly like fct_listens (same vars, same lookback rule, so the
+-- Incremental by listening day exactly like fct_listens (same window, same lookback rule, so the
 -- two describe the same days; its own newest day can only be older, which restates more).
 -- Real time (issue 19): the raw day is a direct parent, so a load of today's scrobbles triggers
 -- this day's partition by declarative automation (staging is a view and does not rebuild then).

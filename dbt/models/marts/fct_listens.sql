@@ -3,8 +3,9 @@
 -- Incremental by listening day: strategy delete+insert with unique_key listen_date, because a
 -- day is the unit that changes (a re-fetched partition may add, change or remove listens, so a
 -- merge on listen_id could not remove the vanished ones). The days restated
--- (macros/partition_date_range.sql: restated_day_range) are the vars min_date/max_date (ISO
--- dates; Dagster passes a daily partition range), or without them the newest stored day minus
+-- (macros/partition_date_range.sql: restated_day_range) are the run's --event-time-start and
+-- --event-time-end (Dagster passes a daily partition range; run arguments keep partial parsing)
+-- or the vars min_date/max_date (ISO dates, inclusive), or without them the newest stored day minus
 -- the var lookback_days (default 3, for late scrobbles) onwards: a plain scheduled `dbt build`
 -- processes recent data only and never deletes history. The pre-hook deletes the restated days
 -- (also those now without listens, which delete+insert alone would keep) and the model selects

@@ -2,8 +2,9 @@
 --
 -- Incremental by listening day, restating only the (user, track) pairs a day range can change.
 -- unique_key (user_id, track_id) with delete+insert: a restated pair's row is replaced by its
--- count over its whole history, so it never double-counts. The range is the vars min_date/max_date
--- (the range fct_listens has just restated), or without them the newest stored day minus
+-- count over its whole history, so it never double-counts. The range is the run's
+-- --event-time-start/--event-time-end or the vars min_date/max_date (the range fct_listens has
+-- just restated), or without them the newest stored day minus
 -- lookback_days onwards (macros/partition_date_range.sql: restated_day_range); the pairs are:
 --   * every pair with a listen in the range now, and
 --   * every stored pair whose first..last play overlaps the range (it may have lost listens there).
