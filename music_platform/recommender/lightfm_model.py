@@ -41,8 +41,10 @@ class LightFMParams:
     worse), no L2 (1e-6 worse), unweighted interactions (play-count weights worse) and
     ``max_sampled=60`` (10 → 30 → 60 each better). ``max_epochs`` only bounds training; early
     stopping picks the count. ``time_budget_seconds`` (None: no limit) bounds the epoch search in
-    wall time: training stops after the first epoch that ends past it. It makes the epoch count
-    depend on the machine's speed, so it is a ceiling for deployments, not a tuning knob.
+    time: training stops after the first epoch that ends past it. Time is CPU seconds over the
+    training threads, at most the wall time, so other jobs on the machine do not shorten the
+    search; it still depends on the machine's speed, so it is a ceiling for deployments, not a
+    tuning knob.
     """
 
     no_components: int = 64
