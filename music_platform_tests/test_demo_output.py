@@ -116,3 +116,24 @@ def test_run_records_contract_steps_in_order_and_a_cursor_to_resume_from(tmp_pat
                 progress.watch_run(result.run_id)
                 time.sleep(1.2)
         assert "✓ first" in buffer.getvalue() and "✓ second" in buffer.getvalue()
+
+
+def test_piped_to_a_file_descriptor_a_child_process_prints_the_heartbeat(tmp_path):
+    """Piped to a real stdout, the heartbeat comes from a child process: it keeps printing while
+    the demo's own threads cannot run (a C extension holding the GIL)."""
+    import os
+
+    read_end, write_end = os.pipe()
+    with open(write_end, "w", encoding="utf-8") as stream:
+        console = Console(file=stream, width=400, force_terminal=False)
+        with DemoProgress(console, tmp_path / "dbt.log", heartbeat_seconds=0.3) as progress:
+            assert progress._child is not None
+            with progress.phase("[2/4] ml: 训练"):
+                time.sleep(0.6)  # the status reaches the child
+                progress._stop.set()  # the demo's threads stop, as when the GIL is held
+                time.sleep(1.5)
+    with open(read_end, encoding="utf-8") as pipe:
+        lines = pipe.read().splitlines()
+    heartbeats = [line for line in lines if line.startswith("  … [2/4] ml: 训练 ")]
+    assert len(heartbeats) >= 3, lines
+    assert heartbeats[-1].split("训练 ")[1].startswith(("1s", "2s")), heartbeats

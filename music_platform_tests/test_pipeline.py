@@ -23,6 +23,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CLI = Path(sys.executable).with_name("music-platform")
 DEMO_USERS, DEMO_DAYS, DEMO_SEED = 400, 7, 11
 MAX_SILENCE_SECONDS = 5.0
+FIRST_LINE_SECONDS = 10.0  # Python's start-up and the CLI's imports, on a shared machine
 # dbt's progress lines: "12 of 60 START sql table model marts.dim_users .... [RUN]", "... PASS ...", "... OK ..."
 DBT_LINE = re.compile(r"\b\d+ of \d+ (START|PASS|OK|WARN|ERROR|FAIL|SKIP)\b")
 
@@ -109,10 +110,11 @@ def test_piped_demo_output_is_never_silent_and_holds_no_dbt_lines(demo_run):
     file, which the summary names), every check's name in full (issue 16)."""
     output, _ = demo_run
     text = "\n".join(line for _, line in output.lines)
-    previous, gaps = 0.0, []  # the first gap: from the start of the process
-    for at, line in output.lines:
-        gaps.append((at - previous, line))
-        previous = at
+    # The first line comes before Dagster is imported (seconds of start-up on a loaded machine);
+    # from then on, never more than 5 s between two lines.
+    first_at, first_line = output.lines[0]
+    assert first_at <= FIRST_LINE_SECONDS, f"the first line came after {first_at:.1f}s: {first_line!r}"
+    gaps = [(at - previous, line) for (previous, _), (at, line) in zip(output.lines, output.lines[1:], strict=False)]
     longest = sorted(gaps, reverse=True)[:3]
     assert longest[0][0] <= MAX_SILENCE_SECONDS, "; ".join(f"silent {s:.1f}s before {x!r}" for s, x in longest)
     dbt_lines = [line for _, line in output.lines if DBT_LINE.search(line)]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import sys
 import threading
@@ -170,6 +171,7 @@ class DemoProgress:
         self._live: Live | None = None
         self._spinner = Spinner("dots", text="")
         self._log: TimestampedLog | None = None
+        self._child: _HeartbeatProcess | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -185,6 +187,8 @@ class DemoProgress:
                 redirect_stderr=False,
             )
             self._live.start()
+        else:
+            self._child = _HeartbeatProcess.start(self.console.file, self.heartbeat_seconds)
         # Two threads: a slow read of the event log (SQLite busy) never delays a heartbeat.
         self._threads = [
             threading.Thread(target=self._beat, name="music-platform-heartbeat", daemon=True),
@@ -198,6 +202,8 @@ class DemoProgress:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
+        if self._child is not None:
+            self._child.stop()
         if self._live is not None:
             self._live.stop()
         if self._log is not None:
@@ -208,6 +214,8 @@ class DemoProgress:
         with self._lock:
             self.console.print(*objects, **kwargs)
             self._last_output = time.monotonic()
+            if self._child is not None:
+                self._child.printed(self._last_output)
 
     # -- phases ---------------------------------------------------------------------------------
 
@@ -258,6 +266,10 @@ class DemoProgress:
     def _beat(self) -> None:
         while not self._stop.wait(POLL_SECONDS / 2):
             self._render()
+            if self._child is not None:  # the heartbeat process prints; it needs the status
+                with self._lock:
+                    self._child.status(self._status_parts())
+                continue
             with self._lock:
                 silent = time.monotonic() - self._last_output
                 due = not self.interactive and self._phase is not None and silent >= self.heartbeat_seconds
@@ -301,11 +313,16 @@ class DemoProgress:
             self.print(line, highlight=False)
 
     def status_text(self) -> str:
+        parts = self._status_parts()
+        return "" if parts is None else _status_line(*parts, time.monotonic())
+
+    def _status_parts(self) -> tuple[str, float, list[str]] | None:
+        """(phase, its start on the monotonic clock, what is known of its progress)."""
         with self._lock:
             phase = self._phase
             if phase is None:
-                return ""
-            parts = [f"{phase.name} {time.monotonic() - phase.started:.0f}s"]
+                return None
+            parts: list[str] = []
             if phase.step:
                 parts.append(f"step {phase.step}")
             if phase.assets or phase.checks:
@@ -313,11 +330,90 @@ class DemoProgress:
             node = dbt_node(self._log.last_line) if self._log is not None and phase.run_id else None
             if node:
                 parts.append(node)
-        return " · ".join(parts)
+        return phase.name, phase.started, parts
 
     def _render(self) -> None:
         if self._live is not None:
             self._spinner.update(text=self.status_text())
+
+
+def _status_line(name: str, started: float, parts: list[str], now: float) -> str:
+    return " · ".join([f"{name} {now - started:.0f}s", *parts])
+
+
+class _HeartbeatProcess:
+    """The piped heartbeat, printed by a small child process.
+
+    A thread of the demo cannot print while a C extension holds the GIL: scipy's LAPACK calls in
+    model training do, for 10-25 s at the default size on a loaded machine. The child knows the
+    current phase and when the demo last printed (the monotonic clock is shared by processes) and
+    writes the heartbeat line itself, with the elapsed time, to the same stdout.
+    """
+
+    def __init__(self, process, connection) -> None:
+        self._process = process
+        self._connection = connection
+        self._sent: object = None
+
+    @classmethod
+    def start(cls, stream, heartbeat_seconds: float) -> _HeartbeatProcess | None:
+        import multiprocessing
+
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            return None  # not a file (a test's buffer): the heartbeat thread prints instead
+        # fork: started before Dagster is imported or any thread runs; it needs nothing but this module
+        context = multiprocessing.get_context("fork")
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(
+            target=_heartbeat_child, args=(receiver, fd, heartbeat_seconds), name="music-platform-heartbeat"
+        )
+        process.daemon = True
+        process.start()
+        receiver.close()
+        return cls(process, sender)
+
+    def _send(self, message) -> None:
+        try:
+            self._connection.send(message)
+        except (OSError, ValueError):  # the child is gone: no heartbeat, the demo goes on
+            pass
+
+    def printed(self, at: float) -> None:
+        self._send(("printed", at))
+
+    def status(self, parts) -> None:
+        if parts != self._sent:
+            self._sent = parts
+            self._send(("status", parts))
+
+    def stop(self) -> None:
+        self._send(("stop", None))
+        self._connection.close()
+        self._process.join(timeout=5)
+        if self._process.is_alive():
+            self._process.kill()
+
+
+def _heartbeat_child(connection, fd: int, heartbeat_seconds: float) -> None:
+    status, last_output = None, time.monotonic()
+    while True:
+        try:
+            while connection.poll(0.2):
+                kind, value = connection.recv()
+                if kind == "stop":
+                    return
+                if kind == "printed":
+                    last_output = max(last_output, value)
+                elif kind == "status":
+                    status = value
+        except (EOFError, OSError):  # the demo is gone
+            return
+        now = time.monotonic()
+        if status is not None and now - last_output >= heartbeat_seconds:
+            os.write(fd, f"  … {_status_line(*status, now)}\n".encode())
+            last_output = now
 
 
 def console_for(stream=None, width_when_piped: int = 400) -> Console:
