@@ -154,9 +154,15 @@ def test_the_sensor_yields_while_a_lastfm_step_runs(monkeypatch, instance, serve
     result = _tick(monkeypatch, instance, server, server.user_names, END + 600)
     assert isinstance(result, dg.SkipReason) and LASTFM_API_POOL in result.skip_message
     assert server.requests == []
-    # A run of other assets (dbt, the model) does not hold the Last.fm rate.
+    # A run restating the day-partitioned marts: the raw day must not change under its ledger.
     instance.report_run_canceled(run)
-    _started_run(instance, [dg.AssetKey(["marts", "fct_listens"])])
+    restating = _started_run(instance, [dg.AssetKey(["marts", "fct_listens"])])
+    result = _tick(monkeypatch, instance, server, server.user_names, END + 600)
+    assert isinstance(result, dg.SkipReason) and "restating" in result.skip_message
+    assert server.requests == []
+    # A run of other assets (the model) does not hold the Last.fm rate.
+    instance.report_run_canceled(restating)
+    _started_run(instance, [dg.AssetKey(["ml", "lightfm_model"])])
     result = _tick(monkeypatch, instance, server, server.user_names, END + 600)
     assert _partitions(result) == ["2025-03-07"]
 

@@ -23,6 +23,8 @@ user, newest first) for scrobbles since that user's cursor, and requests one run
   the tick as soon as one starts, so the sensor and a step never ask at the same time, (c) asks
   at most ``MAX_REQUESTS_PER_TICK`` users per tick, sequentially, and (d) stops its tick at the
   first "rate limit exceeded".
+- The sensor also waits while a run restates the day-partitioned marts (the listen ledger compares
+  raw and marts within one dbt build: the raw day must not change under it).
   See docs/data-source/stream-source-validation.md ("Near-real-time sensor and the rate limit").
 """
 
@@ -36,6 +38,7 @@ import dagster as dg
 from music_platform.config import Settings
 from music_platform.defs.ingestion.lastfm import LASTFM_API_POOL
 from music_platform.partitions import daily_partitions
+from music_platform.policies import REALTIME_ASSET_KEYS
 from music_platform.resources import LastfmResource
 from music_platform.sources.http import RetryPolicy, Timeouts
 from music_platform.sources.lastfm.recent import (
@@ -93,6 +96,19 @@ def lastfm_run_active(instance: dg.DagsterInstance) -> str | None:
         if run.job_name in LASTFM_JOBS or (selection is not None and selection & LASTFM_ASSETS):
             return run.run_id
         if selection is None and run.job_name == "__ASSET_JOB":
+            return run.run_id
+    return None
+
+
+# The day-partitioned marts (dbt_daily_models): the listen ledger compares raw and marts within one
+# dbt build, so the raw day must not change under it.
+DAILY_MARTS = frozenset(key for key in REALTIME_ASSET_KEYS if key != SCROBBLES)
+
+
+def daily_marts_run_active(instance: dg.DagsterInstance) -> str | None:
+    """The id of a starting or running run that restates the day-partitioned marts, else None."""
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=_ACTIVE), limit=50):
+        if run.asset_selection is not None and run.asset_selection & DAILY_MARTS:
             return run.run_id
     return None
 
@@ -163,6 +179,11 @@ def lastfm_recent_scrobbles_sensor(context: dg.SensorEvaluationContext, lastfm: 
         return dg.SkipReason(
             f"a step of pool {LASTFM_API_POOL!r} is calling Last.fm; this tick yields the rate limit to it"
         )
+    restating = daily_marts_run_active(context.instance)
+    if restating is not None:
+        # Loading now would change the raw day under the build, and its ledger would count rows
+        # that its marts cannot hold yet; the cursor waits, the next tick catches up.
+        return dg.SkipReason(f"run {restating} is restating the day-partitioned marts; loading after it")
 
     def step_started() -> str | None:
         run_id = lastfm_run_active(context.instance)
