@@ -217,6 +217,7 @@ def main() -> None:
                 "--config-json", '{"ops": {"dbt_daily_models": {"config": {"full_refresh": true}}}}',
             )  # fmt: skip
             log(f"bootstrap done in {time.monotonic() - started:.0f} s")
+            live_from = time.monotonic()  # the fake server records time.monotonic() too
 
             serve_url = f"http://127.0.0.1:{args.serve_port}"
             serve = start(
@@ -285,7 +286,7 @@ def main() -> None:
         finally:
             stop(dagster)
             stop(serve)
-        request_times = [r.at for r in server.requests]
+        requests = list(server.requests)
 
     load_after = os.getloadavg()
     print()
@@ -302,9 +303,20 @@ def main() -> None:
                   f"not seen within {args.timeout:.0f} s: {missed} -> {verdict} the p95 <= 600 s target")  # fmt: skip
         else:
             print(f"  {name}: none seen within {args.timeout:.0f} s")
-    busiest = max_requests_in_any_second(request_times)
-    print(f"  Last.fm requests at the fake server: {len(request_times)}, most in any 1-second window: {busiest} "
-          f"({'meets' if busiest <= 5 else 'EXCEEDS'} the 5/s limit)")  # fmt: skip
+    phases = (
+        ("bootstrap (dagster asset materialize)", [r for r in requests if r.at < live_from]),
+        ("live (sensor + runs under the daemon)", [r for r in requests if r.at >= live_from]),
+    )
+    for phase, chosen in phases:
+        times = sorted(r.at for r in chosen)
+        busiest = max_requests_in_any_second(times)
+        print(f"  Last.fm requests at the fake server, {phase}: {len(times)}, most in any 1-second window: "
+              f"{busiest} ({'meets' if busiest <= 5 else 'EXCEEDS'} the 5/s limit)")  # fmt: skip
+        if busiest > 5:  # what the busiest second held, to tell the sensor from the steps
+            first = next(t for t in times if sum(1 for u in times if t <= u < t + 1.0) == busiest)
+            burst = [r for r in chosen if first <= r.at < first + 1.0]
+            detail = ", ".join(f"{r.at - first:.2f}s {r.method} {r.params.get('user', '')}" for r in burst)
+            print(f"    busiest second: {detail}")
     print(f"  load average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
           f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f} ({os.cpu_count()} CPUs; "
           "a shared machine's load lengthens every figure)")  # fmt: skip
