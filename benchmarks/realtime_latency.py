@@ -77,7 +77,8 @@ def environment(work: Path, server: FakeLastfmServer, start_day: str) -> dict[st
     }
     home = work / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
+    if not (home / "dagster.yaml").exists():
+        shutil.copy(ROOT / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
     env.update(
         PATH=str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""),
         DAGSTER_HOME=str(home),
@@ -194,6 +195,7 @@ def main() -> None:
     parser.add_argument("--dagster-port", type=int, default=3400)
     parser.add_argument("--workdir", type=Path, default=None, help="kept afterwards when given")
     parser.add_argument("--seed", type=int, default=19)
+    parser.add_argument("--reuse", action="store_true", help="skip the first build when --workdir holds one")
     args = parser.parse_args()
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="realtime_latency_"))
@@ -207,16 +209,19 @@ def main() -> None:
         env = environment(work, server, start_day)
         duckdb_path = work / "data" / "warehouse.duckdb"
         try:
-            log(f"bootstrap: {args.users} listeners, scrobbles {start_day} .. {today}, then the whole graph ({work})")
             started = time.monotonic()
-            materialize(env, "--select", "raw/lastfm_scrobbles", "--partition-range", f"{start_day}...{today}")
-            materialize(
-                env,
-                "--select", 'group:ingestion and not key:"raw/lastfm_scrobbles",group:transform,group:ml',
-                "--partition", today.isoformat(),
-                "--config-json", '{"ops": {"dbt_daily_models": {"config": {"full_refresh": true}}}}',
-            )  # fmt: skip
-            log(f"bootstrap done in {time.monotonic() - started:.0f} s")
+            if args.reuse and duckdb_path.exists():
+                log(f"reusing the built graph and the Dagster instance of {work} (same --seed, --users, --days)")
+            else:
+                log(f"bootstrap: {args.users} listeners, scrobbles {start_day} .. {today}, then the graph ({work})")
+                materialize(env, "--select", "raw/lastfm_scrobbles", "--partition-range", f"{start_day}...{today}")
+                materialize(
+                    env,
+                    "--select", 'group:ingestion and not key:"raw/lastfm_scrobbles",group:transform,group:ml',
+                    "--partition", today.isoformat(),
+                    "--config-json", '{"ops": {"dbt_daily_models": {"config": {"full_refresh": true}}}}',
+                )  # fmt: skip
+                log(f"bootstrap done in {time.monotonic() - started:.0f} s")
             live_from = time.monotonic()  # the fake server records time.monotonic() too
 
             serve_url = f"http://127.0.0.1:{args.serve_port}"

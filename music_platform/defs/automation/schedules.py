@@ -37,7 +37,8 @@ def daily_ingestion_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunReq
     # tick explicitly rather than the job's latest partition.
     tick = context.scheduled_execution_time or datetime.now(UTC)
     day = (tick.astimezone(UTC) - timedelta(days=1)).date().isoformat()
-    return dg.RunRequest(run_key=f"daily_ingestion:{day}", partition_key=day, tags={"music_platform/load": "final"})
+    tags = {"music_platform/load": "final", "music_platform/api": "lastfm"}
+    return dg.RunRequest(run_key=f"daily_ingestion:{day}", partition_key=day, tags=tags)
 
 weekly_retrain_job = dg.define_asset_job(
     "weekly_retrain_job",
