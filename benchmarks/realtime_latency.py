@@ -222,8 +222,8 @@ def main() -> None:
                     "--config-json", '{"ops": {"dbt_daily_models": {"config": {"full_refresh": true}}}}',
                 )  # fmt: skip
                 log(f"bootstrap done in {time.monotonic() - started:.0f} s")
-            live_from = time.monotonic()  # the fake server records time.monotonic() too
 
+            live_from = time.monotonic()  # the fake server records time.monotonic() too
             serve_url = f"http://127.0.0.1:{args.serve_port}"
             serve = start(
                 [sys.executable, "-m", "music_platform.cli", "serve", "--port", str(args.serve_port), "--workers", "1"],
