@@ -77,7 +77,8 @@ def environment(work: Path, server: FakeLastfmServer, start_day: str) -> dict[st
     }
     home = work / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
+    if not (home / "dagster.yaml").exists():
+        shutil.copy(ROOT / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
     env.update(
         PATH=str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""),
         DAGSTER_HOME=str(home),
@@ -194,6 +195,7 @@ def main() -> None:
     parser.add_argument("--dagster-port", type=int, default=3400)
     parser.add_argument("--workdir", type=Path, default=None, help="kept afterwards when given")
     parser.add_argument("--seed", type=int, default=19)
+    parser.add_argument("--reuse", action="store_true", help="skip the first build when --workdir holds one")
     args = parser.parse_args()
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="realtime_latency_"))
@@ -207,17 +209,21 @@ def main() -> None:
         env = environment(work, server, start_day)
         duckdb_path = work / "data" / "warehouse.duckdb"
         try:
-            log(f"bootstrap: {args.users} listeners, scrobbles {start_day} .. {today}, then the whole graph ({work})")
             started = time.monotonic()
-            materialize(env, "--select", "raw/lastfm_scrobbles", "--partition-range", f"{start_day}...{today}")
-            materialize(
-                env,
-                "--select", 'group:ingestion and not key:"raw/lastfm_scrobbles",group:transform,group:ml',
-                "--partition", today.isoformat(),
-                "--config-json", '{"ops": {"dbt_daily_models": {"config": {"full_refresh": true}}}}',
-            )  # fmt: skip
-            log(f"bootstrap done in {time.monotonic() - started:.0f} s")
+            if args.reuse and duckdb_path.exists():
+                log(f"reusing the built graph and the Dagster instance of {work} (same --seed, --users, --days)")
+            else:
+                log(f"bootstrap: {args.users} listeners, scrobbles {start_day} .. {today}, then the graph ({work})")
+                materialize(env, "--select", "raw/lastfm_scrobbles", "--partition-range", f"{start_day}...{today}")
+                materialize(
+                    env,
+                    "--select", 'group:ingestion and not key:"raw/lastfm_scrobbles",group:transform,group:ml',
+                    "--partition", today.isoformat(),
+                    "--config-json", '{"ops": {"dbt_daily_models": {"config": {"full_refresh": true}}}}',
+                )  # fmt: skip
+                log(f"bootstrap done in {time.monotonic() - started:.0f} s")
 
+            live_from = time.monotonic()  # the fake server records time.monotonic() too
             serve_url = f"http://127.0.0.1:{args.serve_port}"
             serve = start(
                 [sys.executable, "-m", "music_platform.cli", "serve", "--port", str(args.serve_port), "--workers", "1"],
@@ -285,7 +291,7 @@ def main() -> None:
         finally:
             stop(dagster)
             stop(serve)
-        request_times = [r.at for r in server.requests]
+        requests = list(server.requests)
 
     load_after = os.getloadavg()
     print()
@@ -302,9 +308,20 @@ def main() -> None:
                   f"not seen within {args.timeout:.0f} s: {missed} -> {verdict} the p95 <= 600 s target")  # fmt: skip
         else:
             print(f"  {name}: none seen within {args.timeout:.0f} s")
-    busiest = max_requests_in_any_second(request_times)
-    print(f"  Last.fm requests at the fake server: {len(request_times)}, most in any 1-second window: {busiest} "
-          f"({'meets' if busiest <= 5 else 'EXCEEDS'} the 5/s limit)")  # fmt: skip
+    phases = (
+        ("bootstrap (dagster asset materialize)", [r for r in requests if r.at < live_from]),
+        ("live (sensor + runs under the daemon)", [r for r in requests if r.at >= live_from]),
+    )
+    for phase, chosen in phases:
+        times = sorted(r.at for r in chosen)
+        busiest = max_requests_in_any_second(times)
+        print(f"  Last.fm requests at the fake server, {phase}: {len(times)}, most in any 1-second window: "
+              f"{busiest} ({'meets' if busiest <= 5 else 'EXCEEDS'} the 5/s limit)")  # fmt: skip
+        if busiest > 5:  # what the busiest second held, to tell the sensor from the steps
+            first = next(t for t in times if sum(1 for u in times if t <= u < t + 1.0) == busiest)
+            burst = [r for r in chosen if first <= r.at < first + 1.0]
+            detail = ", ".join(f"{r.at - first:.2f}s {r.method} {r.params.get('user', '')}" for r in burst)
+            print(f"    busiest second: {detail}")
     print(f"  load average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
           f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f} ({os.cpu_count()} CPUs; "
           "a shared machine's load lengthens every figure)")  # fmt: skip

@@ -143,13 +143,13 @@ def test_a_transient_failure_leaves_that_users_cursor_for_the_next_tick(monkeypa
     assert _partitions(recovered) == ["2025-03-07"] and load_cursor(recovered.cursor)[users[2]] == END - 20
 
 
-def _started_run(instance, assets, job_name="__ASSET_JOB"):
+def _started_run(instance, assets, job_name="__ASSET_JOB", tags=None):
     import uuid
 
     return instance.add_run(
         dg.DagsterRun(
             job_name=job_name, run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED,
-            asset_selection=frozenset(assets),
+            asset_selection=frozenset(assets) if assets is not None else None, tags=tags or {},
         )
     )
 
@@ -159,9 +159,20 @@ def test_the_sensor_yields_while_a_lastfm_step_runs(monkeypatch, instance, serve
     result = _tick(monkeypatch, instance, server, server.user_names, END + 600)
     assert isinstance(result, dg.SkipReason) and LASTFM_API_POOL in result.skip_message
     assert server.requests == []
-    # A run of other assets (dbt, the model) does not hold the Last.fm rate.
     instance.report_run_canceled(run)
-    _started_run(instance, [dg.AssetKey(["marts", "fct_listens"])])
+    # The sensor's own run: an anonymous job without a recorded asset selection, but its tag.
+    own = _started_run(instance, None, "__anonymous_asset_job_x", tags={"music_platform/api": "lastfm"})
+    result = _tick(monkeypatch, instance, server, server.user_names, END + 600)
+    assert isinstance(result, dg.SkipReason) and server.requests == []
+    instance.report_run_canceled(own)
+    # A run restating the day-partitioned marts: the raw day must not change under its ledger.
+    restating = _started_run(instance, [dg.AssetKey(["marts", "fct_listens"])])
+    result = _tick(monkeypatch, instance, server, server.user_names, END + 600)
+    assert isinstance(result, dg.SkipReason) and "restating" in result.skip_message
+    assert server.requests == []
+    # A run of other assets (the model) does not hold the Last.fm rate.
+    instance.report_run_canceled(restating)
+    _started_run(instance, [dg.AssetKey(["ml", "lightfm_model"])])
     result = _tick(monkeypatch, instance, server, server.user_names, END + 600)
     assert _partitions(result) == ["2025-03-07"]
 

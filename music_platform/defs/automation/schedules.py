@@ -49,9 +49,8 @@ def _daily_ingestion_schedule(partitions: dg.PartitionsDefinition) -> dg.Schedul
         # its tick explicitly rather than the job's latest partition.
         tick = context.scheduled_execution_time or datetime.now(UTC)
         day = (tick.astimezone(UTC) - timedelta(days=1)).date().isoformat()
-        return dg.RunRequest(
-            run_key=f"daily_ingestion:{day}", partition_key=day, tags={"music_platform/load": "final"}
-        )
+        tags = {"music_platform/load": "final", "music_platform/api": "lastfm"}
+        return dg.RunRequest(run_key=f"daily_ingestion:{day}", partition_key=day, tags=tags)
 
     return daily_ingestion_schedule
 
