@@ -18,16 +18,22 @@ import duckdb
 import pandas as pd
 import pytest
 
+from music_platform.config import Settings
 from music_platform.defs.ingestion import lastfm_sensor as sensor_module
-from music_platform.defs.ingestion.lastfm import lastfm_scrobbles
-from music_platform.defs.ingestion.lastfm_sensor import lastfm_recent_scrobbles_sensor
+from music_platform.defs.ingestion.lastfm import scrobbles_asset
+from music_platform.defs.ingestion.lastfm_sensor import recent_scrobbles_sensor
 from music_platform.defs.quality import open_day as open_day_module
 from music_platform.defs.quality.open_day import open_day_feed
-from music_platform.quality.open_day import CLOSED, JUST_STARTED, OPEN, STALLED, judge_open_day
+from music_platform.quality.open_day import CLOSED, JUST_STARTED, NOT_LIVE, OPEN, STALLED, judge_open_day
 from music_platform.resources import ArtifactStoreResource, WarehouseResource
 from music_platform.sources.lastfm.recent import merge_user_slice, select_slice_users
 from music_platform_tests.fakes.lastfm_server import ARTISTS_IN_EVERY_SCRIPT, TRACKS_IN_EVERY_SCRIPT, FakeLastfmServer
 from music_platform_tests.test_lastfm_pipeline import QuickLastfmResource
+
+# The asset and the sensor as the code location builds them for a real Last.fm source.
+SETTINGS = Settings.from_env({"LASTFM_API_KEY": "x" * 32, "MUSIC_PLATFORM_PARTITIONS_START": "2025-01-01"})
+lastfm_scrobbles = scrobbles_asset(SETTINGS)
+lastfm_recent_scrobbles_sensor = recent_scrobbles_sensor(SETTINGS)
 
 KEY = "ReAlTiMeKeY0123456789abcdef01234"
 # The fake's histories end 2025-03-08 00:00 UTC; 2025-03-08 plays "today", the open day.
@@ -156,6 +162,9 @@ def test_the_open_day_verdict():
     assert just_after_midnight.passed and just_after_midnight.status == JUST_STARTED
     closed = judge_open_day(noon, rows=3, newest_landed_at=None, day=date(2025, 3, 7))
     assert closed.passed and closed.status == CLOSED
+    # no live feed configured (the synthetic source): an open day without new rows is no stall
+    not_live = judge_open_day(noon, rows=0, newest_landed_at=None, live_feed=False)
+    assert not_live.passed and not_live.status == NOT_LIVE and "synthetic" in not_live.description
     # naive timestamps (the warehouse's ingested_at) are UTC
     assert judge_open_day(noon, 1, (noon - timedelta(minutes=1)).replace(tzinfo=None)).passed
 
@@ -174,7 +183,7 @@ def test_the_open_day_check_passes_a_partial_day_and_fails_a_stalled_feed(monkey
         monkeypatch.setattr(open_day_module, "clock", lambda: now)
         result = dg.materialize(
             [lastfm_scrobbles.to_source_asset(), open_day_feed],
-            resources={"warehouse": resources["warehouse"]},
+            resources={"warehouse": resources["warehouse"], "lastfm": resources["lastfm"]},
             selection=dg.AssetSelection.checks(open_day_feed),
             instance=dg.DagsterInstance.ephemeral(),
             raise_on_error=False,

@@ -132,7 +132,8 @@ def test_dagster_instance_adapter_contract_and_a_killed_run_never_blocks_the_nex
     started = time.monotonic()
     code, out = _finish(_dagster_job(dagster_home, "leased_user"), timeout=240)
     assert code == 0, out
-    assert "RUN_SUCCESS" in out
+    [next_run] = instance.get_run_records(dg.RunsFilter(job_name="leased_user"), limit=1)
+    assert next_run.dagster_run.status == dg.DagsterRunStatus.SUCCESS, out
     assert time.monotonic() - started < 240
     assert _status(instance, run_id) == dg.DagsterRunStatus.FAILURE
     assert "is gone" in next(iter(instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE))).message

@@ -19,7 +19,6 @@ from music_platform.serving.limits import MAX_K
 from music_platform.serving.recent import load_recent_listens
 from music_platform.serving.sample_data import publish_version, write_sample_warehouse
 from music_platform.serving.service import ServingConfig
-from music_platform.serving.snapshot import open_reader
 from music_platform.warehouse.duckdb_warehouse import DuckDBWarehouse
 from music_platform_tests.test_serving import make_settings
 
@@ -168,7 +167,6 @@ def test_a_failed_refresh_keeps_the_previous_listens(world):
 def test_loading_is_bounded_and_keeps_the_most_recent_plays(world):
     _settings, warehouse = world
     _write_recent(warehouse, {"a": ["t1", "t2", "t3"], "ü": ["t9"]})
-    with open_reader(warehouse) as reader:
-        listens = load_recent_listens(reader, max_rows=3)
+    listens = load_recent_listens(warehouse, max_rows=3)
     assert listens.truncated and listens.rows == 3
     assert listens.by_user == {"a": ("t1", "t2"), "ü": ("t9",)}

@@ -10,7 +10,6 @@ from music_platform.config import Settings
 from music_platform.defs.quality.source_freshness import CHECK_NAME, freshness_check_for
 from music_platform.quality.source_freshness import judge
 from music_platform.resources import WarehouseResource
-from music_platform.warehouse import connect_warehouse
 
 SCROBBLES = dg.AssetKey(["raw", "lastfm_scrobbles"])
 TAGS = dg.AssetKey(["raw", "lastfm_artist_tags"])
@@ -58,7 +57,7 @@ def _raw_table(wh, name: str, ingested_at: datetime) -> None:
 def test_the_check_fails_on_a_stale_table_and_passes_on_a_fresh_one(tmp_path):
     path = tmp_path / "warehouse.duckdb"
     resource = WarehouseResource(target="duckdb", duckdb_path=str(path))
-    wh = connect_warehouse(resource.settings())
+    wh = resource.get_warehouse()
     now = datetime.now(UTC)
     _raw_table(wh, "lastfm_scrobbles", now - timedelta(hours=30))  # past the 26 h fail window
     _raw_table(wh, "lastfm_artist_tags", now - timedelta(hours=1))

@@ -27,6 +27,14 @@ MART_REQUIRED_FIELDS: dict[str, dict[str, str]] = {
         {"user_id": NOT_BLANK, "track_id": NOT_BLANK, "play_count": "{col} is not null and {col} >= 1"}
     ),
     "genre_summary": _rules({"genre": NOT_BLANK, "track_count": "{col} is not null and {col} > 0"}),
+    "recent_listens": _rules(
+        {
+            "user_id": NOT_BLANK,
+            "track_id": NOT_BLANK,
+            "play_count": "{col} is not null and {col} >= 1",
+            "last_played_at": NOT_IN_FUTURE,
+        }
+    ),
 }
 
 # Value ranges inside one mart (audio features in [0, 1], tempo > 0, popularity 0..100) are dbt

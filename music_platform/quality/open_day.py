@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 #: the open day means the feed stopped (sensor off, daemon down, every load failing).
 DEFAULT_STALL_AFTER = timedelta(hours=1)
 
-OPEN, STALLED, CLOSED, JUST_STARTED = "open", "stalled", "closed", "just started"
+OPEN, STALLED, CLOSED, JUST_STARTED, NOT_LIVE = "open", "stalled", "closed", "just started", "not live"
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,14 @@ def judge_open_day(
     newest_landed_at: datetime | None,
     stall_after: timedelta = DEFAULT_STALL_AFTER,
     day: date | None = None,
+    live_feed: bool = True,
 ) -> OpenDayVerdict:
     """The verdict on ``day`` (default: today in UTC at ``now``), given its stored rows and the
-    newest ``ingested_at`` among them (naive values are UTC)."""
+    newest ``ingested_at`` among them (naive values are UTC).
+
+    ``live_feed``: whether a live Last.fm feed is configured. The synthetic source has none (its
+    near-real-time sensor is off by default and its listeners do not scrobble as time passes), so
+    an open day without new rows there is no stall: it passes as "not live" whatever it holds."""
     if stall_after <= timedelta(0):
         raise ValueError("stall_after must be positive")
     now = _aware(now)
@@ -56,6 +61,10 @@ def judge_open_day(
     if day != today:
         return OpenDayVerdict(day, CLOSED, True, rows, newest, f"{day} is not the open day ({today}): "
                               "completeness and the ledger judge it")  # fmt: skip
+    if not live_feed:
+        return OpenDayVerdict(day, NOT_LIVE, True, rows, newest,
+                              f"{day} is open; no live Last.fm feed is configured (synthetic source), so nothing "
+                              f"is expected to land while it runs: {rows} row(s) so far")  # fmt: skip
     opened = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
     if newest is None or rows == 0:
         if now - opened <= stall_after:

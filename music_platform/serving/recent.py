@@ -33,7 +33,8 @@ import orjson
 import pandas as pd
 
 from music_platform.serving.limits import MAX_K
-from music_platform.serving.snapshot import _ITEM, _USER_HEAD, POPULAR_REASON, Snapshot, TableReader, open_reader
+from music_platform.serving.snapshot import _ITEM, _USER_HEAD, POPULAR_REASON, Snapshot
+from music_platform.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +68,12 @@ class RecentListens:
     truncated: bool = False
 
 
-def load_recent_listens(reader: TableReader, max_rows: int = MAX_ROWS) -> RecentListens | None:
-    """Read ``marts.recent_listens``; None while it does not exist (the pipeline has not built it)."""
-    if not reader.table_exists(*RELATION):
+def load_recent_listens(warehouse: Warehouse, max_rows: int = MAX_ROWS) -> RecentListens | None:
+    """Read ``marts.recent_listens`` (the warehouse's streamed read-only read); None while it does
+    not exist (the pipeline has not built it)."""
+    if not warehouse.table_exists(*RELATION):
         return None
-    frame = reader.query_df(_SQL.format(limit=int(max_rows) + 1))
+    frame = warehouse.read_arrow(_SQL.format(limit=int(max_rows) + 1)).to_pandas()
     truncated = len(frame) > max_rows
     if truncated:
         frame = frame.iloc[:max_rows]
@@ -187,8 +189,7 @@ class RecentListensRefresher:
         started = time.perf_counter()
         try:
             snapshot = self.service.state.snapshot
-            with open_reader(self.service.warehouse) as reader:
-                listens = load_recent_listens(reader, self.max_rows)
+            listens = load_recent_listens(self.service.warehouse, self.max_rows)
             if listens is None:
                 self.service.recent = None
                 self.last_error = "marts.recent_listens does not exist yet: run the pipeline"

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from music_platform.quality.open_day import DEFAULT_STALL_AFTER, judge_open_day
-from music_platform.resources import WarehouseResource
+from music_platform.resources import LastfmResource, WarehouseResource
 
 SCROBBLES = dg.AssetKey(["raw", "lastfm_scrobbles"])
 CHECK_NAME = "open_day_feed"
@@ -42,10 +42,10 @@ def open_day_rows(wh, now: datetime) -> tuple[int, datetime | None]:
     f"{DEFAULT_STALL_AFTER.total_seconds() / 3600:g} h means the feed stalled (ERROR, not blocking).",
     automation_condition=EVERY_15_MIN,
 )
-def open_day_feed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+def open_day_feed(warehouse: WarehouseResource, lastfm: LastfmResource) -> dg.AssetCheckResult:
     now = clock()
     rows, newest = open_day_rows(warehouse.get_warehouse(), now)
-    verdict = judge_open_day(now, rows, newest)
+    verdict = judge_open_day(now, rows, newest, live_feed=not lastfm.use_synthetic)
     metadata = {
         "day": dg.MetadataValue.text(verdict.day.isoformat()),
         "status": dg.MetadataValue.text(verdict.status),
