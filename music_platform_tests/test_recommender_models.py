@@ -384,3 +384,29 @@ def test_production_selects_on_the_hold_out_and_refits_the_winner(dataset):
     # A refit expected to exceed its budget is skipped, and the record says why.
     skipped, twin, same = train_production(dataset, replace(config, refit_max_seconds=1e-9))
     assert same is twin and not skipped.refit["done"] and "refit_max_seconds" in skipped.refit["reason"]
+
+
+@pytest.mark.parametrize("prior", [-5.0, 0.5])
+def test_the_blend_keeps_its_popularity_prior_only_where_the_selection_split_says_it_helps(dataset, prior):
+    """The prior's weight was tuned on HetRec; on other data the selection split decides whether
+    the blend keeps it (both variants from the same fitted components), and records why."""
+    from music_platform.recommender.evaluation import evaluate_model
+    from music_platform.recommender.training import _blend_with_or_without_prior
+
+    train, test = stable_holdout(dataset, 0.2)
+    components = {"lightfm": train_lightfm(train, FAST_LIGHTFM), "ease": train_ease(train, EaseParams(l2=10.0))}
+    params = BlendParams(weights={"lightfm": 0.5, "ease": 0.5, "popularity": prior}, cold_start_weights=None)
+    chosen, chosen_metrics = _blend_with_or_without_prior(components, params, train, test, "ndcg@10", 10)
+
+    with_prior = evaluate_model(blend_models(components, params.weights), train, test, k=10, compute_auc=False)
+    without = evaluate_model(
+        blend_models(components, {"lightfm": 0.5, "ease": 0.5}), train, test, k=10, compute_auc=False
+    )
+    keeps = with_prior["ndcg@10"] >= without["ndcg@10"]
+    assert chosen.params["weights"].get("popularity", 0.0) == (prior if keeps else 0.0)
+    assert chosen_metrics["ndcg@10"] == pytest.approx(max(with_prior["ndcg@10"], without["ndcg@10"]))
+    record = chosen.training_info["popularity_prior"]
+    assert record["ndcg@10 with prior"] == pytest.approx(with_prior["ndcg@10"], abs=1e-6)
+    assert record["ndcg@10 without prior"] == pytest.approx(without["ndcg@10"], abs=1e-6)
+    # the refit keeps the choice
+    assert params_from_dict("blend", chosen.params).weights == chosen.params["weights"]
