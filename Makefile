@@ -9,7 +9,7 @@ UV_BOOTSTRAP := .tools/uv
 UV := $(shell command -v uv 2>/dev/null || echo $(UV_BOOTSTRAP)/bin/uv)
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
-PYTEST_ARGS ?= -n 2 --dist loadfile --timeout 1800
+PYTEST_ARGS ?= -n 2 --dist loadfile --timeout 1800 --durations=15
 
 .PHONY: help install demo test test-extended test-fast dev serve lint clean
 

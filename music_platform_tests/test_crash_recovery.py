@@ -41,7 +41,8 @@ from music_platform.runs.leases import leases_dir
 from music_platform.serving.service import RecommendationService, ServingConfig
 from music_platform.sources.schemas import RAW_TABLES
 
-pytestmark = pytest.mark.slow
+# The crash suite (whole demo killed and re-run several times) runs in `make test-extended`.
+pytestmark = [pytest.mark.slow, pytest.mark.extended]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
