@@ -79,7 +79,7 @@ def run(users: int, days: int, seed: int, last_day: date) -> dict:
     import dagster as dg
 
     from music_platform.config import Settings
-    from music_platform.definitions import defs
+    from music_platform.definitions import build_defs
     from music_platform.warehouse import connect_warehouse
 
     wh = connect_warehouse(Settings.from_env())
@@ -102,8 +102,9 @@ def run(users: int, days: int, seed: int, last_day: date) -> dict:
             r.metric: [_rounded(r.value), _rounded(r.baseline_value)] for r in evaluation.itertuples()
         }
 
-    # Re-run: one raw partition, every unpartitioned raw load, then the day-partitioned dbt models.
-    definitions = defs()
+    # Re-run: one raw partition, every unpartitioned raw load, then the day-partitioned dbt models,
+    # through the definitions the demo built (its own settings: the synthetic world's size and seed).
+    definitions = build_defs(demo.demo_settings(Settings.from_env(), users, seed, first_day))
     job = definitions.resolve_implicit_global_asset_job_def()
     graph = definitions.resolve_asset_graph()
     instance = dg.DagsterInstance.ephemeral()
