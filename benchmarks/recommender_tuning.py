@@ -15,7 +15,8 @@ Prints one line per configuration: mean validation precision@10 / NDCG@10 over t
 ``grid`` scores blend weights on a simplex; ``fusion`` finishes it around the chosen weights (EASE
 λ 200/400, more ALS factors or regularisation, reciprocal-rank instead of z-score fusion); ``cold``
 scores cold-start mixes on each seed's cold-start split (new listeners naming five artists);
-``prior`` scores the blend's warm popularity weight (a penalty when negative).
+``coldnew`` adds models trained for the cold-start task (top-artist co-occurrence, (E)DLAE, item-kNN)
+to the cold-start mix; ``prior`` scores the blend's warm popularity weight (a penalty when negative).
 Run them one seed at a time on a shared machine (``--seeds 101``, then ``--seeds 102``).
 """
 
@@ -38,10 +39,12 @@ from music_platform.recommender.hetrec import leak_free_side_features, load_hetr
 from music_platform.recommender.lightfm_model import LightFMParams, train_lightfm
 from music_platform.recommender.models import (
     ALSParams,
+    CooccurrenceParams,
     EaseParams,
     EaseScorer,
     _standardise_rows,
     train_als,
+    train_cooccurrence,
     train_ease,
 )
 from music_platform.recommender.scoring import mask_items, top_k
@@ -298,6 +301,79 @@ def tune_cold(data_dir: Path, seeds: list[int], rows: list[dict]) -> None:
         _score_mixes(f"cold {seed}", mixes, named, rest, rows)
 
 
+def _dlae_scores(kept, named: sp.csr_matrix, dropout: float, l2: float, emphasized: bool) -> np.ndarray:
+    """(E)DLAE (Steck 2020) on the items with >= 2 listeners: B = (G + Λ)⁻¹ G with
+    Λ = diag(p/(1-p) · diag(G)) + λI (DLAE), or with diag(B) = 0 (EDLAE: EASE with that Λ)."""
+    active = np.flatnonzero(kept.item_user_counts >= 2)
+    x = kept.interactions[:, active].tocsc().astype(np.float64)
+    gram = (x.T @ x).toarray()
+    penalty = dropout / (1.0 - dropout) * np.diag(gram) + l2
+    gram[np.diag_indices_from(gram)] += penalty
+    inverse = np.linalg.inv(gram)
+    weights = -inverse / np.diag(inverse)[None, :] if emphasized else -inverse * penalty[None, :]
+    np.fill_diagonal(weights, 0.0)
+    out = np.zeros((named.shape[0], kept.n_items), dtype=np.float32)
+    out[:, active] = np.asarray(named[:, active].astype(np.float64) @ weights, dtype=np.float32)
+    return out
+
+
+def tune_cold_models(data_dir: Path, seeds: list[int], rows: list[dict]) -> None:
+    """Models trained for the cold-start task itself, added to the served cold-start mix (LightFM
+    0.9 + ALS 0.1) with weight taken from LightFM, on each tuning seed's cold-start split: the
+    top-artist co-occurrence (``train_cooccurrence``, as served), (E)DLAE with high dropout,
+    cosine item-kNN. Prints P@10 and the paired per-listener difference to the mix before."""
+    dataset = load_hetrec_lastfm(data_dir)
+    for seed in seeds:
+        kept, named, rest = cold_start_split(dataset, fraction=0.1, n_named=5, seed=seed)
+        kept = leak_free_side_features(kept, kept.with_interactions(np.zeros(kept.n_interactions, dtype=bool)))
+        users = np.full(named.shape[0], -1)
+        z = {
+            "lightfm": _standardise_rows(train_lightfm(kept, LightFMParams()).scorer.score(users, named)),
+            "als": _standardise_rows(train_als(kept, ALSParams(factors=48)).scorer.score(users, named)),
+        }
+        extra: dict[str, np.ndarray] = {}
+        for label, params in {
+            "cooccurrence (as served)": CooccurrenceParams(),
+            "cooccurrence smoothing 0.1": CooccurrenceParams(smoothing=0.1),
+            "cooccurrence top 5": CooccurrenceParams(top_k=5),
+            "cooccurrence exponent 0.5": CooccurrenceParams(popularity_exponent=0.5),
+            "cooccurrence all items, all neighbours": CooccurrenceParams(max_items=None, top_neighbours=10**6),
+        }.items():
+            extra[label] = train_cooccurrence(kept, params).scorer.raw_score(users, named)
+        x = kept.interactions.astype(np.float32)
+        listeners = np.maximum(kept.item_user_counts.astype(np.float32), 1.0)
+        scaled = named.astype(np.float32) @ sp.diags(1.0 / np.sqrt(listeners))
+        extra["item-kNN (cosine)"] = np.asarray((scaled @ (x.T @ x)).todense()) / np.sqrt(listeners)[None, :]
+        for dropout, emphasized in ((0.8, False), (0.9, False), (0.9, True)):
+            label = f"{'EDLAE' if emphasized else 'DLAE'} p {dropout} λ 100"
+            extra[label] = _dlae_scores(kept, named, dropout, 100.0, emphasized)
+
+        def precision(total: np.ndarray, named=named, rest=rest) -> np.ndarray:
+            items, _ = top_k(total, 10, exclude=named)
+            return ranking_metrics(items, rest, 10)["precision"]
+
+        reference = precision(0.9 * z["lightfm"] + 0.1 * z["als"])
+        for label, raw in {"": None, **extra}.items():
+            for weight in (0.0,) if raw is None else (0.05, 0.1, 0.2, 1.0):
+                if raw is None:
+                    total = 0.9 * z["lightfm"] + 0.1 * z["als"]
+                elif weight == 1.0:
+                    total = raw.copy()
+                else:
+                    total = (0.9 - weight) * z["lightfm"] + 0.1 * z["als"] + weight * _standardise_rows(raw)
+                got = precision(total)
+                diff = got - reference
+                values = {"precision@10": float(np.nanmean(got)), "ndcg@10": float("nan"), "fit_seconds": 0.0}
+                config = {
+                    "seed": seed,
+                    "added": label or "none (LightFM 0.9 + ALS 0.1)",
+                    "weight": "alone" if weight == 1.0 else weight,
+                    "paired_diff": round(float(diff.mean()), 4),
+                    "paired_se": round(float(diff.std(ddof=1) / np.sqrt(len(diff))), 4),
+                }
+                score([values], "coldnew", config, rows)
+
+
 def tune_prior(data_dir: Path, seeds: list[int], rows: list[dict]) -> None:
     """The warm popularity weight of the blend (negative: a penalty), pooled over the seeds, with
     the paired per-user difference to the blend without it; each component fitted once per split
@@ -351,7 +427,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--seeds", default="101,102", help="outer split seeds (keep them apart from 7,8,9)")
     parser.add_argument(
-        "--stage", default="all", choices=["all", "ease", "als", "lightfm", "blend", "grid", "fusion", "cold", "prior"]
+        "--stage",
+        default="all",
+        choices=["all", "ease", "als", "lightfm", "blend", "grid", "fusion", "cold", "coldnew", "prior"],
     )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -371,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
             "grid": tune_blend_grid,
             "fusion": tune_fusion,
             "cold": tune_cold,
+            "coldnew": tune_cold_models,
             "prior": tune_prior,
         }
         stage_functions[stage](args.data_dir, seeds, rows)

@@ -410,3 +410,112 @@ def test_the_blend_keeps_its_popularity_prior_only_where_the_selection_split_say
     assert record["ndcg@10 without prior"] == pytest.approx(without["ndcg@10"], abs=1e-6)
     # the refit keeps the choice
     assert params_from_dict("blend", chosen.params).weights == chosen.params["weights"]
+
+
+# ---------------------------------------------------------------------------------------
+# Top-artist co-occurrence: the cold-start component trained for five named favourites
+# ---------------------------------------------------------------------------------------
+def test_top_items_per_user_keeps_the_most_played_with_ties_to_the_lower_item():
+    import scipy.sparse as sp
+
+    from music_platform.recommender.models import top_items_per_user
+
+    counts = sp.csr_matrix(np.array([[5, 0, 9, 9], [1, 1, 0, 0], [0, 0, 0, 0]], dtype=np.float32))
+    top = top_items_per_user(counts, 2).toarray()
+    np.testing.assert_array_equal(top, [[0, 0, 1, 1], [1, 1, 0, 0], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(top_items_per_user(counts, 1).toarray(), [[0, 0, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0]])
+
+
+def test_cooccurrence_weights_follow_their_definition_on_a_tiny_matrix():
+    """w[i, j] = (T[i, j] + s·C[i, j]) / (t[i] + s·n[i]) / n[j]**e, counted by hand."""
+    import scipy.sparse as sp
+
+    from music_platform.recommender.models import CooccurrenceParams, cooccurrence_weights, top_items_per_user
+
+    plays = np.array([[9, 1, 0, 1], [1, 9, 2, 0], [8, 0, 3, 0], [0, 0, 4, 1]], dtype=np.float32)
+    counts = sp.csr_matrix(plays)
+    params = CooccurrenceParams(top_k=1, smoothing=0.5, popularity_exponent=0.5)
+    got = cooccurrence_weights(counts, top_items_per_user(counts, 1), params).toarray()
+    # favourites (top 1): user0 → 0, user1 → 1, user2 → 0, user3 → 2
+    library = plays > 0
+    favourite = np.zeros_like(library)
+    favourite[[0, 1, 2, 3], [0, 1, 0, 2]] = True
+    expected = np.zeros((4, 4))
+    for i in range(4):
+        for j in range(4):
+            if i == j:
+                continue
+            together = float((library[:, i] & library[:, j]).sum())
+            favoured = float((favourite[:, i] & library[:, j]).sum())
+            expected[i, j] = (favoured + 0.5 * together) / (favourite[:, i].sum() + 0.5 * library[:, i].sum())
+            expected[i, j] /= library[:, j].sum() ** 0.5
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    # e.g. item 0 is the favourite of users 0 and 2, both also play item 2 or 1 and 3:
+    assert got[0, 2] == pytest.approx((1 + 0.5 * 2) / (2 + 0.5 * 3) / 3**0.5)
+    # Only each source's strongest targets are kept.
+    top1 = cooccurrence_weights(counts, top_items_per_user(counts, 1), replace(params, top_neighbours=1)).toarray()
+    assert ((top1 > 0).sum(axis=1) <= 1).all()
+    np.testing.assert_allclose(top1.max(axis=1), expected.max(axis=1), rtol=1e-6)
+
+
+def test_cooccurrence_covers_the_most_listened_items_and_ranks_favourites_over_the_whole_library(dataset):
+    from music_platform.recommender.models import CooccurrenceParams, train_cooccurrence
+
+    model = train_cooccurrence(dataset, CooccurrenceParams(max_items=20, block_items=7))
+    covered = model.scorer.active_items
+    assert len(covered) == 20 == model.training_info["active_items"]
+    assert dataset.item_user_counts[covered].min() >= np.sort(dataset.item_user_counts)[-20]
+    weights = model.scorer.weights.toarray()
+    assert (weights >= 0).all() and (np.diag(weights) == 0).all()
+    # Blocks of sources change nothing.
+    whole = train_cooccurrence(dataset, CooccurrenceParams(max_items=20, block_items=10_000)).scorer.weights
+    np.testing.assert_allclose(weights, whole.toarray(), rtol=1e-6)
+
+
+def test_the_cold_start_mix_uses_the_cooccurrence_and_warm_listeners_never_see_it(models, dataset, clusters):
+    from music_platform.recommender.models import CooccurrenceParams, train_cooccurrence
+
+    cooc = train_cooccurrence(dataset, CooccurrenceParams())
+    parts = {"lightfm": models["lightfm"], "als": models["als"], "cooccurrence": cooc}
+    warm = {"lightfm": 0.9, "als": 0.1}
+    cold = {"lightfm": 0.8, "als": 0.1, "cooccurrence": 0.1}
+    mixed = blend_models(parts, warm, cold)
+    without = blend_models({"lightfm": models["lightfm"], "als": models["als"]}, warm, {"lightfm": 0.9, "als": 0.1})
+    history = dataset.play_counts[:6]
+    users = np.array([0, 1, 2, -1, -1, -1])
+    got = mixed.scorer.score(users, history)
+    # Known listeners: exactly the blend without the component.
+    np.testing.assert_allclose(got[:3], without.scorer.score(users[:3], history[:3]), rtol=1e-5, atol=1e-5)
+    unknown, rows = users[3:], history[3:]
+    expected = (
+        0.8 * _standardise_rows(models["lightfm"].scorer.score(unknown, rows))
+        + 0.1 * _standardise_rows(models["als"].scorer.score(unknown, rows))
+        + 0.1 * _standardise_rows(cooc.scorer.raw_score(unknown, rows))
+    )
+    np.testing.assert_allclose(got[3:], expected, rtol=1e-4, atol=1e-4)
+    # The cold-start answer goes through the same scorer: with the co-occurrence alone for new
+    # listeners it is the co-occurrence's own ranking, in the named artists' cluster.
+    alone = blend_models(parts, warm, {"cooccurrence": 1.0})
+    result = recommend_cold_start(alone, artists=["Artist 2-0", "Artist 2-1"], k=5)
+    import scipy.sparse as sp
+
+    from music_platform.recommender.cold_start import _seed_positions
+
+    seeds = _seed_positions(alone, ["Artist 2-0", "Artist 2-1"], [], 10)[0]
+    history = np.zeros((1, alone.n_items), dtype=np.float32)
+    history[0, seeds] = 1.0
+    own = cooc.scorer.raw_score(np.array([-1]), sp.csr_matrix(history))[0]
+    own[seeds] = -np.inf
+    assert set(result.recommendations["track_id"]) == set(cooc.item_ids[np.argsort(-own, kind="stable")[:5]])
+    assert all(clusters[t] == 2 for t in result.recommendations["track_id"])
+
+
+def test_the_default_blend_trains_the_cooccurrence_for_its_cold_start_mix_only():
+    params = BlendParams()
+    assert "cooccurrence" in params.components()
+    assert params.weights.get("cooccurrence", 0.0) == 0.0 < params.cold_start_weights["cooccurrence"]
+    stored = json.loads(json.dumps(asdict(params)))
+    assert params_from_dict("blend", stored) == params
+    # A version recorded before the component existed keeps its own cold-start mix and trains none.
+    old = params_from_dict("blend", {**stored, "cold_start_weights": {"lightfm": 0.9, "als": 0.1}})
+    assert "cooccurrence" not in old.components()

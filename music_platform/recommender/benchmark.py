@@ -39,6 +39,7 @@ from music_platform.recommender.models import (
     EaseParams,
     TrainedModel,
     train_als,
+    train_cooccurrence,
     train_ease,
     train_popularity,
 )
@@ -96,7 +97,7 @@ def fit_models(train: RecDataset, names: list[str], log: Callable[[str], None]) 
     standalone = {"lightfm": blend_params.lightfm, "ease": EaseParams(), "als": ALSParams()}
     blend_parts = set(blend_params.components())
     # A blend component with its own params (the blend's ALS has more factors) is fitted apart.
-    own = {n for n in blend_parts if getattr(blend_params, n) != standalone[n]}
+    own = {n for n in blend_parts if n not in standalone or getattr(blend_params, n) != standalone[n]}
     needs = set(names) | ({n for n in blend_parts - own} if "blend" in names else set())
     trainers: dict[str, Callable[[], TrainedModel]] = {
         "popularity": lambda: train_popularity(train),
@@ -116,7 +117,12 @@ def fit_models(train: RecDataset, names: list[str], log: Callable[[str], None]) 
     if "blend" in names:
         cpu_started = time.process_time()
         parts = {n: fitted[n] for n in blend_parts - own}
-        component_trainers = {"lightfm": train_lightfm, "ease": train_ease, "als": train_als}
+        component_trainers = {
+            "lightfm": train_lightfm,
+            "ease": train_ease,
+            "als": train_als,
+            "cooccurrence": train_cooccurrence,
+        }
         parts.update({n: component_trainers[n](train, getattr(blend_params, n)) for n in own})
         own_cpu = time.process_time() - cpu_started
         fitted["blend"] = blend_models(parts, blend_params.weights, blend_params.cold_start_weights)

@@ -425,6 +425,118 @@ def train_ease(train: RecDataset, params: EaseParams | None = None) -> TrainedMo
 
 
 # ---------------------------------------------------------------------------------------
+# Top-artist co-occurrence (for listeners folded in from a few named favourites)
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CooccurrenceParams:
+    """How strongly each item's *favourite* status predicts the rest of a library.
+
+    A new listener names their favourite artists, not a random sample of what they play. The
+    weight of source ``i`` for target ``j`` estimates P(j in a library | i among that library's
+    ``top_k`` most played), smoothed towards P(j in a library | i in it) and damped by ``j``'s
+    popularity::
+
+        w[i, j] = (T[i, j] + smoothing · C[i, j]) / (t[i] + smoothing · n[i]) / n[j] ** popularity_exponent
+
+    with ``C`` co-listeners, ``T`` listeners having ``i`` among their top ``top_k`` and ``j`` in
+    their library, ``n`` listeners and ``t`` top-``top_k`` listeners per item (training data only).
+    Chosen on the cold-start splits of tuning seeds 101 and 102 (docs/recommender.md#cold-start):
+    top 10, smoothing 0.1–0.3 and exponent 0.3 gained on both seeds and two LightFM fits at
+    weight 0.05–0.1 in the cold-start mix; exponent 0.5 and above, or weight 0.2, lost.
+
+    Like EASE it covers the ``max_items`` most-listened items (its cost is one pass of
+    co-listening counts over them, in blocks of ``block_items`` sources) and keeps each source's
+    ``top_neighbours`` largest weights.
+    """
+
+    top_k: int = 10
+    smoothing: float = 0.3
+    popularity_exponent: float = 0.3
+    max_items: int | None = 8_000
+    top_neighbours: int = 512
+    block_items: int = 1_024
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1 or self.top_neighbours < 1 or self.block_items < 1:
+            raise ValueError("top_k, top_neighbours and block_items must be >= 1")
+        if not self.smoothing > 0:
+            raise ValueError(f"smoothing must be > 0 (an item nobody has among their favourites), got {self.smoothing}")
+
+
+@dataclass
+class CooccurrenceScorer(EaseScorer):
+    """Scores like EASE (binary history × item-item ``weights``), with top-artist co-occurrence
+    weights (``CooccurrenceParams``): all non-negative, diagonal zero, sparse."""
+
+
+def top_items_per_user(counts: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Binary matrix of each user's ``k`` most-played items (ties: lower item index first), the
+    rule ``cold_start_split`` uses for the artists a new listener names."""
+    coo = counts.tocoo()
+    order = np.lexsort((coo.col, -coo.data, coo.row))
+    rows, cols = coo.row[order], coo.col[order]
+    starts = np.searchsorted(rows, rows, side="left")
+    keep = (np.arange(len(rows)) - starts) < k
+    return sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32), (rows[keep], cols[keep])), shape=counts.shape)
+
+
+def cooccurrence_weights(
+    library: sp.csr_matrix, favourites: sp.csr_matrix, params: CooccurrenceParams
+) -> sp.csr_matrix:
+    """``w[i, j]`` of ``CooccurrenceParams`` over the items (columns) of ``library`` (users × items,
+    any non-zero is a listen) and ``favourites`` (the users' top items, ``top_items_per_user``)."""
+    x = library.tocsr().astype(np.float32)
+    x.data = np.ones_like(x.data)
+    top = favourites.tocsr().astype(np.float32)
+    top.data = np.ones_like(top.data)
+    listeners = np.asarray(x.sum(axis=0)).ravel()
+    favourites = np.asarray(top.sum(axis=0)).ravel()
+    denominator = favourites + params.smoothing * listeners
+    denominator[denominator == 0] = 1.0  # an item nobody plays: its row is all zero anyway
+    target_scale = (1.0 / np.maximum(listeners, 1.0) ** params.popularity_exponent).astype(np.float32)
+    x_t, top_t = x.T.tocsr(), top.T.tocsr()
+    n = x.shape[1]
+    keep = min(params.top_neighbours, n)
+    rows, cols, values = [], [], []
+    for begin in range(0, n, params.block_items):
+        block = np.arange(begin, min(begin + params.block_items, n))
+        numerator = (top_t[block] @ x).toarray() + params.smoothing * (x_t[block] @ x).toarray()
+        weights = numerator / denominator[block, None] * target_scale[None, :]
+        weights[np.arange(len(block)), block] = 0.0
+        if keep < n:
+            picked = np.argpartition(-weights, keep - 1, axis=1)[:, :keep]
+        else:
+            picked = np.broadcast_to(np.arange(n), (len(block), n))
+        chosen = np.take_along_axis(weights, picked, axis=1)
+        nonzero = chosen > 0
+        rows.append(np.repeat(block, nonzero.sum(axis=1)))
+        cols.append(picked[nonzero])
+        values.append(chosen[nonzero])
+    return sp.csr_matrix(
+        (np.concatenate(values).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(n, n),
+    )
+
+
+def train_cooccurrence(train: RecDataset, params: CooccurrenceParams | None = None) -> TrainedModel:
+    params = params or CooccurrenceParams()
+    started = time.perf_counter()
+    listeners = train.item_user_counts
+    active = listeners > 0
+    if params.max_items is not None and active.sum() > params.max_items:
+        active = np.zeros_like(active)
+        active[np.argsort(-listeners, kind="stable")[: params.max_items]] = True
+    active_items = np.flatnonzero(active)
+    # Favourites are ranked over the whole library, then restricted to the covered items.
+    top = top_items_per_user(train.play_counts, params.top_k)[:, active_items]
+    weights = cooccurrence_weights(train.interactions[:, active_items], top, params)
+    scorer = CooccurrenceScorer(weights=weights, active_items=active_items, n_total_items=train.n_items)
+    return _base_model(
+        "cooccurrence", train, scorer, params, started, training_info={"active_items": len(active_items)}
+    )
+
+
+# ---------------------------------------------------------------------------------------
 # implicit ALS
 # ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)

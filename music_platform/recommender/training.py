@@ -20,14 +20,16 @@ from music_platform.recommender.models import (
     MODEL_KINDS,
     ALSParams,
     BlendScorer,
+    CooccurrenceParams,
     EaseParams,
     TrainedModel,
     train_als,
+    train_cooccurrence,
     train_ease,
     train_popularity,
 )
 
-BLENDABLE = ("lightfm", "ease", "als")
+BLENDABLE = ("lightfm", "ease", "als", "cooccurrence")
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,16 @@ class BlendParams:
     lightfm: LightFMParams = field(default_factory=LightFMParams)
     ease: EaseParams = field(default_factory=EaseParams)
     als: ALSParams = field(default_factory=lambda: ALSParams(factors=48))
+    # Top-artist co-occurrence: trained only when a mix gives it weight (by default the cold one).
+    cooccurrence: CooccurrenceParams = field(default_factory=CooccurrenceParams)
     # Weights for listeners folded in from a few named items (cold start); None: ``weights``.
     # May add "popularity": the standardised log listener count as a prior. LightFM 0.9 + ALS 0.1
     # (no EASE) was the best mix of the blend's own components for five named artists, pooled over
-    # the cold-start splits of tuning seeds 101 and 102 (docs/recommender.md#cold-start).
-    cold_start_weights: dict[str, float] | None = field(default_factory=lambda: {"lightfm": 0.9, "als": 0.1})
+    # the cold-start splits of tuning seeds 101 and 102; 0.1 of LightFM's weight moved to the
+    # top-artist co-occurrence gained on both seeds and two LightFM fits (docs/recommender.md#cold-start).
+    cold_start_weights: dict[str, float] | None = field(
+        default_factory=lambda: {"lightfm": 0.8, "als": 0.1, "cooccurrence": 0.1}
+    )
 
     def __post_init__(self) -> None:
         unknown = set(self.weights) - {*BLENDABLE, "popularity"}
@@ -154,6 +161,7 @@ def train_blend(train: RecDataset, params: BlendParams | None = None) -> Trained
         "lightfm": lambda: train_lightfm(train, params.lightfm),
         "ease": lambda: train_ease(train, params.ease),
         "als": lambda: train_als(train, params.als),
+        "cooccurrence": lambda: train_cooccurrence(train, params.cooccurrence),
     }
     fitted = {name: trainers[name]() for name in params.components()}
     model = blend_models(fitted, params.weights, params.cold_start_weights)
@@ -206,6 +214,7 @@ def params_from_dict(kind: str, params: Mapping[str, Any] | None) -> Any:
             lightfm=_from_dict(LightFMParams, params.get("lightfm")),
             ease=_from_dict(EaseParams, params.get("ease")),
             als=_from_dict(ALSParams, params.get("als")),
+            cooccurrence=_from_dict(CooccurrenceParams, params.get("cooccurrence")),
         )
     raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}")
 
@@ -263,6 +272,7 @@ def select_candidate(
         "lightfm": lambda: train_lightfm(train, params.lightfm),
         "ease": lambda: train_ease(train, params.ease),
         "als": lambda: train_als(train, params.als),
+        "cooccurrence": lambda: train_cooccurrence(train, params.cooccurrence),
     }
     needed = {c for c in candidates if c != "blend"}
     if "blend" in candidates:
