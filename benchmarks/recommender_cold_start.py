@@ -11,10 +11,13 @@ remaining artists are the relevant set; a blend mixes them with its cold-start w
 data, the winner refitted on all of it). Tag features never include the new listeners' tag
 assignments. Reported: P@10 / NDCG@10 (mean ± std over seeds), the per-user standard error, the
 ratio to popularity (targets: ≥ 1.5×; the production model ≥ 2.5×) and the paired per-listener
-difference to popularity. ``--models`` measures a subset (popularity always).
+difference to popularity. ``production-previous-mix`` is the same served model with the cold-start
+mix it had before the top-artist co-occurrence (LightFM 0.9 + ALS 0.1); with both, each seed also
+prints their paired difference. ``--models`` measures a subset (popularity always).
 
     .venv/bin/python benchmarks/recommender_cold_start.py \
-        --data-dir /work/shared/data/hetrec2011-lastfm-2k --seeds 11,12,13 [--models popularity,production]
+        --data-dir /work/shared/data/hetrec2011-lastfm-2k --seeds 11,12,13 \\
+        [--models popularity,production,production-previous-mix]
 """
 
 from __future__ import annotations
@@ -29,9 +32,18 @@ from music_platform.recommender.cold_start import cold_start_split, evaluate_col
 from music_platform.recommender.hetrec import leak_free_side_features, load_hetrec_lastfm
 from music_platform.recommender.lightfm_model import train_lightfm
 from music_platform.recommender.models import train_als, train_cooccurrence, train_ease, train_popularity
-from music_platform.recommender.training import PRODUCTION, BlendParams, blend_models, train_production
+from music_platform.recommender.training import (
+    PRODUCTION,
+    BlendParams,
+    blend_models,
+    train_production,
+    with_cold_start_weights,
+)
 
-MODELS = ("popularity", "als", "ease", "lightfm", "blend", "production")
+MODELS = ("popularity", "als", "ease", "lightfm", "blend", "production", "production-previous-mix")
+# The cold-start mix before the top-artist co-occurrence (2026-12-07): measured on the production
+# model's own fitted components, so the paired difference isolates the mix.
+PREVIOUS_COLD_MIX = {"lightfm": 0.9, "als": 0.1}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,9 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         if "blend" in chosen:  # the blend's components at its own params, reusing fits where they agree
             blend_parts = {n: fitted.get(n) or trainers[n]() for n in blend.components()}
             fitted["blend"] = blend_models(blend_parts, blend.weights, blend.cold_start_weights)
-        if "production" in chosen:
-            selection, _, fitted["production"] = train_production(kept, PRODUCTION)
+        if {"production", "production-previous-mix"} & set(chosen):
+            selection, _, served = train_production(kept, PRODUCTION)
             print(f"seed {seed}: production selected {selection.winner}", flush=True)
+            if "production" in chosen:
+                fitted["production"] = served
+            if "production-previous-mix" in chosen and served.kind == "blend":
+                fitted["production-previous-mix"] = with_cold_start_weights(served, PREVIOUS_COLD_MIX)
         seed_precision: dict[str, np.ndarray] = {}
         for name, model in fitted.items():
             per_user: dict[str, np.ndarray] = {}
@@ -84,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
             diff = precision - seed_precision["popularity"]
             results[name][-1]["paired"] = float(np.nanmean(diff))
             results[name][-1]["paired_se"] = float(np.nanstd(diff, ddof=1) / np.sqrt(np.sum(~np.isnan(diff))))
+        if {"production", "production-previous-mix"} <= set(seed_precision):
+            diff = seed_precision["production"] - seed_precision["production-previous-mix"]
+            se = float(np.nanstd(diff, ddof=1) / np.sqrt(np.sum(~np.isnan(diff))))
+            print(f"seed {seed}: production − previous cold-start mix, paired ΔP {np.nanmean(diff):+.4f} ± {se:.4f}")
         print(f"seed {seed}: {named.shape[0]} new listeners, each naming {args.named} artists", flush=True)
     key_p, key_n = f"precision@{args.k}", f"ndcg@{args.k}"
     base = np.mean([r[key_p] for r in results["popularity"]])

@@ -519,3 +519,23 @@ def test_the_default_blend_trains_the_cooccurrence_for_its_cold_start_mix_only()
     # A version recorded before the component existed keeps its own cold-start mix and trains none.
     old = params_from_dict("blend", {**stored, "cold_start_weights": {"lightfm": 0.9, "als": 0.1}})
     assert "cooccurrence" not in old.components()
+
+
+def test_another_cold_start_mix_on_the_same_components_leaves_known_listeners_alone(models, dataset):
+    from music_platform.recommender.models import train_cooccurrence
+    from music_platform.recommender.training import with_cold_start_weights
+
+    parts = {"lightfm": models["lightfm"], "als": models["als"], "cooccurrence": train_cooccurrence(dataset)}
+    served = blend_models(parts, {"lightfm": 0.9, "als": 0.1}, {"lightfm": 0.8, "als": 0.1, "cooccurrence": 0.1})
+    previous = with_cold_start_weights(served, {"lightfm": 0.9, "als": 0.1})
+    reference = blend_models(parts, {"lightfm": 0.9, "als": 0.1}, {"lightfm": 0.9, "als": 0.1})
+    history = dataset.play_counts[:4]
+    users = np.array([0, 1, -1, -1])
+    np.testing.assert_allclose(
+        previous.scorer.score(users, history), reference.scorer.score(users, history), rtol=1e-5, atol=1e-5
+    )
+    assert not np.allclose(served.scorer.score(users, history)[2:], previous.scorer.score(users, history)[2:])
+    np.testing.assert_allclose(served.scorer.score(users, history)[:2], previous.scorer.score(users, history)[:2])
+    assert previous.params["cold_start_weights"] == {"lightfm": 0.9, "als": 0.1}
+    with pytest.raises(ValueError, match="do not fit"):
+        with_cold_start_weights(served, {"ease": 1.0})

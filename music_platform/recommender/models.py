@@ -242,6 +242,7 @@ class BlendScorer:
     cold_prior_weight: float = 0.0
     prior_weight: float = 0.0  # for trained listeners (negative: a popularity penalty)
     prior: np.ndarray | None = None  # log1p(training listeners) per item
+    names: list[str] | None = None  # the components' model kinds (None: pickled before they were kept)
 
     @property
     def n_items(self) -> int:

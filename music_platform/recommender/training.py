@@ -6,6 +6,7 @@ Dagster asset calls when the published model kind is configurable.
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Mapping
@@ -132,6 +133,7 @@ def blend_models(
             if weights.get("popularity", 0.0) or cold.get("popularity", 0.0)
             else None
         ),
+        names=list(names),
     )
     return TrainedModel(
         kind="blend",
@@ -152,6 +154,31 @@ def blend_models(
         training_info={n: models[n].training_info for n in names},
         estimator=models[names[0]].estimator,
     )
+
+
+def with_cold_start_weights(model: TrainedModel, cold_start_weights: Mapping[str, float]) -> TrainedModel:
+    """The same fitted blend with another mix for folded-in listeners (known listeners unchanged):
+    compares cold-start mixes on the very same components, e.g. in the cold-start benchmark."""
+    scorer = model.scorer
+    names = getattr(scorer, "names", None)
+    if not isinstance(scorer, BlendScorer) or names is None:
+        raise ValueError("with_cold_start_weights needs a blend that records its components' names")
+    unknown = set(cold_start_weights) - {*names, "popularity"}
+    if unknown or not any(cold_start_weights.get(n, 0.0) > 0 for n in names):
+        raise ValueError(f"cold-start weights {dict(cold_start_weights)} do not fit the blend's components {names}")
+    if cold_start_weights.get("popularity", 0.0) and scorer.prior is None:
+        prior = np.log1p(model.item_popularity.astype(np.float32))
+    else:
+        prior = scorer.prior
+    variant = copy.copy(model)
+    variant.scorer = replace(
+        scorer,
+        cold_weights=[float(cold_start_weights.get(n, 0.0)) for n in names],
+        cold_prior_weight=float(cold_start_weights.get("popularity", 0.0)),
+        prior=prior,
+    )
+    variant.params = {**model.params, "cold_start_weights": dict(cold_start_weights)}
+    return variant
 
 
 def train_blend(train: RecDataset, params: BlendParams | None = None) -> TrainedModel:
