@@ -16,7 +16,7 @@ mix it had before the top-artist co-occurrence (LightFM 0.9 + ALS 0.1); with bot
 prints their paired difference. ``--models`` measures a subset (popularity always).
 
     .venv/bin/python benchmarks/recommender_cold_start.py \
-        --data-dir /work/shared/data/hetrec2011-lastfm-2k --seeds 11,12,13 \\
+        --data-dir /work/shared/data/hetrec2011-lastfm-2k --seeds 11,12,13 \
         [--models popularity,production,production-previous-mix]
 """
 
