@@ -493,6 +493,8 @@ def test_the_cold_start_mix_uses_the_cooccurrence_and_warm_listeners_never_see_i
         + 0.1 * _standardise_rows(cooc.scorer.raw_score(unknown, rows))
     )
     np.testing.assert_allclose(got[3:], expected, rtol=1e-4, atol=1e-4)
+    # The artefact carries the component: a pickled model scores new listeners alike.
+    np.testing.assert_allclose(pickle.loads(pickle.dumps(mixed)).scorer.score(users, history), got, rtol=1e-6)
     # The cold-start answer goes through the same scorer: with the co-occurrence alone for new
     # listeners it is the co-occurrence's own ranking, in the named artists' cluster.
     alone = blend_models(parts, warm, {"cooccurrence": 1.0})
