@@ -28,9 +28,11 @@ from music_platform.recommender.lightfm_model import LightFMParams, train_lightf
 from music_platform.recommender.models import (
     MODEL_KINDS,
     ALSParams,
+    CooccurrenceParams,
     EaseParams,
     TrainedModel,
     train_als,
+    train_cooccurrence,
     train_ease,
     train_popularity,
 )
@@ -44,6 +46,7 @@ __all__ = [
     "ALSParams",
     "BlendParams",
     "ColdStartResult",
+    "CooccurrenceParams",
     "DatasetError",
     "EaseParams",
     "FeatureConfig",
@@ -71,6 +74,7 @@ __all__ = [
     "split_users",
     "train_als",
     "train_blend",
+    "train_cooccurrence",
     "train_ease",
     "train_lightfm",
     "train_model",
