@@ -541,3 +541,12 @@ def test_another_cold_start_mix_on_the_same_components_leaves_known_listeners_al
     assert previous.params["cold_start_weights"] == {"lightfm": 0.9, "als": 0.1}
     with pytest.raises(ValueError, match="do not fit"):
         with_cold_start_weights(served, {"ease": 1.0})
+
+
+def test_cooccurrence_of_an_empty_catalogue_is_empty():
+    import scipy.sparse as sp
+
+    from music_platform.recommender.models import CooccurrenceParams, cooccurrence_weights
+
+    empty = sp.csr_matrix((3, 0), dtype=np.float32)
+    assert cooccurrence_weights(empty, empty, CooccurrenceParams()).shape == (0, 0)

@@ -441,9 +441,10 @@ class CooccurrenceParams:
 
     with ``C`` co-listeners, ``T`` listeners having ``i`` among their top ``top_k`` and ``j`` in
     their library, ``n`` listeners and ``t`` top-``top_k`` listeners per item (training data only).
-    Chosen on the cold-start splits of tuning seeds 101 and 102 (docs/recommender.md#cold-start):
-    top 10, smoothing 0.1–0.3 and exponent 0.3 gained on both seeds and two LightFM fits at
-    weight 0.05–0.1 in the cold-start mix; exponent 0.5 and above, or weight 0.2, lost.
+    Chosen on the cold-start splits of tuning seeds 101 and 102 (docs/recommender.md, "A model for
+    the cold-start task"): top 10, smoothing 0.3 and exponent 0.3 at weight 0.1 in the cold-start
+    mix gained on both seeds with each of three LightFM fits (mean +0.009 P@10); weight 0.2, or
+    exponent 0.5 at weight 0.2, lost.
 
     Like EASE it covers the ``max_items`` most-listened items (its cost is one pass of
     co-listening counts over them, in blocks of ``block_items`` sources) and keeps each source's
@@ -491,14 +492,14 @@ def cooccurrence_weights(
     top = favourites.tocsr().astype(np.float32)
     top.data = np.ones_like(top.data)
     listeners = np.asarray(x.sum(axis=0)).ravel()
-    favourites = np.asarray(top.sum(axis=0)).ravel()
-    denominator = favourites + params.smoothing * listeners
+    favoured = np.asarray(top.sum(axis=0)).ravel()
+    denominator = favoured + params.smoothing * listeners
     denominator[denominator == 0] = 1.0  # an item nobody plays: its row is all zero anyway
     target_scale = (1.0 / np.maximum(listeners, 1.0) ** params.popularity_exponent).astype(np.float32)
     x_t, top_t = x.T.tocsr(), top.T.tocsr()
     n = x.shape[1]
     keep = min(params.top_neighbours, n)
-    rows, cols, values = [], [], []
+    rows, cols, values = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
     for begin in range(0, n, params.block_items):
         block = np.arange(begin, min(begin + params.block_items, n))
         numerator = (top_t[block] @ x).toarray() + params.smoothing * (x_t[block] @ x).toarray()
