@@ -129,7 +129,9 @@ class ServingConfig:
                     "MUSIC_PLATFORM_CORS_ORIGINS must be a comma-separated list of origins such as "
                     f"https://app.example.com (or *), got {origin!r}"
                 )
-        preserialise_mb = _mebibytes(env, "MUSIC_PLATFORM_PRESERIALISE_MB", DEFAULT_PRESERIALISE_MB, "pre-serialisation")
+        preserialise_mb = _mebibytes(
+            env, "MUSIC_PLATFORM_PRESERIALISE_MB", DEFAULT_PRESERIALISE_MB, "pre-serialisation"
+        )
         answer_cache_mb = _mebibytes(env, "MUSIC_PLATFORM_ANSWER_CACHE_MB", DEFAULT_ANSWER_CACHE_MB, "the answer cache")
         return cls(
             reload_seconds=reload_seconds,
