@@ -103,6 +103,9 @@ def test_the_cache_follows_each_recent_listens_refresh(world):
         assert service.recent_refresher.refresh()
         after = [item["track_id"] for item in client.get(path).json()["recommendations"]]
         assert ids[0] not in after
+        overlay, cache = service.recent, service.answer_cache()
+        assert service.recent_refresher.refresh()  # the same listens: the overlay and its cache stay
+        assert service.recent is overlay and service.answer_cache() is cache
         _write_recent(warehouse, {user: [ids[1]]})  # a later refresh: another track played
         assert service.recent_refresher.refresh()
         again = [item["track_id"] for item in client.get(path).json()["recommendations"]]
