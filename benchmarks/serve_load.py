@@ -121,7 +121,17 @@ def get_json(url: str, timeout: float = 5.0) -> tuple[int, dict]:
 class Server:
     """``music-platform serve`` in a child process, with its environment pointing at ``db``."""
 
-    def __init__(self, db: Path, data_dir: Path, port: int, workers: int, extra_args: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        db: Path,
+        data_dir: Path,
+        port: int,
+        workers: int,
+        extra_args: tuple[str, ...] = (),
+        code_dir: Path | None = None,
+    ):
+        """``code_dir``: run the ``music_platform`` package found there (another revision's,
+        extracted by ``extract_revision``) instead of the installed one."""
         self.port = port
         self.workers = workers
         env = {
@@ -131,6 +141,8 @@ class Server:
             "MUSIC_PLATFORM_DATA_DIR": str(data_dir),
         }
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        if code_dir is not None:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(code_dir), env.get("PYTHONPATH", "")) if p)
         self.command = [
             sys.executable,
             "-m",
@@ -301,6 +313,18 @@ def prepare_warehouse(args: argparse.Namespace, workdir: Path) -> Path:
     return db
 
 
+def extract_revision(ref: str, workdir: Path) -> Path:
+    """``music_platform/`` as it was at git revision ``ref``, in a directory of its own."""
+    repo = Path(__file__).resolve().parent.parent
+    target = workdir / "baseline"
+    target.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", ref, "music_platform"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
+
+
 def merge_rounds(rounds: list[dict]) -> dict:
     """One server's wrk runs as one: requests/s and CPU per request over all of them, the
     median round's latencies, errors summed."""
@@ -329,19 +353,23 @@ def run_load(args: argparse.Namespace, workdir: Path) -> int:
     wrk = ensure_wrk()
     db = prepare_warehouse(args, workdir)
     user_path = f'string.format("/users/user_%07d/recommendations?k=10", math.random({args.users}))'
-    runs = [
-        ("bare lookup on Granian (ceiling)", ("bare",)),
-        ("music-platform serve (access log on)", ()),
-        ("music-platform serve --no-access-log", ("--no-access-log",)),
+    runs: list[tuple[str, tuple[str, ...], Path | None]] = [
+        ("bare lookup on Granian (ceiling)", ("bare",), None),
+        ("music-platform serve (access log on)", (), None),
+        ("music-platform serve --no-access-log", ("--no-access-log",), None),
     ]
+    if args.baseline_ref:
+        # The service as it was at another revision (e.g. before the Granian redesign), run by
+        # this interpreter with this warehouse: "never less than today's figure" on this machine.
+        runs.append((f"music-platform serve at {args.baseline_ref}", (), extract_revision(args.baseline_ref, workdir)))
     print(f"machine: {os.cpu_count()} CPUs, load average {load_average()} before the runs; wrk shares the CPUs")
     # Every server is started (and idle) before the first run, and the runs go round the
     # servers --rounds times: a neighbour's job that starts mid-benchmark weighs on every
     # server alike, not on whichever ran last.
     servers: list[Server] = []
     try:
-        for index, (_label, extra) in enumerate(runs):
-            server = Server(db, workdir, server_port(args, index), args.workers, extra)
+        for index, (_label, extra, code_dir) in enumerate(runs):
+            server = Server(db, workdir, server_port(args, index), args.workers, extra, code_dir)
             servers.append(server)
             if extra == ("bare",):
                 server.wait_until_answering("/users/user_0000001/recommendations?k=10", timeout=120)
@@ -352,7 +380,7 @@ def run_load(args: argparse.Namespace, workdir: Path) -> int:
         for round_index in range(args.rounds):
             if args.rounds > 1:
                 print(f"round {round_index + 1} of {args.rounds}")
-            for index, ((_label, extra), server) in enumerate(zip(runs, servers, strict=True)):
+            for index, ((_label, extra, _code), server) in enumerate(zip(runs, servers, strict=True)):
                 result = run_wrk(wrk, server.base_url, user_path, args, workdir, "users", server.worker_processes())
                 result["load"] = load_average()
                 rounds[index].append(result)
@@ -363,7 +391,7 @@ def run_load(args: argparse.Namespace, workdir: Path) -> int:
     finally:
         for server in servers:
             server.stop()
-    results = [(label, merge_rounds(server_rounds)) for (label, _), server_rounds in zip(runs, rounds, strict=True)]
+    results = [(label, merge_rounds(server_rounds)) for (label, *_), server_rounds in zip(runs, rounds, strict=True)]
 
     print()
     print(
@@ -373,7 +401,7 @@ def run_load(args: argparse.Namespace, workdir: Path) -> int:
     )
     print_results(results)
     print("load average (1, 5, 15 min) after each server's last run: " + "; ".join(f"{r['load']}" for _, r in results))
-    ceiling, service, quiet = (r for _, r in results)
+    ceiling, service, quiet = (r for _, r in results[:3])
     share = service["rps"] / ceiling["rps"] if ceiling["rps"] else 0.0
     quiet_share = quiet["rps"] / ceiling["rps"] if ceiling["rps"] else 0.0
     if args.rounds > 1:
@@ -410,6 +438,16 @@ def run_load(args: argparse.Namespace, workdir: Path) -> int:
             f"{service['rps']:.0f} requests/s (target >= {TARGET_RPS}, on a quiet 2-core machine)",
         ),
     ]
+    if args.baseline_ref:
+        baseline = results[3][1]
+        checks.append(
+            check(
+                f"not below the service at {args.baseline_ref} in the same run",
+                service["rps"] >= baseline["rps"],
+                f"{service['rps']:.0f} against {baseline['rps']:.0f} requests/s "
+                f"({service['cpu_us']:.0f} against {baseline['cpu_us']:.0f} µs of server CPU per request)",
+            )
+        )
     return 0 if all(checks) else 1
 
 
@@ -480,6 +518,11 @@ def main() -> int:
         help="go round the servers this many times (interleaved runs: steadier on a shared machine)",
     )
     parser.add_argument("--timeout", type=int, default=2, help="wrk's request timeout in seconds")
+    parser.add_argument(
+        "--baseline-ref",
+        help="also run the service as it was at this git revision (e.g. 076baed, the last one before the "
+        "Granian redesign) in the same run; its port is PORT+3",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (warehouse, server log)")
     parser.add_argument(
         "--warehouse",

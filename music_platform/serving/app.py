@@ -734,6 +734,7 @@ class ServiceApp:
         return b"".join(parts)
 
     def _finish(self, exchange: Exchange) -> None:
+        exchange.finished = perf_counter()
         for after in self._after:
             try:
                 after(exchange)

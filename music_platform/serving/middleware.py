@@ -61,6 +61,7 @@ class Exchange:
         "path",
         "query_string",
         "started",
+        "finished",
         "route",
         "status",
         "body",
@@ -77,6 +78,7 @@ class Exchange:
         self.path = path  # percent-decoded
         self.query_string = query_string  # as sent
         self.started = started
+        self.finished = started  # set when the answer is final, before the ``after`` hooks
         self.route = "other"  # a route template (ids never become metric labels)
         self.status = 500
         self.body = b""
@@ -139,7 +141,7 @@ class MetricsMiddleware(BaseMiddleware):
         self._observe = metrics.observe  # bound once: this runs for every request
 
     def after(self, exchange: Exchange) -> None:
-        self._observe(exchange.route, exchange.method, exchange.status, perf_counter() - exchange.started)
+        self._observe(exchange.route, exchange.method, exchange.status, exchange.finished - exchange.started)
 
 
 class CorsMiddleware(BaseMiddleware):
@@ -269,9 +271,11 @@ class AccessLogMiddleware(BaseMiddleware):
     MUSIC_PLATFORM_ACCESS_LOG=off or ``music-platform serve --no-access-log``).
 
     Formatted by hand, in one %-format of a template whose fixed parts (keys, the worker's pid)
-    are rendered once; the timestamp text is rendered once per millisecond. Strings a client
-    controls (path, query, user agent) and the client address go through orjson (escaping);
-    method and route are the server's own tokens."""
+    are rendered once. ``ts`` is the wall-clock time the answer was final: the exchange's
+    ``finished`` (a ``perf_counter`` reading, shared with the metrics) plus the offset to the
+    wall clock, re-read once per second; its text is rendered once per millisecond. Strings a
+    client controls (path, query, user agent) and the client address go through orjson
+    (escaping); method and route are the server's own tokens."""
 
     def __init__(self, log_file: AccessLog, clock: Callable[[], float] = time.time) -> None:
         self.log_file = log_file
@@ -281,25 +285,35 @@ class AccessLogMiddleware(BaseMiddleware):
         self._pending = log_file.pending
         self._append = log_file.pending.append
         self._max_pending = log_file.MAX_PENDING_LINES
+        self._wall_offset = clock() - perf_counter()
+        self._second = -1
         self._millis = -1
         self._stamp = b""
 
-    def _timestamp(self) -> bytes:
-        """ISO 8601 in UTC with milliseconds, formatted once per millisecond."""
-        millis = int(self.clock() * 1000)
-        if millis != self._millis:
-            self._millis = millis
+    def _timestamp(self, finished: float) -> bytes:
+        """ISO 8601 in UTC with milliseconds of the ``perf_counter`` reading ``finished``."""
+        millis = int((finished + self._wall_offset) * 1000)
+        seconds, rest = divmod(millis, 1000)
+        if seconds != self._second:  # re-read the wall clock (it may have been set or slewed)
+            self._wall_offset = self.clock() - perf_counter()
+            millis = int((finished + self._wall_offset) * 1000)
             seconds, rest = divmod(millis, 1000)
-            self._stamp = b"%s.%03dZ" % (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)).encode(), rest)
+            self._second = seconds
+        self._millis = millis
+        self._stamp = b"%s.%03dZ" % (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)).encode(), rest)
         return self._stamp
 
     def after(self, exchange: Exchange) -> None:
         user_agent = exchange.headers.get("user-agent") or ""
         dumps = orjson.dumps
+        finished = exchange.finished
+        stamp = self._stamp
+        if int((finished + self._wall_offset) * 1000) != self._millis:
+            stamp = self._timestamp(finished)
         self._append(
             self._line
             % (
-                self._timestamp(),
+                stamp,
                 dumps(exchange.client),
                 exchange.method.encode("latin-1", "replace"),
                 dumps(exchange.path[:2048]),
@@ -307,7 +321,7 @@ class AccessLogMiddleware(BaseMiddleware):
                 exchange.route.encode(),
                 exchange.status,
                 len(exchange.body),
-                (perf_counter() - exchange.started) * 1000,
+                (finished - exchange.started) * 1000,
                 dumps(user_agent[:256]),
             )
         )
