@@ -30,6 +30,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -120,7 +121,17 @@ def get_json(url: str, timeout: float = 5.0) -> tuple[int, dict]:
 class Server:
     """``music-platform serve`` in a child process, with its environment pointing at ``db``."""
 
-    def __init__(self, db: Path, data_dir: Path, port: int, workers: int, extra_args: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        db: Path,
+        data_dir: Path,
+        port: int,
+        workers: int,
+        extra_args: tuple[str, ...] = (),
+        code_dir: Path | None = None,
+    ):
+        """``code_dir``: run the ``music_platform`` package found there (another revision's,
+        extracted by ``extract_revision``) instead of the installed one."""
         self.port = port
         self.workers = workers
         env = {
@@ -130,6 +141,8 @@ class Server:
             "MUSIC_PLATFORM_DATA_DIR": str(data_dir),
         }
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        if code_dir is not None:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(code_dir), env.get("PYTHONPATH", "")) if p)
         self.command = [
             sys.executable,
             "-m",
@@ -300,46 +313,107 @@ def prepare_warehouse(args: argparse.Namespace, workdir: Path) -> Path:
     return db
 
 
+def extract_revision(ref: str, workdir: Path) -> Path:
+    """``music_platform/`` as it was at git revision ``ref``, in a directory of its own."""
+    repo = Path(__file__).resolve().parent.parent
+    target = workdir / "baseline"
+    target.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", ref, "music_platform"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
+
+
+def merge_rounds(rounds: list[dict]) -> dict:
+    """One server's wrk runs as one: requests/s and CPU per request over all of them, the
+    median round's latencies, errors summed."""
+    if len(rounds) == 1:
+        return rounds[0]
+    requests = sum(r["requests"] for r in rounds)
+    seconds = sum(r["duration_us"] for r in rounds) / 1e6
+    cpu = sum(r["cpu_us"] * r["requests"] for r in rounds) / 1e6
+    merged = {
+        "requests": requests,
+        "rps": requests / seconds if seconds else 0.0,
+        "cpu_us": cpu / requests * 1e6 if requests else 0.0,
+        "rounds_rps": [r["rps"] for r in rounds],
+        "rounds_cpu_us": [r["cpu_us"] for r in rounds],
+        "load": rounds[-1]["load"],
+    }
+    for key in ("connect", "read", "write", "status", "timeout", "socket_errors"):
+        merged[key] = sum(r[key] for r in rounds)
+    for key in ("p50_us", "p90_us", "p99_us", "mean_us"):
+        merged[key] = statistics.median(r[key] for r in rounds)
+    merged["max_us"] = max(r["max_us"] for r in rounds)
+    return merged
+
+
 def run_load(args: argparse.Namespace, workdir: Path) -> int:
     wrk = ensure_wrk()
     db = prepare_warehouse(args, workdir)
     user_path = f'string.format("/users/user_%07d/recommendations?k=10", math.random({args.users}))'
-    runs = [
-        ("bare lookup on Granian (ceiling)", ("bare",)),
-        ("music-platform serve (access log on)", ()),
-        ("music-platform serve --no-access-log", ("--no-access-log",)),
+    runs: list[tuple[str, tuple[str, ...], Path | None]] = [
+        ("bare lookup on Granian (ceiling)", ("bare",), None),
+        ("music-platform serve (access log on)", (), None),
+        ("music-platform serve --no-access-log", ("--no-access-log",), None),
     ]
-    results: list[tuple[str, dict]] = []
+    if args.baseline_ref:
+        # The service as it was at another revision (e.g. before the Granian redesign), run by
+        # this interpreter with this warehouse: "never less than today's figure" on this machine.
+        runs.append((f"music-platform serve at {args.baseline_ref}", (), extract_revision(args.baseline_ref, workdir)))
     print(f"machine: {os.cpu_count()} CPUs, load average {load_average()} before the runs; wrk shares the CPUs")
-    for index, (label, extra) in enumerate(runs):
-        server = Server(db, workdir, server_port(args, index), args.workers, extra)
-        try:
+    # Every server is started (and idle) before the first run, and the runs go round the
+    # servers --rounds times: a neighbour's job that starts mid-benchmark weighs on every
+    # server alike, not on whichever ran last.
+    servers: list[Server] = []
+    try:
+        for index, (_label, extra, code_dir) in enumerate(runs):
+            server = Server(db, workdir, server_port(args, index), args.workers, extra, code_dir)
+            servers.append(server)
             if extra == ("bare",):
                 server.wait_until_answering("/users/user_0000001/recommendations?k=10", timeout=120)
             else:
                 ready = server.wait_until_ready(timeout=120)
                 print(f"server: {args.workers} workers ready in {ready:.1f} s ({' '.join(server.command[1:])})")
-            result = run_wrk(wrk, server.base_url, user_path, args, workdir, "users", server.worker_processes())
-            result["load"] = load_average()
-            results.append((label, result))
-            if extra != ("bare",):
-                status, health = get_json(server.base_url + "/health")
-                if status != 200 or health.get("status") != "ok":
-                    print(f"server unhealthy after the run: {status} {health}")
-        finally:
+        rounds: list[list[dict]] = [[] for _ in runs]
+        for round_index in range(args.rounds):
+            if args.rounds > 1:
+                print(f"round {round_index + 1} of {args.rounds}")
+            for index, ((_label, extra, _code), server) in enumerate(zip(runs, servers, strict=True)):
+                result = run_wrk(wrk, server.base_url, user_path, args, workdir, "users", server.worker_processes())
+                result["load"] = load_average()
+                rounds[index].append(result)
+                if extra != ("bare",):
+                    status, health = get_json(server.base_url + "/health")
+                    if status != 200 or health.get("status") != "ok":
+                        print(f"server unhealthy after the run: {status} {health}")
+    finally:
+        for server in servers:
             server.stop()
+    results = [(label, merge_rounds(server_rounds)) for (label, *_), server_rounds in zip(runs, rounds, strict=True)]
 
     print()
     print(
-        f"{args.connections} connections, {args.threads} wrk threads, {args.duration} s per server, "
-        f"{args.users:,} users, /users/{{random}}/recommendations?k=10, wrk timeout {args.timeout} s, "
-        f"{args.workers} workers"
+        f"{args.connections} connections, {args.threads} wrk threads, {args.duration} s per server and round, "
+        f"{args.rounds} round(s), {args.users:,} users, /users/{{random}}/recommendations?k=10, "
+        f"wrk timeout {args.timeout} s, {args.workers} workers"
     )
     print_results(results)
-    print("load average (1, 5, 15 min) after each run: " + "; ".join(f"{r['load']}" for _, r in results))
-    ceiling, service, quiet = (r for _, r in results)
+    print("load average (1, 5, 15 min) after each server's last run: " + "; ".join(f"{r['load']}" for _, r in results))
+    ceiling, service, quiet = (r for _, r in results[:3])
     share = service["rps"] / ceiling["rps"] if ceiling["rps"] else 0.0
     quiet_share = quiet["rps"] / ceiling["rps"] if ceiling["rps"] else 0.0
+    if args.rounds > 1:
+        for name, r in results:
+            print(
+                f"  {name}: req/s by round {', '.join(f'{v:.0f}' for v in r['rounds_rps'])}; "
+                f"CPU µs/req by round {', '.join(f'{v:.1f}' for v in r['rounds_cpu_us'])}"
+            )
+    print(
+        f"server CPU per request against the ceiling's: {ceiling['cpu_us'] / service['cpu_us']:.2f}x with the "
+        f"access log, {ceiling['cpu_us'] / quiet['cpu_us']:.2f}x without (the steadier figure on a busy machine)"
+    )
     print()
     checks = [
         check(
@@ -364,6 +438,16 @@ def run_load(args: argparse.Namespace, workdir: Path) -> int:
             f"{service['rps']:.0f} requests/s (target >= {TARGET_RPS}, on a quiet 2-core machine)",
         ),
     ]
+    if args.baseline_ref:
+        baseline = results[3][1]
+        checks.append(
+            check(
+                f"not below the service at {args.baseline_ref} in the same run",
+                service["rps"] >= baseline["rps"],
+                f"{service['rps']:.0f} against {baseline['rps']:.0f} requests/s "
+                f"({service['cpu_us']:.0f} against {baseline['cpu_us']:.0f} µs of server CPU per request)",
+            )
+        )
     return 0 if all(checks) else 1
 
 
@@ -426,8 +510,19 @@ def main() -> int:
         default=0,
         help="first port to serve on (one per server: PORT, PORT+1, PORT+2); default: free ports",
     )
-    parser.add_argument("--duration", type=int, default=15, help="seconds per server")
+    parser.add_argument("--duration", type=int, default=15, help="seconds per server (and round)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="go round the servers this many times (interleaved runs: steadier on a shared machine)",
+    )
     parser.add_argument("--timeout", type=int, default=2, help="wrk's request timeout in seconds")
+    parser.add_argument(
+        "--baseline-ref",
+        help="also run the service as it was at this git revision (e.g. 076baed, the last one before the "
+        "Granian redesign) in the same run; its port is PORT+3",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (warehouse, server log)")
     parser.add_argument(
         "--warehouse",

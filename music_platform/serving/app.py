@@ -485,6 +485,24 @@ async def _housekeeping(metrics: Metrics, access_log: AccessLog | None, seconds:
             log.exception("housekeeping failed")
 
 
+class _AsgiSource:
+    """An ASGI scope's headers and client address, as ``Exchange`` reads them."""
+
+    __slots__ = ("_scope",)
+
+    def __init__(self, scope: dict) -> None:
+        self._scope = scope
+
+    @property
+    def headers(self) -> _AsgiHeaders:
+        return _AsgiHeaders(self._scope["headers"])
+
+    @property
+    def client(self) -> str:
+        client = self._scope.get("client") or ("", 0)
+        return f"{client[0]}:{client[1]}"
+
+
 class _AsgiHeaders:
     """ASGI's header list as the mapping the middleware reads (lower-case names)."""
 
@@ -596,16 +614,48 @@ class ServiceApp:
 
     # -- routing ---------------------------------------------------------------------------
     def hot_get(self, path: str, query_string: str) -> tuple[str, int, bytes] | None:
-        """(route, status, body) of a hot GET route, or None for any other path."""
+        """(route, status, body) of a hot GET route, or None for any other path.
+
+        Answers of known users and tracks come from the answer cache (``AnswerCache``) once
+        computed: the same (path, query string) answers the same bytes until the snapshot or
+        the recent-listens overlay is replaced."""
+        cache = self.service.answer_cache()
+        key = (path, query_string)
+        cached = cache.answers.get(key)
+        if cached is not None:
+            return cached
         if path.startswith("/users/") and path.endswith("/recommendations"):
-            return (USER_ROUTE, *self.service.user_recommendations(path[7:-16], query_string))
+            user_id = path[7:-16]
+            answer = (USER_ROUTE, *self.service.user_recommendations(user_id, query_string, cache))
+            if answer[1] == 200 and cache.knows_user(user_id):
+                cache.put(key, answer)
+            return answer
         if path.startswith("/tracks/") and path.endswith("/similar"):
-            return (SIMILAR_ROUTE, *self.service.similar_tracks(path[8:-8], query_string))
+            track_id = path[8:-8]
+            answer = (SIMILAR_ROUTE, *self.service.similar_tracks(track_id, query_string, cache))
+            if answer[1] == 200 and cache.knows_track(track_id):
+                cache.put(key, answer)
+            return answer
         if path == "/ping":
             return "/ping", 200, PING_BODY
         if path == "/health":
             return ("/health", *self.service.health())
         return None
+
+    def _answer_now(self, exchange: Exchange) -> bool:
+        """Answer without awaiting anything: middleware answering early, a URL too long, or a
+        hot route. False: the FastAPI routes answer."""
+        path, query_string = exchange.path, exchange.query_string
+        if (self._before or len(path) + len(query_string) > MAX_URL_BYTES) and self._early(exchange):
+            return True
+        method = exchange.method
+        if method != "GET" and (method != "HEAD" or path != "/health"):
+            return False
+        hot = self.hot_get(path, query_string)
+        if hot is None:
+            return False
+        exchange.route, exchange.status, exchange.body = hot
+        return True
 
     def _early(self, exchange: Exchange) -> bool:
         """Middleware that answers before the routes (CORS preflight), and a URL too long."""
@@ -618,16 +668,6 @@ class ServiceApp:
             exchange.answer("other", 414, error_json(414, f"the URL must be at most {MAX_URL_BYTES} bytes"))
             return True
         return False
-
-    def _hot(self, exchange: Exchange) -> bool:
-        method = exchange.method
-        if method != "GET" and (method != "HEAD" or exchange.path != "/health"):
-            return False
-        hot = self.hot_get(exchange.path, exchange.query_string)
-        if hot is None:
-            return False
-        exchange.route, exchange.status, exchange.body = hot
-        return True
 
     @staticmethod
     def _label(exchange: Exchange) -> None:
@@ -694,6 +734,7 @@ class ServiceApp:
         return b"".join(parts)
 
     def _finish(self, exchange: Exchange) -> None:
+        exchange.finished = perf_counter()
         for after in self._after:
             try:
                 after(exchange)
@@ -708,9 +749,11 @@ class ServiceApp:
 
     # -- RSGI (Granian) ----------------------------------------------------------------------
     async def __rsgi__(self, scope: Any, proto: Any) -> None:
-        exchange = Exchange(scope.method, scope.path, scope.query_string, scope.headers, scope.client, perf_counter())
+        # The scope is the exchange's source of headers and client address, read only if a
+        # hook asks (Granian builds a new headers object on every read).
+        exchange = Exchange(scope.method, scope.path, scope.query_string, perf_counter(), scope)
         try:
-            if not self._early(exchange) and not self._hot(exchange):
+            if not self._answer_now(exchange):
                 self._label(exchange)
                 body = b""
                 if exchange.method in BODY_METHODS:
@@ -736,17 +779,11 @@ class ServiceApp:
         if scope["type"] != "http":
             await send({"type": "websocket.close", "code": 1003})
             return
-        client = scope.get("client") or ("", 0)
         exchange = Exchange(
-            scope["method"],
-            scope["path"],
-            scope["query_string"].decode("latin-1"),
-            _AsgiHeaders(scope["headers"]),
-            f"{client[0]}:{client[1]}",
-            perf_counter(),
+            scope["method"], scope["path"], scope["query_string"].decode("latin-1"), perf_counter(), _AsgiSource(scope)
         )
         try:
-            if not self._early(exchange) and not self._hot(exchange):
+            if not self._answer_now(exchange):
                 self._label(exchange)
                 body = b""
                 if exchange.method in BODY_METHODS:

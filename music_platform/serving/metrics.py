@@ -41,40 +41,55 @@ STATS_FILE_PREFIX = "requests_"
 
 
 class RequestStats:
-    """One worker's request counts by (route, method, status) and latency histograms by route.
-
-    A histogram is a list: one count per bucket of ``LATENCY_BUCKETS``, one for +Inf, then
-    the sum of the observed seconds."""
+    """One worker's requests: one cell per (route, method, status), so a request costs one
+    dictionary lookup. A cell is a list: the count, one count per bucket of
+    ``LATENCY_BUCKETS`` and one for +Inf, then the sum of the observed seconds. The latency
+    histograms of a route are the sums of its cells."""
 
     def __init__(self) -> None:
-        self.counts: dict[tuple[str, str, int], int] = {}
-        self.latency: dict[str, list[float]] = {}
+        self.cells: dict[tuple[str, str, int], list[float]] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)
-        counts = self.counts
-        counts[key] = counts.get(key, 0) + 1
-        histogram = self.latency.get(route)
-        if histogram is None:
-            histogram = self.latency[route] = [0] * (len(LATENCY_BUCKETS) + 1) + [0.0]
-        histogram[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        histogram[-1] += seconds
+        cell = self.cells.get(key)
+        if cell is None:
+            cell = self.cells[key] = _new_cell()
+        cell[0] += 1
+        cell[bisect_left(LATENCY_BUCKETS, seconds) + 1] += 1
+        cell[-1] += seconds
+
+    @property
+    def counts(self) -> dict[tuple[str, str, int], int]:
+        """Requests by (route, method, status)."""
+        return {key: int(cell[0]) for key, cell in self.cells.items()}
+
+    @property
+    def latency(self) -> dict[str, list[float]]:
+        """Per route: one count per bucket, one for +Inf, then the sum of the seconds."""
+        by_route: dict[str, list[float]] = {}
+        for (route, _, _), cell in self.cells.items():
+            histogram = by_route.setdefault(route, [0] * (len(LATENCY_BUCKETS) + 1) + [0.0])
+            for i, value in enumerate(cell[1:]):
+                histogram[i] += value
+        return by_route
 
     def as_json(self) -> bytes:
-        return orjson.dumps(
-            {"counts": [[*key, n] for key, n in self.counts.items()], "latency": self.latency},
-        )
+        return orjson.dumps({"cells": [[*key, cell] for key, cell in self.cells.items()]})
 
     def add(self, other: dict) -> None:
         """Add another worker's persisted stats (``as_json``) into this one."""
-        for route, method, status, n in other.get("counts", []):
+        for route, method, status, values in other.get("cells", []):
             key = (route, method, int(status))
-            self.counts[key] = self.counts.get(key, 0) + n
-        for route, values in other.get("latency", {}).items():
-            histogram = self.latency.setdefault(route, [0] * (len(LATENCY_BUCKETS) + 1) + [0.0])
-            if len(values) == len(histogram):
+            cell = self.cells.get(key)
+            if cell is None:
+                cell = self.cells[key] = _new_cell()
+            if len(values) == len(cell):
                 for i, value in enumerate(values):
-                    histogram[i] += value
+                    cell[i] += value
+
+
+def _new_cell() -> list[float]:
+    return [0] * (len(LATENCY_BUCKETS) + 2) + [0.0]
 
 
 class RequestStatsCollector:

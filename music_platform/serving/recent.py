@@ -67,6 +67,15 @@ class RecentListens:
     newest_played_at: datetime | None
     truncated: bool = False
 
+    def same_as(self, other: RecentListens) -> bool:
+        """The same listens (and the same figures for /health)."""
+        return (self.rows, self.newest_played_at, self.truncated, self.by_user) == (
+            other.rows,
+            other.newest_played_at,
+            other.truncated,
+            other.by_user,
+        )
+
 
 def load_recent_listens(warehouse: Warehouse, max_rows: int = MAX_ROWS) -> RecentListens | None:
     """Read ``marts.recent_listens`` (the warehouse's streamed read-only read); None while it does
@@ -182,8 +191,9 @@ class RecentListensRefresher:
         self.last_seconds: float | None = None
 
     def refresh(self) -> bool:
-        """Read the relation and swap in a new overlay; False (nothing changed) on failure or
-        while another refresh still runs (refreshes never pile up)."""
+        """Read the relation and swap in a new overlay (the current one stays when the listens
+        are unchanged); False on failure or while another refresh still runs (refreshes never
+        pile up)."""
         if not self._lock.acquire(blocking=False):
             return False
         started = time.perf_counter()
@@ -196,7 +206,10 @@ class RecentListensRefresher:
                 return False
             if listens.truncated:
                 log.warning("marts.recent_listens has over %d rows: the oldest plays were left out", self.max_rows)
-            self.service.recent = build_overlay(snapshot, listens)
+            previous = self.service.recent
+            if previous is None or previous.snapshot is not snapshot or not previous.listens.same_as(listens):
+                # Unchanged listens keep the overlay object, and with it the service's answer cache.
+                self.service.recent = build_overlay(snapshot, listens)
             self.last_error = None
             return True
         except Exception as exc:  # keep the previous overlay whatever went wrong

@@ -44,6 +44,9 @@ DEFAULT_RELOAD_SECONDS = 5.0
 # Up to this much memory per worker goes to answers serialised at load (100k users x 10
 # items take about 250 MiB); beyond it answers are formatted per request.
 DEFAULT_PRESERIALISE_MB = 512
+# Up to this much memory per worker holds finished answers of known users and tracks, by path
+# and query string (``AnswerCache``); 0 turns the cache off.
+DEFAULT_ANSWER_CACHE_MB = 64
 MAX_BODY_BYTES = 64 * 1024
 # Path and query together; longer URLs get a JSON 414 (ids are at most 128 characters).
 MAX_URL_BYTES = 8 * 1024
@@ -77,6 +80,17 @@ def _seconds(env: Mapping[str, str], name: str, default: float, low: float, high
     return value
 
 
+def _mebibytes(env: Mapping[str, str], name: str, default: int, what: str) -> int:
+    raw = env.get(name, "").strip()
+    try:
+        value = int(raw) if raw else default
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number of MiB, got {raw!r}") from exc
+    if value < 0:
+        raise ConfigError(f"{name} must be >= 0 (0 turns {what} off)")
+    return value
+
+
 @dataclass(frozen=True)
 class ServingConfig:
     """Service settings beyond ``Settings`` (docs/serving.md lists the env vars)."""
@@ -84,6 +98,7 @@ class ServingConfig:
     reload_seconds: float = DEFAULT_RELOAD_SECONDS  # 0 turns polling off
     admin_token: str | None = None
     preserialise_mb: int = DEFAULT_PRESERIALISE_MB  # 0 formats every answer per request
+    answer_cache_mb: int = DEFAULT_ANSWER_CACHE_MB  # 0: no answer cache
     header_timeout_seconds: float = DEFAULT_HEADER_TIMEOUT_SECONDS
     body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS
     access_log: str = ACCESS_LOG_STDOUT  # "stdout", "off" or a file to append JSON lines to
@@ -114,19 +129,15 @@ class ServingConfig:
                     "MUSIC_PLATFORM_CORS_ORIGINS must be a comma-separated list of origins such as "
                     f"https://app.example.com (or *), got {origin!r}"
                 )
-        raw_budget = env.get("MUSIC_PLATFORM_PRESERIALISE_MB", "").strip()
-        try:
-            preserialise_mb = int(raw_budget) if raw_budget else DEFAULT_PRESERIALISE_MB
-        except ValueError as exc:
-            raise ConfigError(
-                f"MUSIC_PLATFORM_PRESERIALISE_MB must be a whole number of MiB, got {raw_budget!r}"
-            ) from exc
-        if preserialise_mb < 0:
-            raise ConfigError("MUSIC_PLATFORM_PRESERIALISE_MB must be >= 0 (0 turns pre-serialisation off)")
+        preserialise_mb = _mebibytes(
+            env, "MUSIC_PLATFORM_PRESERIALISE_MB", DEFAULT_PRESERIALISE_MB, "pre-serialisation"
+        )
+        answer_cache_mb = _mebibytes(env, "MUSIC_PLATFORM_ANSWER_CACHE_MB", DEFAULT_ANSWER_CACHE_MB, "the answer cache")
         return cls(
             reload_seconds=reload_seconds,
             admin_token=env.get("MUSIC_PLATFORM_ADMIN_TOKEN") or None,
             preserialise_mb=preserialise_mb,
+            answer_cache_mb=answer_cache_mb,
             header_timeout_seconds=header_timeout,
             body_timeout_seconds=body_timeout,
             access_log=access_log,
@@ -159,6 +170,48 @@ class ReloadOutcome:
             "seconds": round(self.seconds, 3),
             "error": self.error,
         }
+
+
+class AnswerCache:
+    """Finished answers of the hot GET routes for known users and tracks, by (path, query string).
+
+    An answer is a function of the snapshot, the recent-listens overlay, the path and the query
+    string only, so a cache belongs to one (snapshot, overlay) pair: ``answer_cache()`` starts an
+    empty one as soon as either is replaced, and a request never sees an answer of another
+    pair. Only 200 answers of ids the snapshot (or the overlay) knows are kept: probing random
+    ids cannot fill it. Its size is bounded by ``budget_bytes``; once full it starts again
+    empty and the ids asked for refill it.
+    """
+
+    __slots__ = ("snapshot", "recent", "answers", "budget_bytes", "used_bytes")
+
+    # Beyond the body: the key tuple, its two strings, the answer tuple and the dict slot.
+    ENTRY_OVERHEAD_BYTES = 256
+
+    def __init__(self, snapshot: Snapshot, recent: RecentOverlay | None, budget_bytes: int) -> None:
+        self.snapshot = snapshot
+        self.recent = recent
+        self.answers: dict[tuple[str, str], tuple[str, int, bytes]] = {}
+        self.budget_bytes = budget_bytes
+        self.used_bytes = 0
+
+    def knows_user(self, user_id: str) -> bool:
+        if user_id in self.snapshot.user_index:
+            return True
+        return self.recent is not None and user_id in self.recent.listens.by_user
+
+    def knows_track(self, track_id: str) -> bool:
+        return track_id in self.snapshot.catalogue.track_index
+
+    def put(self, key: tuple[str, str], answer: tuple[str, int, bytes]) -> None:
+        size = len(answer[2]) + len(key[0]) + len(key[1]) + self.ENTRY_OVERHEAD_BYTES
+        if self.used_bytes + size > self.budget_bytes:
+            if size > self.budget_bytes:
+                return
+            self.answers = {}
+            self.used_bytes = 0
+        self.answers[key] = answer
+        self.used_bytes += size
 
 
 def error_json(status: int, message: str, **extra: object) -> bytes:
@@ -243,6 +296,7 @@ class RecommendationService:
         # Listens since the published snapshot (issue 19), refreshed in the background.
         self.recent: RecentOverlay | None = None
         self.recent_refresher = RecentListensRefresher(self)
+        self._answers = self._new_answer_cache()
 
     @property
     def warehouse(self) -> Warehouse:
@@ -254,6 +308,18 @@ class RecommendationService:
     @property
     def snapshot(self) -> Snapshot:
         return self.state.snapshot
+
+    def answer_cache(self) -> AnswerCache:
+        """The answer cache of the snapshot and recent-listens overlay served now."""
+        cache = self._answers
+        snapshot = self.state.snapshot
+        recent = self.recent
+        if cache.snapshot is not snapshot or cache.recent is not recent:
+            cache = self._answers = AnswerCache(snapshot, recent, self.config.answer_cache_mb * 2**20)
+        return cache
+
+    def _new_answer_cache(self) -> AnswerCache:
+        return AnswerCache(self.state.snapshot, self.recent, self.config.answer_cache_mb * 2**20)
 
     # -- reload --------------------------------------------------------------------------
     def reload(self, force: bool = False) -> ReloadOutcome:
@@ -281,6 +347,7 @@ class RecommendationService:
                 )
                 if snapshot is not None:
                     self.state = ServingState(snapshot, self._make_cold_start(version))
+                    self._answers = self._new_answer_cache()  # the old answers must not keep the old snapshot alive
                     del snapshot
                     if self.freeze_heap:
                         _settle_heap()
@@ -304,28 +371,32 @@ class RecommendationService:
             return ColdStart()
 
     # -- handlers ------------------------------------------------------------------------
-    def user_recommendations(self, user_id: str, query_string: str) -> Answer:
+    def user_recommendations(self, user_id: str, query_string: str, cache: AnswerCache | None = None) -> Answer:
+        """The answer from the snapshot and overlay served now, or from those of ``cache``
+        (whose answers must all come from its own pair)."""
         k = parse_k(query_string)
         if isinstance(k, str):
             return 422, error_json(422, k)
-        snapshot = self.state.snapshot
+        if cache is None:
+            snapshot, recent = self.state.snapshot, self.recent
+        else:
+            snapshot, recent = cache.snapshot, cache.recent
         # A known id is served whatever its characters; only unknown ones must look like ids.
         if user_id not in snapshot.user_index and not _USER_ID.fullmatch(user_id):
             return 422, error_json(422, "user_id must be 1-128 letters, digits or . _ - @ +")
         if snapshot.is_empty:
             return 503, error_json(503, "no recommendations available yet: run the pipeline")
-        recent = self.recent
         if recent is not None:
             body = recent.answer(snapshot, user_id, k)  # None: no recent listens
             if body is not None:
                 return 200, body
         return 200, snapshot.user_recommendations_json(user_id, k)
 
-    def similar_tracks(self, track_id: str, query_string: str) -> Answer:
+    def similar_tracks(self, track_id: str, query_string: str, cache: AnswerCache | None = None) -> Answer:
         k = parse_k(query_string)
         if isinstance(k, str):
             return 422, error_json(422, k)
-        snapshot = self.state.snapshot
+        snapshot = self.state.snapshot if cache is None else cache.snapshot
         if track_id not in snapshot.catalogue.track_index and not _TRACK_ID.fullmatch(track_id):
             return 422, error_json(422, "track_id must be 1-128 letters, digits or . _ - :")
         body = snapshot.similar_tracks_json(track_id, k)
