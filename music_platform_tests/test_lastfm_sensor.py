@@ -17,7 +17,6 @@ from music_platform.config import Settings
 from music_platform.defs.ingestion import lastfm_sensor as sensor_module
 from music_platform.defs.ingestion.lastfm_sensor import (
     LASTFM_API_POOL,
-    MAX_REQUESTS_PER_TICK,
     recent_scrobbles_sensor,
 )
 from music_platform.resources import LastfmResource
@@ -27,7 +26,6 @@ from music_platform.sources.lastfm.recent import (
     dump_cursor,
     load_cursor,
     poll_recent_scrobbles,
-    users_for_this_tick,
 )
 from music_platform_tests.fakes.lastfm_server import FakeLastfmServer, Fault
 
