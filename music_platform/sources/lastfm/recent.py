@@ -87,8 +87,13 @@ class PollState:
       is dropped only once it is older than the window, when the listener is asked) and overlaps
       their previous ask, since the rotation asks everyone within ``MAX_POLL_INTERVAL_S``.
     - ``rotation``/``cycle_start``/``cycles``: the position of the rotation in the tracked-user
-      list, when its cycle began, whether a cycle completed (during the first cycle an absent
-      listener is seen for the first time and asked for the open day since 00:00 UTC).
+      list, when its cycle began, whether a cycle completed; ``asked``/``asked_before``: when
+      each stretch of positions was asked in this cycle and the previous one (``[(end, time)]``,
+      a pair per tick), which sets each position's deadline (asked again within the maximum
+      interval); during the first cycle (during the first cycle an absent
+      listener is seen for the first time and asked for the open day since 00:00 UTC, kept as
+      ``first_sight``: no later window of an absent listener starts before it, as what lies
+      before it was never read by the sensor and is already loaded or the schedule's).
     - ``pending``: loads found while the day-partitioned marts were being restated, requested
       at the next tick that may (day -> (newest scrobble seen, users)).
     """
@@ -99,14 +104,28 @@ class PollState:
     cycle_start: int | None = None
     cycles: int = 0
     pending: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
+    first_sight: int | None = None
+    asked: list[tuple[int, int]] = field(default_factory=list)
+    asked_before: list[tuple[int, int]] = field(default_factory=list)
+
+    def deadline(self, position: int, n: int, now: int, max_interval_s: int) -> float:
+        """When the rotation must have asked the user at ``position`` (of ``n``) this cycle: the
+        maximum interval after the previous cycle asked it, or for a first cycle on a linear
+        schedule from the cycle's start."""
+        for end, at in self.asked_before:
+            if position < end:
+                return at + max_interval_s
+        start = self.cycle_start if self.cycle_start is not None and self.rotation < n else now
+        return start + max_interval_s * (position + 1) / n
 
     def window_start(self, user: str, now: int) -> int:
         """``from`` of ``user``'s next request."""
         if user in self.seen:
             return self.seen[user] + 1
+        first_sight = self.first_sight if self.first_sight is not None else now // DAY_S * DAY_S
         if self.cycles == 0:  # first sight: the open day
-            return now // DAY_S * DAY_S
-        return now - RECENT_WINDOW_S
+            return first_sight
+        return max(now - RECENT_WINDOW_S, first_sight)
 
 
 def load_state(text: str | None) -> PollState:
@@ -129,6 +148,9 @@ def load_state(text: str | None) -> PollState:
                 cycle_start=None if data.get("c") is None else int(data["c"]),
                 cycles=int(data.get("n", 0)),
                 pending=pending,
+                first_sight=None if data.get("s") is None else int(data["s"]),
+                asked=[(int(e), int(t)) for e, t in data.get("a", [])],
+                asked_before=[(int(e), int(t)) for e, t in data.get("b", [])],
             )
         except (TypeError, ValueError, IndexError, AttributeError):
             raise ValueError("the Last.fm sensor cursor (version 2) is malformed; reset it in the UI") from None
@@ -136,8 +158,11 @@ def load_state(text: str | None) -> PollState:
 
 
 def dump_state(state: PollState) -> str:
-    """The compact JSON cursor (v, r, c, n, u: {user: [seen, polled]}, p: {day: [marker, users]})."""
+    """The compact JSON cursor (v, r, c, n, s, u: {user: [seen, polled]}, p: {day: [marker, users]})."""
     data: dict[str, Any] = {"v": 2, "r": state.rotation, "c": state.cycle_start, "n": min(state.cycles, 1)}
+    data["s"] = state.first_sight
+    data["a"] = [list(x) for x in state.asked]
+    data["b"] = [list(x) for x in state.asked_before]
     data["u"] = {u: [state.seen[u], state.polled.get(u, 0)] for u in sorted(state.seen)}
     if state.pending:
         data["p"] = {d: [m, sorted(users)] for d, (m, users) in sorted(state.pending.items())}
@@ -177,10 +202,11 @@ def plan_tick(
 ) -> TickPlan:
     """The listeners to ask at ``now`` with at most ``budget`` requests.
 
-    1. The rotation's share: enough of the next listeners in ``users`` order to finish the
-       current cycle within ``max_interval_s`` of its start, counting the ticks left (a tick
-       that was skipped or cut short makes the next ones ask more). Taken first, so the maximum
-       interval holds whenever the budget can hold it at all.
+    1. The rotation's share: the next listeners in ``users`` order whose deadline (``max_interval_s``
+       after the previous cycle asked them; a linear schedule in a first cycle) falls before the
+       next tick (a tick that was skipped or cut short makes the next one ask more), and at least
+       the steady pace of a cycle per ``max_interval_s``. Taken first, so the maximum interval
+       holds whenever the budget can hold it at all.
     2. The due listeners by priority: those who scrobbled within ``HOT_WINDOW_S`` (at least
        ``HOT_MIN_GAP_S`` after that scrobble, not asked in the past half tick interval), then those
        within ``RECENT_WINDOW_S`` not asked for ``WARM_INTERVAL_S``; most overdue first.
@@ -189,12 +215,13 @@ def plan_tick(
     if budget <= 0 or not users:
         return TickPlan([], [], [], 0)
     n = len(users)
-    new_cycle = state.rotation >= n or state.cycle_start is None
     start = 0 if state.rotation >= n else state.rotation
-    cycle_start = now if new_cycle else state.cycle_start
-    remaining = n - start
-    ticks_left = max(1, int((cycle_start + max_interval_s - now) // tick_interval_s))
-    needed = min(budget, remaining, -(-remaining // ticks_left))
+    # At least the steady pace (a cycle per max_interval_s), so asks bunched by a catch-up spread out.
+    needed = min(budget, n - start, -(-n * tick_interval_s // max_interval_s))
+    while start + needed < n and needed < budget:
+        if state.deadline(start + needed, n, now, max_interval_s) >= now + tick_interval_s * 5 // 4:
+            break
+        needed += 1
     rotation = list(users[start : start + needed])
     chosen = set(rotation)
 
@@ -244,6 +271,8 @@ def advance_state(state: PollState, users: Sequence[str], plan: TickPlan, result
     new = PollState(
         seen=dict(state.seen), polled=dict(state.polled), rotation=0 if state.rotation >= n else state.rotation,
         cycle_start=now if new_cycle else state.cycle_start, cycles=state.cycles, pending=dict(state.pending),
+        first_sight=state.first_sight if state.first_sight is not None else now // DAY_S * DAY_S,
+        asked=[] if state.rotation >= n else list(state.asked), asked_before=list(state.asked_before),
     )  # fmt: skip
     not_asked = set(result.not_asked)
     unanswered = not_asked | set(result.failed) | set(result.skipped)
@@ -269,8 +298,11 @@ def advance_state(state: PollState, users: Sequence[str], plan: TickPlan, result
             break
         moved += 1
     new.rotation += moved
+    if moved:
+        new.asked.append((new.rotation, now))
     if new.rotation >= n:
         new.rotation, new.cycle_start, new.cycles = 0, None, new.cycles + 1
+        new.asked_before, new.asked = new.asked, []
     return new
 
 
