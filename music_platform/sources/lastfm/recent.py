@@ -172,7 +172,8 @@ def dump_state(state: PollState) -> str:
 @dataclass
 class TickPlan:
     """Who is asked at a tick, in order: the rotation's share interleaved with the due listeners
-    by priority, then more of the rotation with what is left of the budget."""
+    by priority, then more of the rotation with what is left of the budget (past the end of the
+    list, the first users again)."""
 
     users: list[str]
     rotation_users: list[str]  # in rotation order; the rotation moves past those asked
@@ -210,7 +211,8 @@ def plan_tick(
     2. The due listeners by priority: those who scrobbled within ``HOT_WINDOW_S`` (at least
        ``HOT_MIN_GAP_S`` after that scrobble, not asked in the past half tick interval), then those
        within ``RECENT_WINDOW_S`` not asked for ``WARM_INTERVAL_S``; most overdue first.
-    3. Whatever budget is left moves the rotation on further.
+    3. Whatever budget is left moves the rotation on further (to the end of the list, then asks
+       the first users again without moving the rotation).
     """
     if budget <= 0 or not users:
         return TickPlan([], [], [], 0)
@@ -247,9 +249,15 @@ def plan_tick(
     priority = [user for _score, _seen, user in due[: budget - len(rotation)]]
 
     extra = budget - len(rotation) - len(priority)
+    bonus: list[str] = []
     if extra > 0:
         taken = set(priority)
         rotation += [u for u in users[start + len(rotation) :] if u not in taken][:extra]
+        # Past the end of the list, the spare budget asks the first users again (the rotation
+        # itself starts its next cycle at the next tick).
+        extra = budget - len(rotation) - len(priority)
+        taken |= set(rotation)
+        bonus = [u for u in users[:start] if u not in taken][: max(0, extra)]
     ordered: list[str] = []
     head = rotation[:needed]
     for i in range(max(len(head), len(priority))):
@@ -257,7 +265,7 @@ def plan_tick(
             ordered.append(head[i])
         if i < len(priority):
             ordered.append(priority[i])
-    ordered += rotation[needed:]
+    ordered += rotation[needed:] + bonus
     return TickPlan(ordered, rotation, priority, needed)
 
 
