@@ -254,7 +254,7 @@ def test_loads_found_while_the_marts_are_restated_wait_in_the_cursor(monkeypatch
 def test_a_tick_stays_within_its_request_budget_and_the_rate(monkeypatch, instance):
     assert sensor_module.request_budget(40, 5) == 181  # starts 220 ms apart
     assert sensor_module.request_budget(0, 5) == 0
-    monkeypatch.setattr(sensor_module, "TICK_TIME_BUDGET_S", 2.2)  # 10 requests
+    monkeypatch.setattr(sensor_module, "request_budget", lambda _seconds, _rate: 10)
     with FakeLastfmServer(users=30, days=1, seed=3, end_uts=END, api_key=KEY) as big:
         users = big.user_names
         cursor, asked = None, []
@@ -426,7 +426,7 @@ def test_a_poll_stopped_early_keeps_the_rotation_on_the_first_user_not_asked():
 
 def test_a_restart_resumes_from_the_cursor(monkeypatch, instance, server):
     users = server.user_names
-    monkeypatch.setattr(sensor_module, "TICK_TIME_BUDGET_S", 0.45)  # 2 requests a tick: 3 users rotate
+    monkeypatch.setattr(sensor_module, "request_budget", lambda _seconds, _rate: 2)  # 3 users rotate
     server.world.insert(users[0], END + 100)
     first = _tick(monkeypatch, instance, server, users, END + 600)
     state = load_state(first.cursor)
