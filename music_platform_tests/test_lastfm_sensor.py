@@ -214,6 +214,35 @@ def test_the_sensor_yields_while_a_lastfm_step_runs(monkeypatch, instance, serve
     assert _partitions(result) == ["2025-03-08"]
 
 
+def test_a_run_still_loading_its_code_does_not_hold_the_tick_but_stops_it_once_it_runs(server, instance):
+    import uuid
+
+    run = instance.add_run(
+        dg.DagsterRun(
+            job_name="__ASSET_JOB", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTING,
+            asset_selection=frozenset({dg.AssetKey(["raw", "lastfm_scrobbles"])}),
+        )
+    )  # fmt: skip
+    assert sensor_module.lastfm_run_active(instance) == run.run_id  # the pool is taken ...
+    assert sensor_module.lastfm_run_active(instance, sensor_module.ASKING) is None  # ... but it cannot ask yet
+    client = LastfmClient(api_key=KEY, api_root=server.url, retry=NO_RETRY, rate_limiter=RateLimiter(1000))
+
+    def stop_when():  # the run's process is up after the first request
+        if len(server.requests) == 1:
+            instance.handle_new_event(
+                dg.EventLogEntry(
+                    error_info=None, level="debug", user_message="", run_id=run.run_id, timestamp=0.0,
+                    step_key=None, job_name=run.job_name,
+                    dagster_event=dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, run.job_name),
+                )
+            )  # fmt: skip
+        found = sensor_module.lastfm_run_active(instance, sensor_module.ASKING)
+        return None if found is None else "started"
+
+    result = poll_recent_scrobbles(client, server.user_names, {}, END + 600, stop_when=stop_when)
+    assert len(server.requests) == 1 and result.stopped_because == "started"
+
+
 def test_a_run_ending_within_the_wait_leaves_the_tick_to_poll(monkeypatch, instance, server, fake_waits):
     run = _started_run(instance, [dg.AssetKey(["raw", "lastfm_scrobbles"])])
 
