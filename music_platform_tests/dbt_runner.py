@@ -31,9 +31,7 @@ def run_dbt(args: list[str], settings: Settings, work_dir: Path, *, check: bool 
     ]  # fmt: skip
     result = subprocess.run(command, cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True, timeout=600)
     if check:
-        assert result.returncode == 0, (
-            f"dbt {' '.join(args)} failed:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
-        )
+        assert result.returncode == 0, f"dbt {' '.join(args)} failed:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
     return result
 
 

@@ -117,22 +117,38 @@ def run(users: int, days: int, seed: int, last_day: date) -> dict:
     partition = first_day.isoformat()
     for selection, partition_key in ((raw_partitioned, partition), (raw_whole, None)):
         result = job.execute_in_process(
-            instance=instance, asset_selection=selection, partition_key=partition_key,
-            run_config=demo.QUIET_LOGS, raise_on_error=False,
+            instance=instance,
+            asset_selection=selection,
+            partition_key=partition_key,
+            run_config=demo.QUIET_LOGS,
+            raise_on_error=False,
         )
-        reruns.append({"assets": sorted(k.to_user_string() for k in selection), "success": result.success,
-                       "failed_checks": sorted(n for n, ok in _checks_of(result) if not ok)})
+        reruns.append(
+            {
+                "assets": sorted(k.to_user_string() for k in selection),
+                "success": result.success,
+                "failed_checks": sorted(n for n, ok in _checks_of(result) if not ok),
+            }
+        )
     report["counts_after_raw_rerun"] = _counts(wh, {RAW: tables[RAW]})
 
     marts = [dg.AssetKey(["marts", name]) for name in INCREMENTAL_MARTS]
     partitioned_marts = [k for k in marts if graph.has(k) and graph.get(k).partitions_def is not None]
     if partitioned_marts:
         result = job.execute_in_process(
-            instance=instance, asset_selection=partitioned_marts, partition_key=partition,
-            run_config=demo.QUIET_LOGS, raise_on_error=False,
+            instance=instance,
+            asset_selection=partitioned_marts,
+            partition_key=partition,
+            run_config=demo.QUIET_LOGS,
+            raise_on_error=False,
         )
-        reruns.append({"assets": sorted(k.to_user_string() for k in partitioned_marts), "success": result.success,
-                       "failed_checks": sorted(n for n, ok in _checks_of(result) if not ok)})
+        reruns.append(
+            {
+                "assets": sorted(k.to_user_string() for k in partitioned_marts),
+                "success": result.success,
+                "failed_checks": sorted(n for n, ok in _checks_of(result) if not ok),
+            }
+        )
         report["counts_after_marts_rerun"] = _counts(wh, {"marts": list(INCREMENTAL_MARTS)})
     report["reruns"] = reruns
     return report

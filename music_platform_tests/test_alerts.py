@@ -82,16 +82,27 @@ def data_dir(clean_env) -> Path:
 
 
 def test_alert_is_appended_as_jsonl_and_posted_as_slack_json(data_dir):
-    alert = Alert(kind=CHECK_FAILURE, reason="87.00% of 200 rows complete", run_id="run-1", job="__ASSET_JOB",
-                  asset="raw/lastfm_scrobbles", check="completeness", partition="2026-11-23")
+    alert = Alert(
+        kind=CHECK_FAILURE,
+        reason="87.00% of 200 rows complete",
+        run_id="run-1",
+        job="__ASSET_JOB",
+        asset="raw/lastfm_scrobbles",
+        check="completeness",
+        partition="2026-11-23",
+    )
     with WebhookReceiver() as receiver:
         outcome = record_alert(alert, data_dir, receiver.url)
     assert outcome.recorded and outcome.delivered
     [line] = alerts_path(data_dir).read_text().splitlines()
     record = json.loads(line)
     assert {k: record[k] for k in ("kind", "run_id", "asset", "check", "reason", "partition")} == {
-        "kind": "check_failure", "run_id": "run-1", "asset": "raw/lastfm_scrobbles", "check": "completeness",
-        "reason": "87.00% of 200 rows complete", "partition": "2026-11-23",
+        "kind": "check_failure",
+        "run_id": "run-1",
+        "asset": "raw/lastfm_scrobbles",
+        "check": "completeness",
+        "reason": "87.00% of 200 rows complete",
+        "partition": "2026-11-23",
     }
     assert record["time"].endswith("+00:00")
     [payload] = receiver.received
@@ -154,8 +165,9 @@ WIDGETS = dg.AssetKey(["raw", "widgets"])
 def widgets():
     yield dg.MaterializeResult()
     yield dg.AssetCheckResult(check_name="row_count_in_range", passed=False, description="3 rows, expected >= 10")
-    yield dg.AssetCheckResult(check_name="spelling", passed=False, severity=dg.AssetCheckSeverity.WARN,
-                              description="2 names misspelt")
+    yield dg.AssetCheckResult(
+        check_name="spelling", passed=False, severity=dg.AssetCheckSeverity.WARN, description="2 names misspelt"
+    )
     yield dg.AssetCheckResult(check_name="key_unique", passed=True)
 
 

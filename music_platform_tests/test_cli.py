@@ -104,7 +104,7 @@ def test_a_malformed_number_names_the_variable():
 @pytest.mark.parametrize(
     ("error", "fix"),
     [
-        (WarehouseError('cannot connect to PostgreSQL at x: FATAL: password authentication failed'), "password"),
+        (WarehouseError("cannot connect to PostgreSQL at x: FATAL: password authentication failed"), "password"),
         (WarehouseError("cannot connect to snowflake:u@acct/db: 250001: Could not connect"), "SNOWFLAKE_ACCOUNT"),
         (WarehouseError("cannot connect to snowflake:u@acct/db: Incorrect username or password"), "SNOWFLAKE_PASSWORD"),
         (ConfigError("MUSIC_PLATFORM_SOURCE must be one of auto, synthetic, real"), ".env"),

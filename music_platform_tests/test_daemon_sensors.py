@@ -24,9 +24,27 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 SENSOR = "kaggle_drop_folder_sensor"
 KAGGLE_HEADER = [
-    "", "track_id", "artists", "album_name", "track_name", "popularity", "duration_ms", "explicit", "danceability",
-    "energy", "key", "loudness", "mode", "speechiness", "acousticness", "instrumentalness", "liveness", "valence",
-    "tempo", "time_signature", "track_genre",
+    "",
+    "track_id",
+    "artists",
+    "album_name",
+    "track_name",
+    "popularity",
+    "duration_ms",
+    "explicit",
+    "danceability",
+    "energy",
+    "key",
+    "loudness",
+    "mode",
+    "speechiness",
+    "acousticness",
+    "instrumentalness",
+    "liveness",
+    "valence",
+    "tempo",
+    "time_signature",
+    "track_genre",
 ]
 
 
@@ -37,11 +55,31 @@ def write_kaggle_csv(path: Path, *, blank_track_ids: bool = False) -> int:
     genres = ["acoustic", "jazz", "metal", "pop", "k-pop", "ambient"]
     rows = []
     for i in range(18):
-        rows.append([
-            i, f"TRACK{i:018d}AB", "Ingrid Michaelson;ZAYN" if i % 5 == 0 else f"Artíst {i % 7}",
-            f'Album "{i}", Deluxe' if i % 4 == 0 else f"Album {i}", f"Song {i}", 20 + i, 180_000 + i * 1000, "False",
-            0.5, 0.6, i % 12, -7.5, 1, 0.05, 0.3, 0.0, 0.1, 0.4, 95.0 + i, 4, genres[i % len(genres)],
-        ])
+        rows.append(
+            [
+                i,
+                f"TRACK{i:018d}AB",
+                "Ingrid Michaelson;ZAYN" if i % 5 == 0 else f"Artíst {i % 7}",
+                f'Album "{i}", Deluxe' if i % 4 == 0 else f"Album {i}",
+                f"Song {i}",
+                20 + i,
+                180_000 + i * 1000,
+                "False",
+                0.5,
+                0.6,
+                i % 12,
+                -7.5,
+                1,
+                0.05,
+                0.3,
+                0.0,
+                0.1,
+                0.4,
+                95.0 + i,
+                4,
+                genres[i % len(genres)],
+            ]
+        )
     rows.append([18, rows[1][1], *rows[1][2:-1], "indie"])  # track 1 under a second genre
     if blank_track_ids:
         for row in rows:
@@ -145,7 +183,11 @@ def test_a_failed_blocking_check_is_visible_explained_and_alerted_by_the_daemon(
     alerts = wait_for(alerts_for_run, timeout=240, interval=3, what="the daemon's alert sensors to record the failure")
     check_alert = next(a for a in alerts if a["kind"] == "check_failure")
     assert (check_alert["asset"], check_alert["check"]) == ("raw/kaggle_tracks", "rows_kept")
-    wait_for(lambda: len([p for p in webhook.received if p["alert"]["run_id"] == run_id]) >= 2,
-             timeout=60, interval=1, what="the webhook to receive both alerts")
+    wait_for(
+        lambda: len([p for p in webhook.received if p["alert"]["run_id"] == run_id]) >= 2,
+        timeout=60,
+        interval=1,
+        what="the webhook to receive both alerts",
+    )
     posted = [p for p in webhook.received if p["alert"]["run_id"] == run_id]
     assert sorted(p["alert"]["kind"] for p in posted) == ["check_failure", "run_failure"]

@@ -128,7 +128,6 @@ def test_relationships_from_daily_models_are_judged_on_the_dimensions(graph):
     assert ("marts/user_track_interactions", "not_null_user_track_interactions_user_id") in names
 
 
-
 # A fresh interpreter with no platform variable set: it imports the code location, then builds it
 # for each target from explicit settings, and checks nothing was read or written behind its back.
 _THREE_TARGETS = r"""
@@ -191,7 +190,11 @@ def test_the_three_targets_build_in_one_process_with_no_environment_set(tmp_path
     assert built["duckdb"]["profile"]["path"] == str((tmp_path / "data" / "warehouse.duckdb").resolve())
     postgres = built["postgres"]["profile"]
     assert (postgres["host"], postgres["port"], postgres["user"], postgres["password"], postgres["dbname"]) == (
-        "db.example", 6543, "u", "p@ss", "wh_edge",
+        "db.example",
+        6543,
+        "u",
+        "p@ss",
+        "wh_edge",
     )
     snowflake = built["snowflake"]["profile"]
     assert (snowflake["account"], snowflake["port"], snowflake["protocol"]) == ("acct", 8123, "http")

@@ -2,7 +2,9 @@
 
 New scrobbles become run requests for exactly the daily partitions they fall on, the cursor
 advances, a restart from the stored cursor requests nothing twice, each tick costs one request
-per user, and the sensor yields to a running Last.fm step (pool ``lastfm_api``).
+per user asked and stays within its request budget, the sensor yields to a running Last.fm step
+(pool ``lastfm_api``), and the poll plan asks recent listeners first while everyone is asked
+within the maximum interval.
 """
 
 from __future__ import annotations
@@ -17,17 +19,25 @@ from music_platform.config import Settings
 from music_platform.defs.ingestion import lastfm_sensor as sensor_module
 from music_platform.defs.ingestion.lastfm_sensor import (
     LASTFM_API_POOL,
-    MAX_REQUESTS_PER_TICK,
     recent_scrobbles_sensor,
 )
 from music_platform.resources import LastfmResource
 from music_platform.sources.http import NO_RETRY, RateLimiter
 from music_platform.sources.lastfm.client import LastfmClient
 from music_platform.sources.lastfm.recent import (
+    HOT_MIN_GAP_S,
+    MAX_POLL_INTERVAL_S,
+    RECENT_WINDOW_S,
+    PollResult,
+    PollState,
+    UserPoll,
+    advance_state,
     dump_cursor,
+    dump_state,
     load_cursor,
+    load_state,
+    plan_tick,
     poll_recent_scrobbles,
-    users_for_this_tick,
 )
 from music_platform_tests.fakes.lastfm_server import FakeLastfmServer, Fault
 
@@ -56,6 +66,20 @@ def _resource(server: FakeLastfmServer, users: list[str]) -> LastfmResource:
     return LastfmResource(use_synthetic=False, api_key=KEY, api_root=server.url, users=users)
 
 
+@pytest.fixture(autouse=True)
+def fake_waits(monkeypatch):
+    """The sensor's wait for a Last.fm run: a clock that ``sleep`` moves on, without waiting."""
+    clock = {"t": 0.0, "slept": []}
+
+    def sleep(seconds: float) -> None:
+        clock["slept"].append(seconds)
+        clock["t"] += seconds
+
+    monkeypatch.setattr(sensor_module, "monotonic", lambda: clock["t"])
+    monkeypatch.setattr(sensor_module, "sleep", sleep)
+    return clock
+
+
 def _tick(monkeypatch, instance, server, users, now: int, cursor: str | None = None):
     monkeypatch.setattr(sensor_module, "clock", lambda: now)
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"lastfm": _resource(server, users)})
@@ -74,41 +98,51 @@ def _newest(server: FakeLastfmServer, user: str, before: int) -> int:
     return max(uts for uts, _track in server.world.scrobbles(user, None, before))
 
 
+def _seen(result) -> dict[str, int]:
+    return load_state(result.cursor).seen
+
+
 def test_new_scrobbles_request_their_partitions_and_the_cursor_resumes(monkeypatch, instance, server):
     users = server.user_names
-    now = END + 600  # 2025-03-08 00:10 UTC: the last partition is 2025-03-07
+    now = END + 600  # 2025-03-08 00:10 UTC: the open day is 2025-03-08, its partition exists
 
+    # First sight of each user: the open day since 00:00 UTC (earlier days are the schedule's).
+    server.world.insert(users[0], END + 300)
     first = _tick(monkeypatch, instance, server, users, now)
-    # First sight of each user: the last 24 h, i.e. 2025-03-07 00:10 .. now; all on 2025-03-07.
-    assert _partitions(first) == ["2025-03-07"]
+    assert _partitions(first) == ["2025-03-08"]
     assert first.run_requests[0].tags["music_platform/api"] == "lastfm"
-    cursor = load_cursor(first.cursor)
-    assert cursor == {user: _newest(server, user, now) for user in users}
+    assert [_slice(r) for r in first.run_requests] == [[users[0]]]
+    assert _seen(first) == {users[0]: END + 300}  # the others scrobbled more than 2 h ago: no entry
     assert len(server.requests_for("user.getRecentTracks")) == len(users)  # one request per user
+    assert {r.params["from"] for r in server.requests_for("user.getRecentTracks")} == {str(END)}
 
-    # Nothing new: no run, the cursor stays.
+    # Nothing new: no run, the same newest scrobbles.
     second = _tick(monkeypatch, instance, server, users, now + 300, first.cursor)
-    assert _partitions(second) == [] and load_cursor(second.cursor) == cursor
+    assert _partitions(second) == [] and _seen(second) == _seen(first)
     assert len(server.requests_for("user.getRecentTracks")) == 2 * len(users)
+    # After the first cycle, a listener without an entry is asked for the last 2 h, which starts
+    # after their newest handled scrobble (more than 2 h old) and covers the whole interval since
+    # they were last asked; never before the first sight (what lies before it the sensor never read).
+    asked = {r.params["user"]: int(r.params["from"]) for r in server.requests_for("user.getRecentTracks")[-3:]}
+    assert asked == {users[0]: END + 301, users[1]: END, users[2]: END}
+    later = _tick(monkeypatch, instance, server, users, END + 3 * 3600, second.cursor)
+    asked = {r.params["user"]: int(r.params["from"]) for r in server.requests_for("user.getRecentTracks")[-3:]}
+    assert asked[users[1]] == END + 3 * 3600 - RECENT_WINDOW_S and _partitions(later) == []
 
-    # A listen finished just before midnight reaches Last.fm late (newer than the cursor, same day),
-    # and one listen today: 2025-03-08 is a partition while it runs (end_offset=1), loaded at once.
-    late = max(cursor[users[0]] + 5, END - 30)
-    server.world.insert(users[0], late)
-    server.world.insert(users[1], END + 400)
+    # A listen finished just after midnight reaches Last.fm late, and one listen today.
+    server.world.insert(users[1], END + 30)
+    server.world.insert(users[2], END + 700)
     third = _tick(monkeypatch, instance, server, users, now + 600, second.cursor)
-    assert _partitions(third) == ["2025-03-07", "2025-03-08"]
-    assert third.run_requests[0].run_key != first.run_requests[0].run_key
-    # Each run reloads just the users who scrobbled that day (the incremental slice).
-    assert [_slice(r) for r in third.run_requests] == [[users[0]], [users[1]]]
-    assert sorted(_slice(first.run_requests[0])) == sorted(users)
-    advanced = load_cursor(third.cursor)
-    assert advanced[users[0]] == late and advanced[users[1]] == END + 400 and advanced[users[2]] == cursor[users[2]]
+    assert _partitions(third) == ["2025-03-08"]
+    # The run reloads just the users who scrobbled (the incremental slice).
+    assert [_slice(r) for r in third.run_requests] == [[users[1], users[2]]]
+    advanced = _seen(third)
+    assert advanced == {users[0]: END + 300, users[1]: END + 30, users[2]: END + 700}
 
     # The daemon restarts and evaluates again from the stored cursor: nothing is requested twice.
     restarted = _tick(monkeypatch, instance, server, users, now + 900, third.cursor)
-    assert _partitions(restarted) == [] and load_cursor(restarted.cursor) == advanced
-    # Re-evaluating the same tick from the previous cursor gives the same run key (Dagster dedups it).
+    assert _partitions(restarted) == [] and _seen(restarted) == advanced
+    # Re-evaluating the same tick from the previous cursor gives the same run keys (Dagster dedups them).
     again = _tick(monkeypatch, instance, server, users, now + 600, second.cursor)
     assert [r.run_key for r in again.run_requests] == [r.run_key for r in third.run_requests]
 
@@ -116,31 +150,35 @@ def test_new_scrobbles_request_their_partitions_and_the_cursor_resumes(monkeypat
 def test_late_scrobbles_of_several_days_request_each_day(monkeypatch, instance, server):
     users = server.user_names[:1]
     now = END + 3 * 3600
-    # The daemon was down since 2025-03-05 00:00: the one request covers three days of listens.
+    # The daemon was down since 2025-03-05 00:00 (a cursor of the first version, {user: newest}):
+    # the one request covers three days of listens.
     resumed = json.dumps({users[0]: END - 3 * DAY_S})
     result = _tick(monkeypatch, instance, server, users, now, resumed)
     assert _partitions(result) == ["2025-03-05", "2025-03-06", "2025-03-07"]
     assert len(server.requests) == 1
-    assert load_cursor(result.cursor) == {users[0]: _newest(server, users[0], now)}
+    # Its newest scrobble is more than 2 h old: the entry goes, the next window is the last 2 h.
+    assert _newest(server, users[0], now) < now - RECENT_WINDOW_S and _seen(result) == {}
 
 
 def test_unknown_user_is_skipped_and_the_others_are_read(monkeypatch, instance, server):
     users = [*server.user_names[:2], "no_such_listener"]
+    for user in users[:2]:
+        server.world.insert(user, END + 100)
     result = _tick(monkeypatch, instance, server, users, END + 600)
-    assert _partitions(result) == ["2025-03-07"]
-    assert set(load_cursor(result.cursor)) == set(users[:2])  # the unknown user has no cursor
+    assert _partitions(result) == ["2025-03-08"]
+    assert set(_seen(result)) == set(users[:2])  # the unknown user has no entry
 
 
 def test_a_transient_failure_leaves_that_users_cursor_for_the_next_tick(monkeypatch, instance, server):
     users = server.user_names
     first = _tick(monkeypatch, instance, server, users, END + 600)
-    server.world.insert(users[2], END - 20)
+    server.world.insert(users[2], END + 100)
     server.add_fault(Fault("error", code=8, method="user.getrecenttracks", user=users[2], times=10))
     failed = _tick(monkeypatch, instance, server, users, END + 900, first.cursor)
-    assert _partitions(failed) == [] and load_cursor(failed.cursor) == load_cursor(first.cursor)
+    assert _partitions(failed) == [] and _seen(failed) == _seen(first)
     server.clear()
     recovered = _tick(monkeypatch, instance, server, users, END + 1200, failed.cursor)
-    assert _partitions(recovered) == ["2025-03-07"] and load_cursor(recovered.cursor)[users[2]] == END - 20
+    assert _partitions(recovered) == ["2025-03-08"] and _seen(recovered)[users[2]] == END + 100
 
 
 def _started_run(instance, assets, job_name="__ASSET_JOB", tags=None):
@@ -148,33 +186,116 @@ def _started_run(instance, assets, job_name="__ASSET_JOB", tags=None):
 
     return instance.add_run(
         dg.DagsterRun(
-            job_name=job_name, run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED,
-            asset_selection=frozenset(assets) if assets is not None else None, tags=tags or {},
+            job_name=job_name,
+            run_id=str(uuid.uuid4()),
+            status=dg.DagsterRunStatus.STARTED,
+            asset_selection=frozenset(assets) if assets is not None else None,
+            tags=tags or {},
         )
     )
 
 
-def test_the_sensor_yields_while_a_lastfm_step_runs(monkeypatch, instance, server):
+def test_the_sensor_yields_while_a_lastfm_step_runs(monkeypatch, instance, server, fake_waits):
     run = _started_run(instance, [dg.AssetKey(["raw", "lastfm_scrobbles"])])
     result = _tick(monkeypatch, instance, server, server.user_names, END + 600)
     assert isinstance(result, dg.SkipReason) and LASTFM_API_POOL in result.skip_message
     assert server.requests == []
+    assert sum(fake_waits["slept"]) == pytest.approx(sensor_module.WAIT_FOR_RUN_S)  # it waited, then gave up
     instance.report_run_canceled(run)
     # The sensor's own run: an anonymous job without a recorded asset selection, but its tag.
     own = _started_run(instance, None, "__anonymous_asset_job_x", tags={"music_platform/api": "lastfm"})
     result = _tick(monkeypatch, instance, server, server.user_names, END + 600)
     assert isinstance(result, dg.SkipReason) and server.requests == []
     instance.report_run_canceled(own)
-    # A run restating the day-partitioned marts: the raw day must not change under its ledger.
-    restating = _started_run(instance, [dg.AssetKey(["marts", "fct_listens"])])
-    result = _tick(monkeypatch, instance, server, server.user_names, END + 600)
-    assert isinstance(result, dg.SkipReason) and "restating" in result.skip_message
-    assert server.requests == []
     # A run of other assets (the model) does not hold the Last.fm rate.
-    instance.report_run_canceled(restating)
     _started_run(instance, [dg.AssetKey(["ml", "lightfm_model"])])
+    server.world.insert(server.user_names[0], END + 100)
     result = _tick(monkeypatch, instance, server, server.user_names, END + 600)
-    assert _partitions(result) == ["2025-03-07"]
+    assert _partitions(result) == ["2025-03-08"]
+
+
+def test_a_run_still_loading_its_code_does_not_hold_the_tick_but_stops_it_once_it_runs(server, instance):
+    import uuid
+
+    run = instance.add_run(
+        dg.DagsterRun(
+            job_name="__ASSET_JOB", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTING,
+            asset_selection=frozenset({dg.AssetKey(["raw", "lastfm_scrobbles"])}),
+        )
+    )  # fmt: skip
+    assert sensor_module.lastfm_run_active(instance) == run.run_id  # the pool is taken ...
+    assert sensor_module.lastfm_run_active(instance, sensor_module.ASKING) is None  # ... but it cannot ask yet
+    client = LastfmClient(api_key=KEY, api_root=server.url, retry=NO_RETRY, rate_limiter=RateLimiter(1000))
+
+    def stop_when():  # the run's process is up after the first request
+        if len(server.requests) == 1:
+            instance.handle_new_event(
+                dg.EventLogEntry(
+                    error_info=None, level="debug", user_message="", run_id=run.run_id, timestamp=0.0,
+                    step_key=None, job_name=run.job_name,
+                    dagster_event=dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, run.job_name),
+                )
+            )  # fmt: skip
+        found = sensor_module.lastfm_run_active(instance, sensor_module.ASKING)
+        return None if found is None else "started"
+
+    result = poll_recent_scrobbles(client, server.user_names, {}, END + 600, stop_when=stop_when)
+    assert len(server.requests) == 1 and result.stopped_because == "started"
+
+
+def test_a_run_ending_within_the_wait_leaves_the_tick_to_poll(monkeypatch, instance, server, fake_waits):
+    run = _started_run(instance, [dg.AssetKey(["raw", "lastfm_scrobbles"])])
+
+    def sleep(seconds: float) -> None:  # the run ends while the sensor waits
+        fake_waits["t"] += seconds
+        if fake_waits["t"] >= 3:
+            instance.report_run_canceled(run)
+
+    monkeypatch.setattr(sensor_module, "sleep", sleep)
+    server.world.insert(server.user_names[0], END + 100)
+    result = _tick(monkeypatch, instance, server, server.user_names, END + 600)
+    assert _partitions(result) == ["2025-03-08"]
+    assert len(server.requests) == len(server.user_names)
+
+
+def test_loads_found_while_the_marts_are_restated_wait_in_the_cursor(monkeypatch, instance, server):
+    users = server.user_names
+    restating = _started_run(instance, [dg.AssetKey(["marts", "fct_listens"])])
+    server.world.insert(users[0], END + 100)
+    held = _tick(monkeypatch, instance, server, users, END + 600)
+    # It polled (the marts' run does not call Last.fm) but requested no load: the raw day must
+    # not change under the listen ledger's build.
+    assert _partitions(held) == [] and "restating" in held.skip_reason.skip_message
+    assert len(server.requests) == len(users)
+    assert load_state(held.cursor).pending == {"2025-03-08": (END + 100, [users[0]])}
+    # Still restating at the next tick: a new listen joins the held load.
+    server.world.insert(users[1], END + 650)
+    still = _tick(monkeypatch, instance, server, users, END + 700, held.cursor)
+    assert _partitions(still) == []
+    assert load_state(still.cursor).pending == {"2025-03-08": (END + 650, [users[0], users[1]])}
+    # The build is over: the first tick requests the held load (crash-safe: it was in the cursor).
+    instance.report_run_canceled(restating)
+    released = _tick(monkeypatch, instance, server, users, END + 800, still.cursor)
+    assert [_slice(r) for r in released.run_requests] == [[users[0], users[1]]]
+    assert load_state(released.cursor).pending == {}
+
+
+def test_a_tick_stays_within_its_request_budget_and_the_rate(monkeypatch, instance):
+    assert sensor_module.request_budget(40, 5) == 181  # starts 220 ms apart
+    assert sensor_module.request_budget(0, 5) == 0
+    monkeypatch.setattr(sensor_module, "request_budget", lambda _seconds, _rate: 10)
+    with FakeLastfmServer(users=30, days=1, seed=3, end_uts=END, api_key=KEY) as big:
+        users = big.user_names
+        cursor, asked = None, []
+        for minute in range(3):
+            result = _tick(monkeypatch, instance, big, users, END + 600 + 60 * minute, cursor)
+            cursor = result.cursor
+            tick = [r.params["user"] for r in big.requests_for("user.getRecentTracks")[len(asked) :]]
+            assert len(tick) == 10  # the budget, no more
+            asked += tick
+        assert asked == users  # the rotation, in order, each once
+        times = sorted(r.at for r in big.requests)
+        assert max(sum(1 for u in times if t <= u < t + 1.0) for t in times) <= 5  # the process's bucket
 
 
 def test_a_lastfm_step_starting_mid_tick_stops_the_poll(server):
@@ -229,12 +350,121 @@ def test_the_time_budget_stops_the_poll(server):
     assert result.not_asked == server.user_names[2:]
 
 
-def test_users_rotate_when_there_are_more_than_the_budget():
-    users = [f"u{i}" for i in range(7)]
-    assert users_for_this_tick(users, 10, tick=3) == users
-    seen = [u for tick in range(3) for u in users_for_this_tick(users, 3, tick)]
-    assert set(seen) == set(users)
-    assert len(users_for_this_tick([f"u{i}" for i in range(500)], MAX_REQUESTS_PER_TICK, 1)) == MAX_REQUESTS_PER_TICK
+# -- the poll plan ---------------------------------------------------------------------------------------
+
+
+def _answer(plan, now: int, seen: dict[str, int]) -> PollResult:
+    """Every user of ``plan`` answered; ``seen`` holds the newest scrobble of those with one."""
+    result = PollResult(cursor=dict(seen))
+    for user in plan.users:
+        poll = UserPoll(user=user, time_from=0, time_to=now)
+        if user in seen:
+            poll.newest_uts = seen[user]
+            poll.days = [date(2025, 3, 8)]
+        result.polls.append(poll)
+    return result
+
+
+def test_recent_listeners_are_asked_first_and_by_priority():
+    now = END + 7200
+    users = [f"u{i:02d}" for i in range(40)]
+    state = PollState(rotation=10, cycle_start=now - 60, cycles=1)
+    state.seen = {
+        "u30": now - 600, "u31": now - 300,   # hot: in a session
+        "u32": now - 30,                      # hot, but scrobbled 30 s ago: not yet
+        "u33": now - 200,                     # hot, but asked 20 s ago: not yet
+        "u34": now - 3600,                    # warm: asked 6 min ago, due
+        "u35": now - 3600,                    # warm: asked 2 min ago, not due
+        "u36": now - RECENT_WINDOW_S - 10,    # older: the rotation only
+    }  # fmt: skip
+    state.polled = {"u30": now - 60, "u31": now - 120, "u32": now - 60, "u33": now - 20, "u34": now - 360,
+                    "u35": now - 120, "u36": now - 60}  # fmt: skip
+    # The previous cycle asked positions 0-13 14.5 min ago, the rest 10 min ago: u10-u13 are due
+    # before the next tick (more than the steady pace of 40 users in 15 ticks, 3 a tick).
+    state.asked_before = [(14, now - MAX_POLL_INTERVAL_S + 30), (40, now - 600)]
+    plan = plan_tick(users, state, now, 6, tick_interval_s=60)
+    # The rotation's share first, interleaved with the due listeners, the most overdue hot one first.
+    assert plan.rotation_needed == 4 and plan.rotation_users == ["u10", "u11", "u12", "u13"]
+    assert plan.priority_users == ["u31", "u30"]
+    assert plan.users == ["u10", "u31", "u11", "u30", "u12", "u13"]
+    wider = plan_tick(users, state, now, 20, tick_interval_s=60)
+    assert wider.priority_users == ["u31", "u30", "u34"]  # then the warm one
+    # What is left of the budget moves the rotation on, past users already chosen.
+    assert len(wider.users) == 20 and len(set(wider.users)) == 20
+    assert wider.rotation_users[:4] == ["u10", "u11", "u12", "u13"]
+    assert not set(wider.rotation_users) & {"u31", "u30", "u34"}
+    # The rotation's share is taken even when the due listeners alone would fill the budget.
+    tight = plan_tick(users, state, now, 4, tick_interval_s=60)
+    assert tight.users == ["u10", "u11", "u12", "u13"] and tight.priority_users == []
+    # Without a deadline before the next tick, the rotation keeps its steady pace.
+    state.asked_before = [(40, now - 600)]
+    assert plan_tick(users, state, now, 6, tick_interval_s=60).rotation_needed == 3
+    assert HOT_MIN_GAP_S > 30
+
+
+def test_every_listener_is_asked_within_the_maximum_interval_even_when_recent_ones_could_take_the_budget():
+    tick_s, budget = 60, 181
+    users = [f"listener{i:04d}" for i in range(2000)]
+    hot = users[::7]  # 286 listeners always in a session: more than the whole budget
+    state, last_asked, now = PollState(), {}, END
+    gaps, late_ticks = [], set()
+    for tick in range(120):
+        now = END + tick * tick_s
+        if tick in (30, 31, 32):  # three ticks skipped (a Last.fm run had the rate)
+            continue
+        plan = plan_tick(users, state, now, budget, tick_interval_s=tick_s)
+        assert len(plan.users) <= budget and len(set(plan.users)) == len(plan.users)
+        for user in plan.users:
+            if user in last_asked:
+                gaps.append(now - last_asked[user])
+                if gaps[-1] > MAX_POLL_INTERVAL_S:
+                    late_ticks.add(tick)
+            last_asked[user] = now
+        seen = {u: now - 100 for u in plan.users if u in hot}
+        state = advance_state(state, users, plan, _answer(plan, now, seen), now)
+        assert len(dump_state(state)) < 16_000  # the cursor stays small: only recent listeners
+    assert set(last_asked) == set(users)
+    # Within the maximum interval, but for the three skipped ticks, which the rotation catches up
+    # with the budget left over by its steady pace (181 - 134 a tick) in the ticks that follow.
+    assert max(gaps) <= MAX_POLL_INTERVAL_S + 3 * tick_s
+    assert late_ticks and min(late_ticks) >= 33 and max(late_ticks) <= 45
+    # Recent listeners got the rest of the budget: asked far more often than the rotation alone.
+    hot_gaps = [now - last_asked[u] for u in hot]
+    assert sorted(hot_gaps)[len(hot_gaps) // 2] < MAX_POLL_INTERVAL_S / 2
+
+
+def test_a_poll_stopped_early_keeps_the_rotation_on_the_first_user_not_asked():
+    users = [f"u{i}" for i in range(10)]
+    state = PollState(rotation=2, cycle_start=END - 60, cycles=1)
+    plan = plan_tick(users, state, END, 6, tick_interval_s=60)
+    result = _answer(plan, END, {})
+    result.not_asked = plan.users[3:]
+    after = advance_state(state, users, plan, result, END)
+    asked_rotation = [u for u in plan.users[:3] if u in plan.rotation_users]
+    assert after.rotation == 2 + len(asked_rotation)
+    # A finished cycle starts again at the first user, and the first sight is over.
+    done = advance_state(
+        PollState(rotation=9, cycle_start=END - 600),
+        users,
+        plan_tick(users, PollState(rotation=9, cycle_start=END - 600), END, 1, tick_interval_s=60),
+        PollResult(cursor={}),
+        END,
+    )
+    assert done.rotation == 0 and done.cycle_start is None and done.cycles == 1
+
+
+def test_a_restart_resumes_from_the_cursor(monkeypatch, instance, server):
+    users = server.user_names
+    monkeypatch.setattr(sensor_module, "request_budget", lambda _seconds, _rate: 2)  # 3 users rotate
+    server.world.insert(users[0], END + 100)
+    first = _tick(monkeypatch, instance, server, users, END + 600)
+    state = load_state(first.cursor)
+    assert state.rotation == 2 and state.seen == {users[0]: END + 100}
+    # The daemon dies; the next evaluation reads the stored cursor and goes on with users[2].
+    second = _tick(monkeypatch, instance, server, users, END + 660, first.cursor)
+    asked = [r.params["user"] for r in server.requests_for("user.getRecentTracks")]
+    assert asked[2] == users[2]
+    assert load_state(second.cursor).cycles == 1
 
 
 def test_cursor_round_trip_and_a_corrupt_cursor_is_an_error():
@@ -244,3 +474,13 @@ def test_cursor_round_trip_and_a_corrupt_cursor_is_an_error():
         load_cursor("{not json")
     with pytest.raises(ValueError, match="reset it"):
         load_cursor('{"a": "yesterday"}')
+    state = PollState(seen={"a": 5, "b": 7}, polled={"a": 9, "b": 10}, rotation=3, cycle_start=100, cycles=1,
+                      pending={"2025-03-08": (7, ["b", "a"])})  # fmt: skip
+    back = load_state(dump_state(state))
+    assert (back.seen, back.polled, back.rotation, back.cycle_start, back.cycles) == (
+        state.seen, state.polled, 3, 100, 1)  # fmt: skip
+    assert back.pending == {"2025-03-08": (7, ["a", "b"])}
+    assert load_state(None) == PollState()
+    assert load_state('{"a": 5}').seen == {"a": 5}  # a version-1 cursor is taken over
+    with pytest.raises(ValueError, match="reset it"):
+        load_state('{"v": 2, "u": {"a": "x"}}')

@@ -26,7 +26,7 @@ from music_platform.defs.quality import open_day as open_day_module
 from music_platform.defs.quality.open_day import open_day_feed
 from music_platform.quality.open_day import CLOSED, JUST_STARTED, NOT_LIVE, OPEN, STALLED, judge_open_day
 from music_platform.resources import ArtifactStoreResource, WarehouseResource
-from music_platform.sources.lastfm.recent import merge_user_slice, select_slice_users
+from music_platform.sources.lastfm.recent import load_state, merge_user_slice, select_slice_users
 from music_platform_tests.fakes.lastfm_server import ARTISTS_IN_EVERY_SCRIPT, TRACKS_IN_EVERY_SCRIPT, FakeLastfmServer
 from music_platform_tests.test_lastfm_pipeline import QuickLastfmResource
 
@@ -115,6 +115,64 @@ def test_the_open_day_is_loaded_incrementally_and_the_final_load_settles_it(monk
             now += 60
 
     # More listens arrive after the last poll; the day's final (full) load settles it.
+    server.world.insert(users[-1], now + 5)
+    _run(resources, TODAY.isoformat())
+    assert _loaded(tmp_path, TODAY) == _expected(server, TODAY, MIDNIGHT + 86400)
+
+
+def test_a_rotation_over_ticks_and_held_loads_lose_and_duplicate_nothing(monkeypatch, tmp_path, server):
+    """More listeners than a tick's budget (the rotation spreads them over ticks, recent listeners
+    first) and loads held in the cursor while the marts are restated: after every load the open
+    day holds each scrobble the API had before the last poll of its listener at most once, a
+    held load lands at the next free tick, and the final load matches the whole day."""
+    monkeypatch.setattr(sensor_module, "request_budget", lambda _seconds, _rate: 2)  # 2 a tick, 5 listeners
+    monkeypatch.setattr(sensor_module, "sleep", lambda _s: None)
+    resources = _resources(tmp_path, server)
+    users = server.user_names
+    asked_at: dict[str, int] = {}
+    asks: Counter = Counter()
+    held = []
+    cursor = None
+    with dg.instance_for_test() as instance:
+        now = MIDNIGHT + 120
+        for step in range(10):
+            server.world.insert(users[step % len(users)], now - 40)
+            server.world.insert(users[0], now - 50)  # listener01 is in a session
+            restating = None
+            if step in (3, 4):  # a build of the daily marts is going on: loads wait in the cursor
+                restating = instance.add_run(dg.DagsterRun(
+                    job_name="__ASSET_JOB", run_id=f"restating-{step}", status=dg.DagsterRunStatus.STARTED,
+                    asset_selection=frozenset({dg.AssetKey(["marts", "fct_listens"])}),
+                ))  # fmt: skip
+            before = len(server.requests_for("user.getRecentTracks"))
+            result = _poll(monkeypatch, instance, resources, now, cursor)
+            cursor = result.cursor
+            asked = [r.params["user"] for r in server.requests_for("user.getRecentTracks")[before:]]
+            assert len(asked) <= 2
+            for user in asked:
+                asked_at[user] = now
+            asks.update(asked)
+            if restating is not None:
+                assert not result.run_requests
+                held.append(load_state(cursor).pending)
+                instance.report_run_canceled(restating)
+                now += 60
+                continue
+            for request in result.run_requests:
+                _run(resources, request.partition_key, request.run_config)
+            loaded = _loaded(tmp_path, TODAY)
+            assert max(loaded.values(), default=1) == 1  # no scrobble twice
+            # Every scrobble of a listener asked at t, made before t, is loaded; none is invented.
+            expected = Counter(
+                k for u, t in asked_at.items() for k in server.world.expected_keys(u, MIDNIGHT, t)
+            )  # fmt: skip
+            assert expected - loaded == Counter(), f"poll {step}: scrobbles lost"
+            assert loaded - _expected(server, TODAY, now) == Counter(), f"poll {step}: scrobbles not on the API"
+            now += 60
+        assert set(asked_at) == set(users)  # the rotation reached everyone
+        assert any(held)  # a load was held while the marts were restated, and landed afterwards
+        # The listener in a session is asked more often than the rotation alone would.
+        assert asks[users[0]] > max(asks[u] for u in users[1:])
     server.world.insert(users[-1], now + 5)
     _run(resources, TODAY.isoformat())
     assert _loaded(tmp_path, TODAY) == _expected(server, TODAY, MIDNIGHT + 86400)

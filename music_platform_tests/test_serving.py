@@ -548,7 +548,7 @@ def test_middleware_sees_every_request_hot_cold_and_refused(world, tmp_path):
     settings, _ = world
     log_path = tmp_path / "access.log"
     with make_client(settings, access_log=str(log_path)) as client:
-        client.get("/users/user_0000001/recommendations?k=2", headers={"user-agent": "quoted \"agent\" \\ x"})
+        client.get("/users/user_0000001/recommendations?k=2", headers={"user-agent": 'quoted "agent" \\ x'})
         client.head("/health")
         client.get("/artists?q=bj")
         client.post("/recommendations", content=b"x" * 70_000)

@@ -53,7 +53,13 @@ LAST_DAY = date(2026, 11, 30)
 RUN_TIMEOUT_SECONDS = 1800
 MIN_ARTISTS = 1000  # music_platform/defs/quality/marts.py: artist_coverage
 MARTS = (
-    "dim_users", "dim_artists", "dim_tracks", "artist_tags", "fct_listens", "user_track_interactions", "genre_summary"
+    "dim_users",
+    "dim_artists",
+    "dim_tracks",
+    "artist_tags",
+    "fct_listens",
+    "user_track_interactions",
+    "genre_summary",
 )
 ML_TABLES = ("model_registry", "model_evaluation", "user_recommendations", "similar_tracks")
 

@@ -122,8 +122,14 @@ class DagsterStack:
     def start(self, timeout: float = 180.0) -> DagsterStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         command = [
-            str(Path(sys.executable).parent / "dagster"), "dev",
-            "-w", str(WORKSPACE_YAML), "-h", "127.0.0.1", "-p", str(self.port),
+            str(Path(sys.executable).parent / "dagster"),
+            "dev",
+            "-w",
+            str(WORKSPACE_YAML),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
         ]
         log = self.log_path.open("wb")
         # Started in its own folder, not the project's: `dagster dev` loads a `.env` from its working
@@ -261,7 +267,9 @@ class DagsterStack:
         """Wait until the run reaches a final status; return it (its status says how it ended)."""
         return wait_for(
             lambda: (run := self.run(run_id))["status"] in FINAL_RUN_STATUSES and run,
-            timeout=timeout, interval=2.0, what=f"run {run_id} to finish",
+            timeout=timeout,
+            interval=2.0,
+            what=f"run {run_id} to finish",
         )
 
     def run_failure_summary(self, run_id: str) -> str:

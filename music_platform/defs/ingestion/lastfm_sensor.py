@@ -1,36 +1,46 @@
 """The near-real-time Last.fm sensor: loads the day's new scrobbles within minutes.
 
-Every ``POLL_INTERVAL_S`` it asks each tracked user (one ``user.getRecentTracks`` request per
-user, newest first) for scrobbles since that user's cursor, and requests one run of
+Every ``POLL_INTERVAL_S`` it asks tracked users (one ``user.getRecentTracks`` request per user,
+newest first, since that user's newest handled scrobble) and requests one run of
 ``raw/lastfm_scrobbles`` per affected day, today included (``daily_partitions`` has
 ``end_offset=1``: the open day is a partition). The logic is ``music_platform.sources.lastfm.recent``
 (free of Dagster); this module adds the cursor, the run requests and the rate budget.
 
+- Who is asked (``plan_tick``): a tick has a request budget, what the rate allows in
+  ``TICK_TIME_BUDGET_S`` (about 180 at 5 req/s). First the rotation's share: enough of the next
+  users in ``LASTFM_USERS`` order to ask everyone within ``MAX_POLL_INTERVAL_S`` (15 min); then the
+  users who scrobbled recently, by priority (listening comes in sessions): within 30 min every
+  tick, within 2 h every 5 min; what is left moves the rotation on.
 - Incremental: each run request carries the users whose scrobbles changed that day
   (``ScrobblesLoadConfig.users``); the run re-fetches those users' whole day and keeps the other
   users' stored rows, replacing the day in one transaction (the day-replace). A user's day is
   always fetched whole, so a poll adds what is new and never duplicates; the 01:00 schedule's
   full load of the previous day settles it.
-- Cursor: JSON ``{"user": unix time of the newest scrobble handled}``, stored by Dagster with
-  each tick, so a daemon restart resumes where it stopped.
-- Duplicates: the cursor only moves forward, and each run request's ``run_key`` is
-  ``lastfm_scrobbles:<day>:<newest scrobble time seen for that day>``, so re-evaluating a tick
-  (same cursor, same answers) requests nothing Dagster has not already launched.
+- Cursor (``PollState``, compact JSON stored by Dagster with each tick, so a daemon restart
+  resumes where it stopped): the rotation's position, and per user who scrobbled in the last 2 h
+  the newest scrobble handled and when they were asked; loads held back (below).
+- Duplicates: a user's window starts after their newest handled scrobble, and each run request's
+  ``run_key`` is ``lastfm_scrobbles:<day>:<newest scrobble time seen for that day>:<users>``, so
+  re-evaluating a tick (same cursor, same answers) requests nothing Dagster has not launched.
 - Rate: the sensor runs in the code-server process the daemon calls, the steps in run
   processes; each process has its own 5 req/s token bucket. Steps calling Last.fm share the
-  ``lastfm_api`` pool (one at a time), and the sensor (a) skips its tick while a run of a
-  Last.fm asset is starting or running, (b) checks that again before every request and stops
-  the tick as soon as one starts, so the sensor and a step never ask at the same time, (c) asks
-  at most ``MAX_REQUESTS_PER_TICK`` users per tick, sequentially, and (d) stops its tick at the
-  first "rate limit exceeded".
-- The sensor also waits while a run restates the day-partitioned marts (the listen ledger compares
-  raw and marts within one dbt build: the raw day must not change under it).
+  ``lastfm_api`` pool (one at a time), and the sensor (a) waits up to ``WAIT_FOR_RUN_S`` at the
+  start of its tick while a run of a Last.fm asset is running (``ASKING``: its process is up; a
+  run still loading its code cannot ask yet), and skips the tick if it still is, (b) checks that
+  again before every request and stops the tick as soon as one starts, so the sensor and a step
+  never ask at the same time, (c) asks sequentially, at most its
+  budget, and (d) stops its tick at the first "rate limit exceeded".
+- While a run restates the day-partitioned marts (the listen ledger compares raw and marts within
+  one dbt build: the raw day must not change under it) the sensor still polls, but holds its run
+  requests in the cursor and makes them at the first tick after that run.
   See docs/data-source/stream-source-validation.md ("Near-real-time sensor and the rate limit").
 """
 
 from __future__ import annotations
 
 import time
+import zlib
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from functools import cache
 
@@ -42,24 +52,28 @@ from music_platform.partitions import daily_partitions
 from music_platform.policies import REALTIME_ASSET_KEYS
 from music_platform.resources import LastfmResource
 from music_platform.sources.http import RetryPolicy, Timeouts
+from music_platform.sources.lastfm.client import LASTFM_RATE_MARGIN_S
 from music_platform.sources.lastfm.recent import (
-    PollResult,
-    dump_cursor,
-    load_cursor,
+    MAX_POLL_INTERVAL_S,
+    advance_state,
+    dump_state,
+    load_state,
+    merge_pending,
+    plan_tick,
     poll_recent_scrobbles,
-    users_for_this_tick,
 )
 
 SCROBBLES = dg.AssetKey(["raw", "lastfm_scrobbles"])
 SENSOR_NAME = "lastfm_recent_scrobbles_sensor"
 #: A listen should count within minutes (issue 19: p95 <= 10 min to marts.fct_listens).
 POLL_INTERVAL_S = 60
-#: Requests per tick at most (one per user; more users are asked in turn over several ticks).
-#: Never at the same time as a Last.fm step (see the module doc), so the moment rate is one
-#: process's bucket, <= 5 req/s.
-MAX_REQUESTS_PER_TICK = 50
-#: Stop asking after this long; the daemon gives a sensor evaluation 60 s by default.
+#: Stop asking after this long; the daemon gives a sensor evaluation 60 s (its gRPC timeout).
 TICK_TIME_BUDGET_S = 40.0
+#: A tick that finds a Last.fm run starting or running waits this long (within its time budget)
+#: for it to end before it gives the tick up: a sensor run takes ~10-30 s, a skipped tick 60.
+WAIT_FOR_RUN_S = 15.0
+#: Scrobbles per poll request: a poll needs the newest ones and the total, not a full page.
+SENSOR_PAGE_LIMIT = 50
 #: The sensor retries little: a user whose request fails is asked again at the next tick.
 SENSOR_RETRY = RetryPolicy(
     max_attempts=2, deadline_s=10.0, initial_backoff_s=1.0, max_backoff_s=2.0, jitter_s=0.5,
@@ -67,8 +81,18 @@ SENSOR_RETRY = RetryPolicy(
 )  # fmt: skip
 SENSOR_TIMEOUTS = Timeouts(connect_s=5.0, read_s=10.0)
 
-# Tests move the sensor's clock.
+# Tests move the sensor's clocks.
 clock = time.time
+monotonic = time.monotonic
+sleep = time.sleep
+
+
+def request_budget(seconds: float, requests_per_second: float) -> int:
+    """Requests the client's token bucket lets through in ``seconds`` (starts at least
+    ``1/rate + LASTFM_RATE_MARGIN_S`` apart)."""
+    if seconds <= 0 or requests_per_second <= 0:
+        return 0
+    return int(seconds / (1.0 / requests_per_second + LASTFM_RATE_MARGIN_S))
 
 
 def _default_status(settings: Settings) -> dg.DefaultSensorStatus:
@@ -87,13 +111,20 @@ LASTFM_ASSETS = frozenset(
 LASTFM_JOBS = frozenset({"daily_ingestion_job", "__anonymous_asset_job_lastfm_recent_scrobbles_sensor"})
 API_TAG = "music_platform/api"
 _ACTIVE = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+#: The runs that the sensor yields to: their process is up and may call Last.fm at any moment. A
+#: STARTING run is still loading the code location (30-80 s measured on the shared 2-core machine,
+#: when the sensor used to yield to it); its step's first request comes well after it turns
+#: STARTED (1.7 s from run start to step start, measured), and the sensor looks before each of its
+#: requests, 220 ms apart, so it stops first.
+ASKING = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
 
-def lastfm_run_active(instance: dg.DagsterInstance) -> str | None:
-    """The id of a starting or running run that may call Last.fm (it then has the rate to
-    itself), else None. Public run storage only: a run whose assets include a Last.fm asset, a
-    Last.fm job, or a run of unknown assets (a whole-graph run) counts."""
-    for run in instance.get_runs(filters=dg.RunsFilter(statuses=_ACTIVE), limit=50):
+def lastfm_run_active(instance: dg.DagsterInstance, statuses: list[dg.DagsterRunStatus] | None = None) -> str | None:
+    """The id of a starting or running run (``statuses``) that may call Last.fm (it then has the
+    rate to itself), else None. Public run storage only: a run whose assets include a Last.fm
+    asset, a Last.fm job, or a run of unknown assets (a whole-graph run) counts."""
+    wanted = _ACTIVE if statuses is None else statuses
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=wanted), limit=50):
         selection = run.asset_selection
         # The sensor's own runs (an anonymous job of its target, no asset selection recorded)
         # carry the tag: seen in the benchmark, missing them let a tick and a load ask at once.
@@ -130,7 +161,7 @@ def sensor_client(lastfm: LastfmResource):
         return lastfm.get_client()
     if not lastfm.api_key:
         raise dg.Failure("the Last.fm sensor needs LASTFM_API_KEY (or MUSIC_PLATFORM_SOURCE=synthetic)")
-    from music_platform.sources.lastfm.client import LastfmClient
+    from music_platform.sources.lastfm.client import LastfmClient  # noqa: PLC0415 - only for a real source
 
     return LastfmClient(
         api_key=lastfm.api_key,
@@ -152,21 +183,24 @@ SCROBBLES_OP = "raw__lastfm_scrobbles"
 
 
 def run_requests_for(
-    result: PollResult, now: int, partitions: dg.PartitionsDefinition
+    loads: Mapping[str, tuple[int, list[str]]], now: int, partitions: dg.PartitionsDefinition
 ) -> tuple[list[dg.RunRequest], list[str]]:
-    """One run per affected day that is a partition, loading the slice of users with new
-    scrobbles that day; the days that are no partition (dated in the future, before the start)."""
+    """One run per day with new scrobbles (``loads``: day -> (newest scrobble seen, users)) that
+    is a partition, loading the slice of those users; the days that are no partition (dated in
+    the future, before the start)."""
     requests, deferred = [], []
-    users_by_day = result.users_by_day
-    for day, marker in sorted(result.affected_days.items()):
+    for day_key, (marker, users) in sorted(loads.items()):
+        day = date.fromisoformat(day_key)
         if not existing_partition(day, now, partitions):
-            deferred.append(day.isoformat())
+            deferred.append(day_key)
             continue
+        slice_users = sorted(users)
+        digest = zlib.crc32(",".join(slice_users).encode("utf-8"))
         requests.append(
             dg.RunRequest(
-                run_key=f"lastfm_scrobbles:{day.isoformat()}:{marker}",
-                partition_key=day.isoformat(),
-                run_config={"ops": {SCROBBLES_OP: {"config": {"users": sorted(users_by_day[day])}}}},
+                run_key=f"lastfm_scrobbles:{day_key}:{marker}:{digest:08x}",
+                partition_key=day_key,
+                run_config={"ops": {SCROBBLES_OP: {"config": {"users": slice_users}}}},
                 tags={API_TAG: "lastfm", "music_platform/trigger": SENSOR_NAME},
             )
         )
@@ -187,10 +221,10 @@ def _recent_scrobbles_sensor(
         target=dg.AssetSelection.assets(SCROBBLES),
         minimum_interval_seconds=POLL_INTERVAL_S,
         default_status=status,
-        description=f"Every {POLL_INTERVAL_S} s asks each tracked Last.fm user (one request each, at most "
-        f"{MAX_REQUESTS_PER_TICK} per tick) for scrobbles since the cursor and loads the new listens of their "
-        "days, today included, for just the users who scrobbled. Never asks while a Last.fm step runs "
-        "(pool lastfm_api).",
+        description=f"Every {POLL_INTERVAL_S} s asks tracked Last.fm users (one request each, as many as the "
+        f"rate allows in {TICK_TIME_BUDGET_S:g} s: everyone within {MAX_POLL_INTERVAL_S // 60} min, recent "
+        "listeners more often) for scrobbles since the cursor and loads the new listens of their days, today "
+        "included, for just the users who scrobbled. Never asks while a Last.fm step runs (pool lastfm_api).",
     )
     def lastfm_recent_scrobbles_sensor(context: dg.SensorEvaluationContext, lastfm: LastfmResource):
         return poll_tick(context, lastfm, partitions)
@@ -203,20 +237,29 @@ def defs() -> dg.Definitions:
     return dg.Definitions(sensors=[recent_scrobbles_sensor(definitions_settings())])
 
 
+def wait_for_lastfm_runs(instance: dg.DagsterInstance, limit_s: float) -> tuple[float, str | None]:
+    """Wait up to ``limit_s`` while a Last.fm run is starting or running: the seconds waited and
+    the id of the run still going (None when the rate is free)."""
+    started = monotonic()
+    while True:
+        run_id = lastfm_run_active(instance, ASKING)
+        waited = monotonic() - started
+        if run_id is None or waited >= limit_s:
+            return waited, run_id
+        sleep(min(1.0, limit_s - waited))
+
+
 def poll_tick(context: dg.SensorEvaluationContext, lastfm: LastfmResource, partitions: dg.PartitionsDefinition):
     """One tick of the sensor (``recent_scrobbles_sensor``)."""
-    if lastfm_pool_busy(context.instance):
+    waited, busy = wait_for_lastfm_runs(context.instance, WAIT_FOR_RUN_S)
+    if busy is not None:
         return dg.SkipReason(
-            f"a step of pool {LASTFM_API_POOL!r} is calling Last.fm; this tick yields the rate limit to it"
+            f"a step of pool {LASTFM_API_POOL!r} is calling Last.fm (run {busy}); this tick yields the rate limit "
+            f"to it (waited {waited:.0f} s)"
         )
-    restating = daily_marts_run_active(context.instance)
-    if restating is not None:
-        # Loading now would change the raw day under the build, and its ledger would count rows
-        # that its marts cannot hold yet; the cursor waits, the next tick catches up.
-        return dg.SkipReason(f"run {restating} is restating the day-partitioned marts; loading after it")
 
     def step_started() -> str | None:
-        run_id = lastfm_run_active(context.instance)
+        run_id = lastfm_run_active(context.instance, ASKING)
         return None if run_id is None else f"run {run_id} of a Last.fm asset started: it has the rate to itself"
 
     client = sensor_client(lastfm)
@@ -225,33 +268,51 @@ def poll_tick(context: dg.SensorEvaluationContext, lastfm: LastfmResource, parti
         if not users:
             return dg.SkipReason("no tracked users (set LASTFM_USERS)")
         now = int(clock())
-        tracked = set(users)  # users dropped from LASTFM_USERS leave the cursor
-        cursor = {user: uts for user, uts in load_cursor(context.cursor).items() if user in tracked}
-        chosen = users_for_this_tick(users, MAX_REQUESTS_PER_TICK, now // POLL_INTERVAL_S)
+        state = load_state(context.cursor)
+        ask_s = max(0.0, TICK_TIME_BUDGET_S - waited)
+        budget = request_budget(ask_s, lastfm.requests_per_second)
+        plan = plan_tick(users, state, now, budget, tick_interval_s=POLL_INTERVAL_S)
+        starts = {user: state.window_start(user, now) for user in plan.users if user not in state.seen}
         result = poll_recent_scrobbles(
-            client, chosen, cursor, now, time_budget_s=TICK_TIME_BUDGET_S, stop_when=step_started
-        )
+            client, plan.users, state.seen, now, limit=SENSOR_PAGE_LIMIT, time_budget_s=ask_s,
+            stop_when=step_started, starts=starts,
+        )  # fmt: skip
     finally:
         close = getattr(client, "close", None)
         if close is not None:
             close()
+    new_state = advance_state(state, users, plan, result, now)
 
     for user, reason in result.skipped.items():
         context.log.warning(f"Last.fm user {user!r} skipped: {reason}")
     for user, reason in result.failed.items():
-        context.log.warning(f"Last.fm user {user!r} not read this tick (asked again next tick): {reason}")
+        context.log.warning(f"Last.fm user {user!r} not read this tick (asked again later): {reason}")
     if result.stopped_because:
         context.log.warning(f"poll stopped early: {result.stopped_because}; {len(result.not_asked)} user(s) wait")
-    requests, deferred = run_requests_for(result, now, partitions)
+    loads = merge_pending(state.pending, result)
+    summary = (
+        f"{result.requests} request(s) of a budget of {budget} ({len(plan.rotation_users)} in rotation, position "
+        f"{new_state.rotation}/{len(users)}; {len(plan.priority_users)} recent listener(s)), "
+        f"{sum(p.new_scrobbles for p in result.polls)} new scrobble(s)"
+    )
+    restating = daily_marts_run_active(context.instance) if loads else None
+    if restating is not None:
+        # Loading now would change the raw day under the build, and its ledger would count rows
+        # that its marts cannot hold yet: the loads wait in the cursor for the next tick.
+        new_state.pending = loads
+        context.log.info(f"{summary}; {len(loads)} load(s) held while run {restating} restates the marts")
+        return dg.SensorResult(
+            cursor=dump_state(new_state),
+            skip_reason=f"run {restating} is restating the day-partitioned marts; loading after it ({summary})",
+        )
+    new_state.pending = {}
+    requests, deferred = run_requests_for(loads, now, partitions)
     if deferred:
         context.log.warning(f"new scrobbles dated {', '.join(deferred)}: not a partition (clock skew?), not loaded")
-    summary = (
-        f"{result.requests} request(s), {sum(p.new_scrobbles for p in result.polls)} new scrobble(s), "
-        f"{len(requests)} partition run(s) requested"
-    )
+    summary += f", {len(requests)} partition run(s) requested"
     context.log.info(summary)
     return dg.SensorResult(
         run_requests=requests,
-        cursor=dump_cursor(result.cursor),
+        cursor=dump_state(new_state),
         skip_reason=None if requests else f"no partition to reload ({summary})",
     )

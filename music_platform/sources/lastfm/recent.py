@@ -44,7 +44,8 @@ def days_between(first: date, last: date) -> list[date]:
 
 
 def load_cursor(text: str | None) -> dict[str, int]:
-    """The sensor cursor ``{"user": last_uts}``; an unreadable cursor is an error, not a reset."""
+    """A version-1 cursor ``{"user": last_uts}`` (the sensor's format before the poll plan); an
+    unreadable cursor is an error, not a reset."""
     if not text:
         return {}
     try:
@@ -60,15 +61,268 @@ def dump_cursor(cursor: Mapping[str, int]) -> str:
     return json.dumps(dict(sorted(cursor.items())), separators=(",", ":"))
 
 
-def users_for_this_tick(users: Sequence[str], budget: int, tick: int) -> list[str]:
-    """At most ``budget`` users, rotating by ``tick`` so every user is asked in turn."""
-    if budget <= 0:
-        raise ValueError("the per-tick request budget must be positive")
-    if len(users) <= budget:
-        return list(users)
-    start = (tick * budget) % len(users)
-    rotated = list(users[start:]) + list(users[:start])
-    return rotated[:budget]
+# -- the poll plan: who is asked at a tick ---------------------------------------------------------
+#: A listener whose newest scrobble is this recent is in a session: asked every tick ...
+HOT_WINDOW_S = 30 * 60
+#: ... but not sooner than this after that scrobble (a track rarely ends within 90 s of the last).
+HOT_MIN_GAP_S = 90
+#: Listeners whose newest scrobble is this recent (but not hot) are asked every ``WARM_INTERVAL_S``.
+RECENT_WINDOW_S = 2 * 3600
+WARM_INTERVAL_S = 300
+#: Every tracked listener is asked at least once per rotation cycle of this length (when the
+#: request budget allows: the rotation's share is taken before any priority listener's).
+MAX_POLL_INTERVAL_S = 900
+DAY_S = 86_400
+
+
+@dataclass
+class PollState:
+    """What the sensor remembers between ticks (its cursor), kept small: cursors are stored with
+    every tick.
+
+    - ``seen``/``polled``: for listeners who scrobbled within ``RECENT_WINDOW_S`` (and listeners
+      given a window explicitly, e.g. by a version-1 cursor), the newest scrobble handled and when
+      they were last asked. Everyone else is absent: their next window is the last
+      ``RECENT_WINDOW_S``, which starts after their newest handled scrobble (that is why an entry
+      is dropped only once it is older than the window, when the listener is asked) and overlaps
+      their previous ask, since the rotation asks everyone within ``MAX_POLL_INTERVAL_S``.
+    - ``rotation``/``cycle_start``/``cycles``: the position of the rotation in the tracked-user
+      list, when its cycle began, whether a cycle completed; ``asked``/``asked_before``: when
+      each stretch of positions was asked in this cycle and the previous one (``[(end, time)]``,
+      a pair per tick), which sets each position's deadline (asked again within the maximum
+      interval); during the first cycle (during the first cycle an absent
+      listener is seen for the first time and asked for the open day since 00:00 UTC, kept as
+      ``first_sight``: no later window of an absent listener starts before it, as what lies
+      before it was never read by the sensor and is already loaded or the schedule's).
+    - ``pending``: loads found while the day-partitioned marts were being restated, requested
+      at the next tick that may (day -> (newest scrobble seen, users)).
+    """
+
+    seen: dict[str, int] = field(default_factory=dict)
+    polled: dict[str, int] = field(default_factory=dict)
+    rotation: int = 0
+    cycle_start: int | None = None
+    cycles: int = 0
+    pending: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
+    first_sight: int | None = None
+    asked: list[tuple[int, int]] = field(default_factory=list)
+    asked_before: list[tuple[int, int]] = field(default_factory=list)
+
+    def deadline(self, position: int, n: int, now: int, max_interval_s: int) -> float:
+        """When the rotation must have asked the user at ``position`` (of ``n``) this cycle: the
+        maximum interval after the previous cycle asked it, or for a first cycle on a linear
+        schedule from the cycle's start."""
+        for end, at in self.asked_before:
+            if position < end:
+                return at + max_interval_s
+        start = self.cycle_start if self.cycle_start is not None and self.rotation < n else now
+        return start + max_interval_s * (position + 1) / n
+
+    def window_start(self, user: str, now: int) -> int:
+        """``from`` of ``user``'s next request."""
+        if user in self.seen:
+            return self.seen[user] + 1
+        first_sight = self.first_sight if self.first_sight is not None else now // DAY_S * DAY_S
+        if self.cycles == 0:  # first sight: the open day
+            return first_sight
+        return max(now - RECENT_WINDOW_S, first_sight)
+
+
+def load_state(text: str | None) -> PollState:
+    """The sensor cursor; a version-1 cursor ``{"user": last_uts}`` is taken over (its users keep
+    their windows); an unreadable one is an error, not a reset."""
+    if not text:
+        return PollState()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the Last.fm sensor cursor is not JSON ({exc}); reset it in the UI") from None
+    if isinstance(data, dict) and data.get("v") == 2:
+        try:
+            users = {str(u): (int(v[0]), int(v[1])) for u, v in data.get("u", {}).items()}
+            pending = {str(d): (int(v[0]), [str(x) for x in v[1]]) for d, v in data.get("p", {}).items()}
+            return PollState(
+                seen={u: v[0] for u, v in users.items()},
+                polled={u: v[1] for u, v in users.items()},
+                rotation=int(data.get("r", 0)),
+                cycle_start=None if data.get("c") is None else int(data["c"]),
+                cycles=int(data.get("n", 0)),
+                pending=pending,
+                first_sight=None if data.get("s") is None else int(data["s"]),
+                asked=[(int(e), int(t)) for e, t in data.get("a", [])],
+                asked_before=[(int(e), int(t)) for e, t in data.get("b", [])],
+            )
+        except (TypeError, ValueError, IndexError, AttributeError):
+            raise ValueError("the Last.fm sensor cursor (version 2) is malformed; reset it in the UI") from None
+    return PollState(seen=load_cursor(text))
+
+
+def dump_state(state: PollState) -> str:
+    """The compact JSON cursor (v, r, c, n, s, u: {user: [seen, polled]}, p: {day: [marker, users]})."""
+    data: dict[str, Any] = {"v": 2, "r": state.rotation, "c": state.cycle_start, "n": min(state.cycles, 1)}
+    data["s"] = state.first_sight
+    data["a"] = [list(x) for x in state.asked]
+    data["b"] = [list(x) for x in state.asked_before]
+    data["u"] = {u: [state.seen[u], state.polled.get(u, 0)] for u in sorted(state.seen)}
+    if state.pending:
+        data["p"] = {d: [m, sorted(users)] for d, (m, users) in sorted(state.pending.items())}
+    return json.dumps(data, separators=(",", ":"))
+
+
+@dataclass
+class TickPlan:
+    """Who is asked at a tick, in order: the rotation's share interleaved with the due listeners
+    by priority, then more of the rotation with what is left of the budget (past the end of the
+    list, the first users again)."""
+
+    users: list[str]
+    rotation_users: list[str]  # in rotation order; the rotation moves past those asked
+    priority_users: list[str]
+    rotation_needed: int  # the rotation's share this tick (to finish the cycle in time)
+
+
+def priority_interval(seen_uts: int, now: int) -> int | None:
+    """How often a listener whose newest scrobble is ``seen_uts`` is asked outside the rotation
+    (0: every tick), or None: the rotation only."""
+    age = now - seen_uts
+    if age < HOT_WINDOW_S:
+        return 0
+    if age < RECENT_WINDOW_S:
+        return WARM_INTERVAL_S
+    return None
+
+
+def plan_tick(
+    users: Sequence[str],
+    state: PollState,
+    now: int,
+    budget: int,
+    *,
+    tick_interval_s: int,
+    max_interval_s: int = MAX_POLL_INTERVAL_S,
+) -> TickPlan:
+    """The listeners to ask at ``now`` with at most ``budget`` requests.
+
+    1. The rotation's share: the next listeners in ``users`` order whose deadline (``max_interval_s``
+       after the previous cycle asked them; a linear schedule in a first cycle) falls before the
+       next tick (a tick that was skipped or cut short makes the next one ask more), and at least
+       the steady pace of a cycle per ``max_interval_s``. Taken first, so the maximum interval
+       holds whenever the budget can hold it at all.
+    2. The due listeners by priority: those who scrobbled within ``HOT_WINDOW_S`` (at least
+       ``HOT_MIN_GAP_S`` after that scrobble, not asked in the past half tick interval), then those
+       within ``RECENT_WINDOW_S`` not asked for ``WARM_INTERVAL_S``; most overdue first.
+    3. Whatever budget is left moves the rotation on further (to the end of the list, then asks
+       the first users again without moving the rotation).
+    """
+    if budget <= 0 or not users:
+        return TickPlan([], [], [], 0)
+    n = len(users)
+    start = 0 if state.rotation >= n else state.rotation
+    # At least the steady pace (a cycle per max_interval_s), so asks bunched by a catch-up spread out.
+    needed = min(budget, n - start, -(-n * tick_interval_s // max_interval_s))
+    while start + needed < n and needed < budget:
+        if state.deadline(start + needed, n, now, max_interval_s) >= now + tick_interval_s * 5 // 4:
+            break
+        needed += 1
+    rotation = list(users[start : start + needed])
+    chosen = set(rotation)
+
+    tracked = set(users)
+    due: list[tuple[float, int, str]] = []
+    for user, seen in state.seen.items():
+        if user in chosen or user not in tracked:
+            continue
+        interval = priority_interval(seen, now)
+        if interval is None:
+            continue
+        since_asked = now - state.polled.get(user, 0)
+        if interval == 0:
+            if now - seen < HOT_MIN_GAP_S or since_asked < tick_interval_s // 2:
+                continue
+            score = 1000 + since_asked / tick_interval_s  # hot listeners before warm ones
+        else:
+            if since_asked < interval - tick_interval_s // 2:
+                continue
+            score = since_asked / interval
+        due.append((-score, -seen, user))
+    due.sort()
+    priority = [user for _score, _seen, user in due[: budget - len(rotation)]]
+
+    extra = budget - len(rotation) - len(priority)
+    bonus: list[str] = []
+    if extra > 0:
+        taken = set(priority)
+        rotation += [u for u in users[start + len(rotation) :] if u not in taken][:extra]
+        # Past the end of the list, the spare budget asks the first users again (the rotation
+        # itself starts its next cycle at the next tick).
+        extra = budget - len(rotation) - len(priority)
+        taken |= set(rotation)
+        bonus = [u for u in users[:start] if u not in taken][: max(0, extra)]
+    ordered: list[str] = []
+    head = rotation[:needed]
+    for i in range(max(len(head), len(priority))):
+        if i < len(head):
+            ordered.append(head[i])
+        if i < len(priority):
+            ordered.append(priority[i])
+    ordered += rotation[needed:] + bonus
+    return TickPlan(ordered, rotation, priority, needed)
+
+
+def advance_state(state: PollState, users: Sequence[str], plan: TickPlan, result: PollResult, now: int) -> PollState:
+    """The state after a tick's poll: the listeners asked keep their newest scrobble and ask
+    time, or are dropped when that scrobble is older than ``RECENT_WINDOW_S``; the rotation moves
+    past the rotation listeners asked, in order (those a poll stopped early did not reach are
+    next); a listener no longer tracked is forgotten."""
+    n = len(users)
+    new_cycle = state.rotation >= n or state.cycle_start is None
+    new = PollState(
+        seen=dict(state.seen), polled=dict(state.polled), rotation=0 if state.rotation >= n else state.rotation,
+        cycle_start=now if new_cycle else state.cycle_start, cycles=state.cycles, pending=dict(state.pending),
+        first_sight=state.first_sight if state.first_sight is not None else now // DAY_S * DAY_S,
+        asked=[] if state.rotation >= n else list(state.asked), asked_before=list(state.asked_before),
+    )  # fmt: skip
+    not_asked = set(result.not_asked)
+    unanswered = not_asked | set(result.failed) | set(result.skipped)
+    found = {p.user for p in result.polls if p.newest_uts is not None or p.days}
+    for user in plan.users:
+        if user in unanswered:
+            continue
+        # A listener without an entry gets one only for a scrobble found (not for an empty window).
+        if user in result.cursor and (user in state.seen or user in found):
+            new.seen[user] = result.cursor[user]
+        if user in new.seen and new.seen[user] < now - RECENT_WINDOW_S:
+            del new.seen[user]  # its next window (the last RECENT_WINDOW_S) starts after it
+            new.polled.pop(user, None)
+        elif user in new.seen:
+            new.polled[user] = now
+    tracked = set(users)
+    for user in [u for u in new.seen if u not in tracked]:
+        del new.seen[user]
+        new.polled.pop(user, None)
+    moved = 0
+    for user in plan.rotation_users:
+        if user in not_asked:
+            break
+        moved += 1
+    new.rotation += moved
+    if moved:
+        new.asked.append((new.rotation, now))
+    if new.rotation >= n:
+        new.rotation, new.cycle_start, new.cycles = 0, None, new.cycles + 1
+        new.asked_before, new.asked = new.asked, []
+    return new
+
+
+def merge_pending(pending: Mapping[str, tuple[int, list[str]]], result: PollResult) -> dict[str, tuple[int, list[str]]]:
+    """``pending`` plus this poll's loads: per day, the newest scrobble seen and the users."""
+    merged = {day: (marker, list(users)) for day, (marker, users) in pending.items()}
+    users_by_day = result.users_by_day
+    for day, marker in result.affected_days.items():
+        key = day.isoformat()
+        old_marker, old_users = merged.get(key, (0, []))
+        merged[key] = (max(old_marker, marker), sorted(set(old_users) | users_by_day[day]))
+    return merged
 
 
 @dataclass
@@ -126,6 +380,7 @@ def poll_recent_scrobbles(
     time_budget_s: float | None = None,
     monotonic: Callable[[], float] = time.monotonic,
     stop_when: Callable[[], str | None] | None = None,
+    starts: Mapping[str, int] | None = None,
 ) -> PollResult:
     """Ask each of ``users`` once for its scrobbles since its cursor; see the module doc.
 
@@ -138,6 +393,10 @@ def poll_recent_scrobbles(
     when ``time_budget_s`` is spent, Last.fm says the rate limit is exceeded (asking the
     other users at once would only make that worse), or ``stop_when`` (asked before every
     request) returns a reason, e.g. a step that calls Last.fm has started.
+
+    ``starts`` gives the window's start (``from``) of users without a cursor (the sensor's poll
+    plan: the open day at first sight, else the last ``RECENT_WINDOW_S``); without it, such a
+    user is asked for the last ``initial_lookback_s``.
     """
     result = PollResult(cursor=dict(cursor))
     started = monotonic()
@@ -149,7 +408,12 @@ def poll_recent_scrobbles(
         if result.stopped_because is not None:
             result.not_asked = list(users[index:])
             break
-        time_from = cursor[user] + 1 if user in cursor else now - initial_lookback_s
+        if user in cursor:
+            time_from = cursor[user] + 1
+        elif starts is not None and user in starts:
+            time_from = starts[user]
+        else:
+            time_from = now - initial_lookback_s
         if time_from >= now:
             continue  # its newest scrobble is in this very second: nothing can be newer yet
         poll = UserPoll(user=user, time_from=time_from, time_to=now)
