@@ -140,7 +140,7 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Wa
     note_child_process(context.run.run_id, invocation.process.pid)
     # Buffer the events so table metadata can be added once dbt has released the warehouse.
     events = list(invocation.stream())
-    # A failed invocation keeps its directory (run_results.json, dbt.log) for a look.
+    # A failed invocation keeps its directory (dbt.log, the debug log of every node) for a look.
     keep_partial_parse(dbt.project_dir, dbt.target, target_path, dbt.profiles_dir, remove=invocation.is_successful())
     tables = _table_metadata(context, warehouse, events)
     for event in events:
