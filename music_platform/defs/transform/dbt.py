@@ -163,15 +163,18 @@ def _table_metadata(context: dg.AssetExecutionContext, warehouse: WarehouseResou
         return {}
     wh = warehouse.get_warehouse()
     metadata: dict[str, dict] = {}
-    for event in outputs:
-        relation = event.metadata.get("dagster_dbt/relation_name") or event.metadata.get("relation_name")
-        schema_table = _schema_and_table(relation.value if relation is not None else None, event.output_name)
-        if not (schema_table and wh.table_exists(*schema_table)):
-            continue
-        key = context.assets_def.keys_by_output_name[event.output_name]
-        upstream = sorted(dep.to_user_string() for dep in context.assets_def.asset_deps.get(key, ()))
-        rules = MART_REQUIRED_FIELDS.get(schema_table[1]) if schema_table[0] == "marts" else None
-        metadata[event.output_name] = transformed_table_metadata(wh, *schema_table, upstream=upstream, rules=rules)
+    # One connection for the whole read-back (dbt has exited): on DuckDB, opening the file for each
+    # of its hundreds of small queries cost 16 s for 33 tables at load 7, 1.5 s on one connection.
+    with wh.session():
+        for event in outputs:
+            relation = event.metadata.get("dagster_dbt/relation_name") or event.metadata.get("relation_name")
+            schema_table = _schema_and_table(relation.value if relation is not None else None, event.output_name)
+            if not (schema_table and wh.table_exists(*schema_table)):
+                continue
+            key = context.assets_def.keys_by_output_name[event.output_name]
+            upstream = sorted(dep.to_user_string() for dep in context.assets_def.asset_deps.get(key, ()))
+            rules = MART_REQUIRED_FIELDS.get(schema_table[1]) if schema_table[0] == "marts" else None
+            metadata[event.output_name] = transformed_table_metadata(wh, *schema_table, upstream=upstream, rules=rules)
     return metadata
 
 
