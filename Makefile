@@ -29,15 +29,23 @@ $(UV_BOOTSTRAP)/bin/uv:
 	$(PYTHON) -m venv $(UV_BOOTSTRAP)
 	$(UV_BOOTSTRAP)/bin/pip install --quiet --disable-pip-version-check uv
 
-.venv/.installed: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen
+# Installed with bytecode: every process (the demo, each dbt invocation, the heartbeat, the code
+# server) then loads compiled modules instead of compiling dbt-core, dagster and pandas from source
+# on every start -- which it would do each time under PYTHONDONTWRITEBYTECODE, and which cost
+# 1.7 CPU-s per dbt invocation here (docs/operations.md, "dbt fixed cost"). The stamp's name
+# changed with it, so an environment installed without bytecode is compiled once. The project's
+# own package (an editable install) is compiled on every `make install`: compileall skips what is
+# up to date, and __pycache__ is ignored by git.
+.venv/.installed-bytecode: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --compile-bytecode
 	@touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.local.yaml
 	@mkdir -p $(DAGSTER_HOME)
 	cp deploy/dagster.local.yaml $@
 
-install: .venv/.installed $(DAGSTER_HOME)/dagster.yaml
+install: .venv/.installed-bytecode $(DAGSTER_HOME)/dagster.yaml
+	@$(UV) run --frozen --no-sync python -m compileall -q music_platform
 
 demo: install
 	$(UV) run --frozen music-platform demo $(DEMO_ARGS)

@@ -224,11 +224,17 @@ def _run_stages(progress, settings, users: int, seed: int, first_day: date, last
 
 
 def _print_summary(progress, settings, outcomes: list[StageOutcome], total: float) -> None:
-    from music_platform.recommender.publication import live_publication, publication_row_counts, sql_text
     from music_platform.warehouse import connect_warehouse
 
     console = progress  # prints through the progress display (its heartbeat keeps going meanwhile)
     wh = connect_warehouse(settings)
+    with wh.session():  # the runs are over: one connection for the summary's many small queries
+        _print_tables(console, wh, outcomes, total)
+
+
+def _print_tables(console, wh, outcomes: list[StageOutcome], total: float) -> None:
+    from music_platform.recommender.publication import live_publication, publication_row_counts, sql_text
+
     for outcome in outcomes:
         if outcome.error:
             console.print(f"[red]{outcome.name} failed:[/] {outcome.error}")

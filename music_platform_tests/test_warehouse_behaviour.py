@@ -421,3 +421,37 @@ def test_duckdb_read_of_a_missing_file_is_a_clear_error_and_creates_nothing(tmp_
     with pytest.raises(WarehouseError, match="does not exist yet"):
         list(warehouse.read_batches("select 1 as one"))
     assert not warehouse.path.exists()
+
+
+def test_operations_in_a_session_behave_as_they_do_alone(warehouse, schema):
+    with warehouse.session():
+        warehouse.replace_partition(schema, "scrobbles", scrobbles(DAY1, ["u1", "u2"]), "scrobble_date", [DAY1])
+        warehouse.replace_partition(schema, "scrobbles", scrobbles(DAY2, ["u3"]), "scrobble_date", [DAY2])
+        assert warehouse.table_exists(schema, "scrobbles") and not warehouse.table_exists(schema, "nothing")
+        assert warehouse.row_count(schema, "scrobbles") == 3
+        frame = warehouse.query_df(f"select user_name from {schema}.scrobbles order by user_name")
+        assert list(frame["user_name"]) == ["u1", "u2", "u3"]
+        with pytest.raises(WarehouseError):  # a read-only read stays read-only inside a session
+            list(warehouse.read_batches(f"delete from {schema}.scrobbles where user_name = ?", ["u1"]))
+        with warehouse.session():  # nested: the outer session's connection serves it
+            assert warehouse.row_count(schema, "scrobbles") == 3
+    assert warehouse.row_count(schema, "scrobbles") == 3  # written for good, visible afterwards
+
+
+def test_a_duckdb_session_opens_the_file_once_and_releases_it(tmp_path, schema, monkeypatch):
+    warehouse = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+    warehouse.replace_table(schema, "artists", pd.DataFrame({"artist_id": ["a1", "a2"]}))
+    opened = []
+    original = DuckDBWarehouse._open  # noqa: SLF001 - counting the file opens is the point
+    monkeypatch.setattr(
+        DuckDBWarehouse, "_open", lambda self, read_only: opened.append(read_only) or original(self, read_only)
+    )
+    with warehouse.session():
+        for _ in range(5):
+            assert warehouse.table_exists(schema, "artists")
+            assert warehouse.row_count(schema, "artists") == 2
+            warehouse.read_arrow(f"select * from {schema}.artists where artist_id = ?", ["a1"])
+    assert len(opened) == 1
+    # closed with the session: another process (here a read-only connection) can open the file
+    with duckdb.connect(str(warehouse.path), read_only=True) as conn:
+        assert conn.execute(f"select count(*) from {schema}.artists").fetchone()[0] == 2

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 import pandas as pd
 import pyarrow as pa
@@ -100,6 +101,12 @@ class Warehouse(ABC):
 
     @abstractmethod
     def table_exists(self, schema: str, table: str) -> bool: ...
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Many operations in a row from this thread: an implementation may keep one connection open
+        for them instead of opening one per operation (DuckDB does). Nothing changes here."""
+        yield
 
     def check_reachable(self) -> None:
         """Raise WarehouseError now when the warehouse cannot be reached or refuses the credentials

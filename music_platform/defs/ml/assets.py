@@ -18,6 +18,8 @@ import json
 import dagster as dg
 import pandas as pd
 
+from music_platform.defs.ml.training_reuse import RECORD_KEY as TRAINING_RECORD_KEY
+from music_platform.defs.ml.training_reuse import reusable_version, training_fingerprint, training_record
 from music_platform.defs.quality.checks import completeness_result
 from music_platform.lib.metadata import column_schema, completeness_metadata, preview_markdown
 from music_platform.policies import MODEL_FRESHNESS, OWNERS, RECOMMENDATIONS_FRESHNESS, absorbs_realtime
@@ -204,6 +206,15 @@ def lightfm_model(
     context: dg.AssetExecutionContext, config: ModelConfig, training_data: RecDataset, artifacts: ArtifactStoreResource
 ):
     train, test = stable_holdout(training_data, config.test_fraction)
+    registry = _registry(artifacts)
+    # Trained on exactly these inputs already (data, configuration, code, libraries; by content):
+    # that version is reused instead of training it again (training_reuse.py).
+    fingerprint = training_fingerprint(training_data, config.model_dump())
+    reusable = reusable_version(registry, fingerprint)
+    if reusable is not None:
+        context.log.info(f"reusing model {reusable.version} ({reusable.status}): trained on the same inputs")
+        yield from _reused_model_outputs(registry, reusable, train, training_data, config, fingerprint)
+        return
     selection = None
     if config.model_kind == "auto":
         selection, holdout_model, model = train_production(training_data, config.production(), (train, test))
@@ -217,10 +228,12 @@ def lightfm_model(
         kind = config.model_kind
         holdout_model = train_model(kind, train, config.training_params())
         model = refit_on_all(kind, holdout_model, training_data) if config.refit_on_full else holdout_model
-    registry = _registry(artifacts)
     version = registry.save(
         model,
-        metrics={"selection": selection.summary()} if selection else {"selection": {"winner": kind, "candidates": {}}},
+        metrics={
+            "selection": selection.summary() if selection else {"winner": kind, "candidates": {}},
+            TRAINING_RECORD_KEY: training_record(fingerprint, holdout_model.training_info),
+        },
         data_snapshot_id=training_data.snapshot_id(),
         status="candidate",
         holdout_model=holdout_model if model is not holdout_model else None,
@@ -230,6 +243,8 @@ def lightfm_model(
     yield dg.Output(
         version.version,
         metadata={
+            "reused": dg.MetadataValue.bool(False),
+            "training_fingerprint": dg.MetadataValue.text(fingerprint),
             "model_version": dg.MetadataValue.text(version.version),
             "model_kind": dg.MetadataValue.text(model.kind),
             "selection": dg.MetadataValue.json(selection.summary() if selection else {"winner": kind}),
@@ -255,6 +270,35 @@ def lightfm_model(
                 training_data.n_interactions if config.refit_on_full else train.n_interactions
             ),
             "artifact": dg.MetadataValue.path(str(artifacts.models_dir / version.version)),
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name="artifact_valid",
+        passed=bool(len(sample)) and bool(sample["score"].notna().all()),
+        metadata={"sample_rows": dg.MetadataValue.int(len(sample))},
+    )
+
+
+def _reused_model_outputs(registry: ModelRegistry, reused, train, training_data, config: ModelConfig, fingerprint: str):
+    """The output and artifact check of ``lightfm_model`` when it reuses the version ``reused``."""
+    version = reused.version
+    reloaded = registry.load(version)
+    sample = recommend_top_k(reloaded, train, k=TOP_K, users=list(train.user_ids[:5]), with_reasons=False)
+    yield dg.Output(
+        version,
+        metadata={
+            "reused": dg.MetadataValue.bool(True),
+            "training_fingerprint": dg.MetadataValue.text(fingerprint),
+            "model_version": dg.MetadataValue.text(version),
+            "model_kind": dg.MetadataValue.text(reloaded.kind),
+            "selection": dg.MetadataValue.json(reused.metrics.get("selection", {})),
+            "refit_on_full": dg.MetadataValue.bool(config.refit_on_full),
+            "data_snapshot_id": dg.MetadataValue.text(training_data.snapshot_id()),
+            "data_source": dg.MetadataValue.text(
+                f"model {version} ({reused.status}), reused: trained on the same data (snapshot "
+                f"{training_data.snapshot_id()}), configuration, code and libraries"
+            ),
+            "artifact": dg.MetadataValue.path(str(reused.path)),
         },
     )
     yield dg.AssetCheckResult(
@@ -299,7 +343,8 @@ def model_evaluation(
     train, test = stable_holdout(training_data, config.test_fraction)
     models = {"candidate": candidate, "popularity": train_popularity(train)}
     published = registry.latest_published()
-    if published is not None and published.version != lightfm_model:
+    reused_live = published is not None and published.version == lightfm_model
+    if published is not None and not reused_live:
         models["published"] = registry.load_holdout(published.version)
     per_user: dict[str, dict] = {}
     evaluation = evaluate_models(models, train, test, k=TOP_K, per_user=per_user)
@@ -313,6 +358,11 @@ def model_evaluation(
         confidence=config.gate_confidence,
         hold_unless_better=config.hold_unless_better,
     )
+    if reused_live:  # judged against popularity only: it is the live model
+        decision = decision._replace(
+            reason=f"the live model {lightfm_model}, reused (trained on the same inputs): "
+            + decision.reason.removesuffix("; no live model yet")
+        )
 
     rows = with_baseline(evaluation, "candidate")
     rows["model"] = candidate.kind
@@ -363,7 +413,10 @@ def model_evaluation(
             },
         },
     )
-    registry.set_status(lightfm_model, "rejected" if decision.decision == REJECT else "candidate")
+    # The live model itself (reused by lightfm_model: trained on the same inputs) stays published
+    # unless the gate now rejects it; any other candidate waits for the publication step.
+    if not (reused_live and decision.decision != REJECT):
+        registry.set_status(lightfm_model, "rejected" if decision.decision == REJECT else "candidate")
     comparison_metadata = {
         f"{name}_{field}": dg.MetadataValue.float(round(float(value), 6))
         for name, comparison in decision.comparisons.items()

@@ -140,7 +140,7 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Wa
     note_child_process(context.run.run_id, invocation.process.pid)
     # Buffer the events so table metadata can be added once dbt has released the warehouse.
     events = list(invocation.stream())
-    # A failed invocation keeps its directory (run_results.json, dbt.log) for a look.
+    # A failed invocation keeps its directory (dbt.log, the debug log of every node) for a look.
     keep_partial_parse(dbt.project_dir, dbt.target, target_path, dbt.profiles_dir, remove=invocation.is_successful())
     tables = _table_metadata(context, warehouse, events)
     for event in events:
@@ -163,15 +163,18 @@ def _table_metadata(context: dg.AssetExecutionContext, warehouse: WarehouseResou
         return {}
     wh = warehouse.get_warehouse()
     metadata: dict[str, dict] = {}
-    for event in outputs:
-        relation = event.metadata.get("dagster_dbt/relation_name") or event.metadata.get("relation_name")
-        schema_table = _schema_and_table(relation.value if relation is not None else None, event.output_name)
-        if not (schema_table and wh.table_exists(*schema_table)):
-            continue
-        key = context.assets_def.keys_by_output_name[event.output_name]
-        upstream = sorted(dep.to_user_string() for dep in context.assets_def.asset_deps.get(key, ()))
-        rules = MART_REQUIRED_FIELDS.get(schema_table[1]) if schema_table[0] == "marts" else None
-        metadata[event.output_name] = transformed_table_metadata(wh, *schema_table, upstream=upstream, rules=rules)
+    # One connection for the whole read-back (dbt has exited): on DuckDB, opening the file for each
+    # of its hundreds of small queries cost 16 s for 33 tables at load 7, 1.5 s on one connection.
+    with wh.session():
+        for event in outputs:
+            relation = event.metadata.get("dagster_dbt/relation_name") or event.metadata.get("relation_name")
+            schema_table = _schema_and_table(relation.value if relation is not None else None, event.output_name)
+            if not (schema_table and wh.table_exists(*schema_table)):
+                continue
+            key = context.assets_def.keys_by_output_name[event.output_name]
+            upstream = sorted(dep.to_user_string() for dep in context.assets_def.asset_deps.get(key, ()))
+            rules = MART_REQUIRED_FIELDS.get(schema_table[1]) if schema_table[0] == "marts" else None
+            metadata[event.output_name] = transformed_table_metadata(wh, *schema_table, upstream=upstream, rules=rules)
     return metadata
 
 
