@@ -224,9 +224,11 @@ class AccessLog:
         except OSError:
             regular = False
         self.write_bytes = self.FILE_WRITE_BYTES if regular else self.PIPE_WRITE_BYTES
-        # One list for the worker's life (flush empties it in place), so a writer may bind
-        # its ``append`` once.
-        self.pending: list[bytes] = []
+        # What waits to be written: lines, or records that ``render`` turns into lines at the
+        # flush. One list for the worker's life (flush empties it in place), so a writer may
+        # bind its ``append`` once.
+        self.pending: list = []
+        self.render: Callable[[list], list[bytes]] = list
         self.failed = False
 
     def write(self, line: bytes) -> None:
@@ -236,8 +238,15 @@ class AccessLog:
             self.flush()
 
     def flush(self) -> None:
-        lines = self.pending.copy()
+        records = self.pending.copy()
         self.pending.clear()
+        if not records:
+            return
+        try:
+            lines = self.render(records)
+        except Exception:  # a bad record must not take the other lines (or requests) with it
+            log.exception("access log: %d lines could not be formatted and are dropped", len(records))
+            return
         limit = self.write_bytes
         chunk: list[bytes] = []
         size = 0
@@ -270,12 +279,14 @@ class AccessLogMiddleware(BaseMiddleware):
     """The structured access log: one JSON object per request (turn off with
     MUSIC_PLATFORM_ACCESS_LOG=off or ``music-platform serve --no-access-log``).
 
-    Formatted by hand, in one %-format of a template whose fixed parts (keys, the worker's pid)
-    are rendered once. ``ts`` is the wall-clock time the answer was final: the exchange's
-    ``finished`` (a ``perf_counter`` reading, shared with the metrics) plus the offset to the
-    wall clock, re-read once per second; its text is rendered once per millisecond. Strings a
-    client controls (path, query, user agent) and the client address go through orjson
-    (escaping); method and route are the server's own tokens."""
+    A request only records its fields (one tuple); the lines are formatted when the buffer is
+    written (``AccessLog.flush``: once a second, or once ``MAX_PENDING_LINES`` wait), in one
+    loop over the batch. Each line is one %-format of a template whose fixed parts (keys, the
+    worker's pid) are rendered once. ``ts`` is the wall-clock time the answer was final: the
+    exchange's ``finished`` (a ``perf_counter`` reading, shared with the metrics) plus the
+    offset to the wall clock, re-read once per second of requests; its text is rendered once
+    per millisecond. Strings a client controls (path, query, user agent) and the client
+    address go through orjson (escaping); method and route are the server's own tokens."""
 
     def __init__(self, log_file: AccessLog, clock: Callable[[], float] = time.time) -> None:
         self.log_file = log_file
@@ -289,6 +300,25 @@ class AccessLogMiddleware(BaseMiddleware):
         self._second = -1
         self._millis = -1
         self._stamp = b""
+        log_file.render = self.render
+
+    def after(self, exchange: Exchange) -> None:
+        self._append(
+            (
+                exchange.finished,
+                exchange.started,
+                exchange.client,
+                exchange.method,
+                exchange.path,
+                exchange.query_string,
+                exchange.route,
+                exchange.status,
+                len(exchange.body),
+                exchange.headers.get("user-agent") or "",
+            )
+        )
+        if len(self._pending) >= self._max_pending:
+            self.log_file.flush()
 
     def _timestamp(self, finished: float) -> bytes:
         """ISO 8601 in UTC with milliseconds of the ``perf_counter`` reading ``finished``."""
@@ -303,30 +333,30 @@ class AccessLogMiddleware(BaseMiddleware):
         self._stamp = b"%s.%03dZ" % (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)).encode(), rest)
         return self._stamp
 
-    def after(self, exchange: Exchange) -> None:
-        user_agent = exchange.headers.get("user-agent") or ""
-        dumps = orjson.dumps
-        finished = exchange.finished
-        stamp = self._stamp
-        if int((finished + self._wall_offset) * 1000) != self._millis:
-            stamp = self._timestamp(finished)
-        self._append(
-            self._line
-            % (
-                stamp,
-                dumps(exchange.client),
-                exchange.method.encode("latin-1", "replace"),
-                dumps(exchange.path[:2048]),
-                dumps(exchange.query_string[:2048]),
-                exchange.route.encode(),
-                exchange.status,
-                len(exchange.body),
-                (finished - exchange.started) * 1000,
-                dumps(user_agent[:256]),
+    def render(self, records: list[tuple]) -> list[bytes]:
+        """The JSON lines of recorded requests, in their order."""
+        line, dumps = self._line, orjson.dumps
+        lines = []
+        for finished, started, client, method, path, query, route, status, size, user_agent in records:
+            stamp = self._stamp
+            if int((finished + self._wall_offset) * 1000) != self._millis:
+                stamp = self._timestamp(finished)
+            lines.append(
+                line
+                % (
+                    stamp,
+                    dumps(client),
+                    method.encode("latin-1", "replace"),
+                    dumps(path[:2048]),
+                    dumps(query[:2048]),
+                    route.encode(),
+                    status,
+                    size,
+                    (finished - started) * 1000,
+                    dumps(user_agent[:256]),
+                )
             )
-        )
-        if len(self._pending) >= self._max_pending:
-            self.log_file.flush()
+        return lines
 
 
 _LINE = (
