@@ -1,14 +1,16 @@
 """The load benchmark's ceiling: a bare lookup on the same server, configured the same way.
 
 A Granian RSGI app that answers ``/users/<id>/recommendations?k=10`` from a dict of the
-service's own answers, prepared at start-up: no validation, no middleware, no metrics, no
-access log. ``benchmarks/serve_load.py`` runs it beside ``music-platform serve``.
+service's own answers, prepared at start-up (and its heap frozen, as the service's is after a
+load): no validation, no middleware, no metrics, no access log. ``benchmarks/serve_load.py``
+runs it beside ``music-platform serve``.
 
     .venv/bin/python benchmarks/bare_lookup.py PORT WORKERS   # MUSIC_PLATFORM_DUCKDB_PATH=...
 """
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 
@@ -35,6 +37,12 @@ class BareLookup:
             f"/users/{user}/recommendations": snapshot.user_recommendations_json(user, 10)
             for user in snapshot.user_index
         }
+        del snapshot
+        # As the service after a load (service._settle_heap): what is loaded is frozen out of
+        # the garbage collector's sight, so the ceiling never pays for collections the service
+        # does not pay for.
+        gc.collect()
+        gc.freeze()
 
     async def __rsgi__(self, scope, proto) -> None:
         body = self.bodies.get(scope.path)

@@ -9,12 +9,17 @@ temp dir and drives three servers one after the other with wrk, 1000 concurrent 
 2. ``music-platform serve --workers 2`` as configured by default (structured access log on);
 3. the same with ``--no-access-log``.
 
+Every server is started first; ``--rounds N`` then goes round them N times (interleaved runs,
+steadier on a shared machine); ``--baseline-ref REF`` adds the service as it was at git
+revision ``REF`` (e.g. ``076baed``, before the Granian redesign) to the same run.
+
 Prints requests/s, p50/p99 latency, socket errors, timeouts, non-2xx answers and the server's
 CPU per request of each, the service's share of the ceiling, and checks the targets
 (>= 90 % of the ceiling, >= 57,534 requests/s: the figure of the service before this design
 on the reference machine, so that one is only meaningful on a quiet two-core machine).
 
     .venv/bin/python benchmarks/serve_load.py                     # 2,000 users, 15 s per server
+    .venv/bin/python benchmarks/serve_load.py --rounds 2 --baseline-ref 076baed
     .venv/bin/python benchmarks/serve_load.py --startup-only      # 1M users x MAX_K: start-up time, RSS
 
 Start-up (``--startup-only``): writes 1,000,000 users x ``MAX_K`` recommendations, starts the

@@ -278,3 +278,19 @@ def test_request_stats_add_up_across_workers():
     assert sum(histogram[:-1]) == 4 and histogram[-2] == 1  # four requests, one above every bucket
     assert histogram[LATENCY_BUCKETS.index(0.00025)] == 1 and histogram[LATENCY_BUCKETS.index(0.25)] == 1
     assert histogram[-1] == pytest.approx(0.0002 + 0.003 + 0.2 + 5.0)
+
+
+def test_a_batch_that_cannot_be_formatted_is_reported_and_serving_goes_on(tmp_path, caplog):
+    log = AccessLog(str(tmp_path / "access.log"))
+
+    def broken(records: list) -> list[bytes]:
+        raise ValueError("bad record")
+
+    log.render = broken
+    log.write(("a record",))
+    log.flush()  # no exception: the batch is dropped and said so
+    assert "could not be formatted" in caplog.text and not log.pending
+    log.render = list
+    log.write(b"next\n")
+    log.close()
+    assert (tmp_path / "access.log").read_bytes() == b"next\n"
