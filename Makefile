@@ -12,7 +12,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 # Compile the packages' bytecode at install, as the Docker image does: with PYTHONDONTWRITEBYTECODE
 # set (as on the shared machine) every process would otherwise compile each module it imports,
 # every time; a Dagster run process spent ~20 s of CPU loading the code location that way instead
-# of ~11 s (docs/DATA_FLOW.md, the real-time path).
+# of ~11 s, at load 9 (docs/DATA_FLOW.md, the real-time path).
 export UV_COMPILE_BYTECODE := 1
 PYTEST_ARGS ?= -n 2 --dist loadfile --timeout 1800 --durations=15
 

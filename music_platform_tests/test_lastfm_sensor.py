@@ -80,6 +80,10 @@ def fake_waits(monkeypatch):
     return clock
 
 
+def _resource_for_rate() -> LastfmResource:
+    return LastfmResource(use_synthetic=False, api_key=KEY, api_root="http://127.0.0.1:1/2.0/", users=["a"])
+
+
 def _tick(monkeypatch, instance, server, users, now: int, cursor: str | None = None):
     monkeypatch.setattr(sensor_module, "clock", lambda: now)
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"lastfm": _resource(server, users)})
@@ -282,6 +286,9 @@ def test_loads_found_while_the_marts_are_restated_wait_in_the_cursor(monkeypatch
 
 def test_a_tick_stays_within_its_request_budget_and_the_rate(monkeypatch, instance):
     assert sensor_module.request_budget(40, 5) == 181  # starts 220 ms apart
+    # The sensor's own pace is 4/s (270 ms apart): a tick of 40 s asks at most 148 users.
+    assert sensor_module.request_budget(sensor_module.TICK_TIME_BUDGET_S, sensor_module.sensor_rate(
+        _resource_for_rate())) == 148  # fmt: skip
     assert sensor_module.request_budget(0, 5) == 0
     monkeypatch.setattr(sensor_module, "request_budget", lambda _seconds, _rate: 10)
     with FakeLastfmServer(users=30, days=1, seed=3, end_uts=END, api_key=KEY) as big:
@@ -295,7 +302,7 @@ def test_a_tick_stays_within_its_request_budget_and_the_rate(monkeypatch, instan
             asked += tick
         assert asked == users  # the rotation, in order, each once
         times = sorted(r.at for r in big.requests)
-        assert max(sum(1 for u in times if t <= u < t + 1.0) for t in times) <= 5  # the process's bucket
+        assert max(sum(1 for u in times if t <= u < t + 1.0) for t in times) <= 5  # the sensor bucket: 4/s
 
 
 def test_a_lastfm_step_starting_mid_tick_stops_the_poll(server):

@@ -1,9 +1,12 @@
 """Polling the tracked users for new scrobbles: the logic of the near-real-time sensor.
 
-Free of Dagster. A cursor maps each user to the Unix time of the newest scrobble already
-handled; one poll asks each user, with **one** ``user.getRecentTracks`` request (page 1,
-newest first), for the scrobbles in ``[cursor + 1, now)`` and reports the UTC days they fall
-on, so the caller can reload exactly those daily partitions.
+Free of Dagster. The poll plan (``plan_tick``) chooses who is asked at a tick within its request
+budget: a rotation that asks everyone within ``MAX_POLL_INTERVAL_S``, then the users who
+scrobbled recently, by priority; ``PollState`` is the sensor's compact cursor. A cursor maps
+each user to the Unix time of the newest scrobble already handled; one poll asks each chosen
+user, with **one** ``user.getRecentTracks`` request (page 1, newest first), for the scrobbles in
+``[cursor + 1, now)`` and reports the UTC days they fall on, so the caller can reload exactly
+those daily partitions.
 
 One request per user is enough even when there are more new scrobbles than a page holds:
 page 1 carries the newest scrobble and ``totalPages``; when there are more pages, every day
