@@ -9,11 +9,6 @@ UV_BOOTSTRAP := .tools/uv
 UV := $(shell command -v uv 2>/dev/null || echo $(UV_BOOTSTRAP)/bin/uv)
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
-# Compile the packages' bytecode at install, as the Docker image does: with PYTHONDONTWRITEBYTECODE
-# set (as on the shared machine) every process would otherwise compile each module it imports,
-# every time; a Dagster run process spent ~20 s of CPU loading the code location that way instead
-# of ~11 s, at load 9 (docs/DATA_FLOW.md, the real-time path).
-export UV_COMPILE_BYTECODE := 1
 PYTEST_ARGS ?= -n 2 --dist loadfile --timeout 1800 --durations=15
 
 .PHONY: help install demo test test-extended test-fast dev serve lint clean
@@ -32,7 +27,8 @@ $(UV_BOOTSTRAP)/bin/uv:
 # Installed with bytecode: every process (the demo, each dbt invocation, the heartbeat, the code
 # server) then loads compiled modules instead of compiling dbt-core, dagster and pandas from source
 # on every start -- which it would do each time under PYTHONDONTWRITEBYTECODE, and which cost
-# 1.7 CPU-s per dbt invocation here (docs/operations.md, "dbt fixed cost"). The stamp's name
+# 1.7 CPU-s per dbt invocation here (docs/operations.md, "dbt fixed cost"), and a Dagster run
+# process ~20 s of CPU instead of ~11 s loading the code location (docs/DATA_FLOW.md). The stamp's name
 # changed with it, so an environment installed without bytecode is compiled once. The project's
 # own package (an editable install) is compiled on every `make install`: compileall skips what is
 # up to date, and __pycache__ is ignored by git.
