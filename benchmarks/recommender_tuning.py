@@ -43,13 +43,14 @@ from music_platform.recommender.models import (
     EaseParams,
     EaseScorer,
     _standardise_rows,
+    top_items_per_user,
     train_als,
     train_cooccurrence,
     train_ease,
 )
 from music_platform.recommender.scoring import mask_items, top_k
 from music_platform.recommender.splits import split_holdout
-from music_platform.recommender.training import blend_models
+from music_platform.recommender.training import BlendParams, blend_models
 
 
 def inner_splits(data_dir: Path, seeds: list[int], feature_config: FeatureConfig | None = None):
@@ -422,6 +423,219 @@ def tune_prior(data_dir: Path, seeds: list[int], rows: list[dict]) -> None:
             )
 
 
+def _tag_similarity(kept, named: sp.csr_matrix) -> np.ndarray:
+    """Content score: tf-idf cosine between the named artists' tag profile and every artist, from
+    the kept listeners' leak-free tag features (the ``tag:`` columns of ``item_features``)."""
+    names = kept.item_feature_names.astype(str)
+    tags = kept.item_features.tocsc()[:, np.flatnonzero(np.char.startswith(names, "tag:"))].tocsr()
+    carriers = np.asarray((tags > 0).sum(axis=0)).ravel()
+    tags = tags @ sp.diags(np.log((1.0 + tags.shape[0]) / (1.0 + carriers)).astype(np.float32))
+    norms = np.sqrt(np.asarray(tags.multiply(tags).sum(axis=1)).ravel())
+    tags = sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ tags
+    return np.asarray(((named.astype(np.float32) @ tags) @ tags.T).todense(), dtype=np.float32)
+
+
+def _favourites_lightfm(kept, named: sp.csr_matrix, top: int = 10, epochs: int = 10) -> np.ndarray:
+    """LightFM (the served hyperparameters) whose listeners are represented by their ``top`` most
+    played artists (user features = mean of those, no user id): trained for the input a new
+    listener gives; the fold-in is the mean of the named artists' user-feature embeddings."""
+    from lightfm import LightFM
+
+    def mean_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
+        sums = np.asarray(matrix.sum(axis=1)).ravel()
+        return sp.csr_matrix(sp.diags(1.0 / np.where(sums > 0, sums, 1.0)) @ matrix.astype(np.float32))
+
+    params = LightFMParams()
+    estimator = LightFM(
+        no_components=params.no_components,
+        loss=params.loss,
+        learning_rate=params.learning_rate,
+        learning_schedule=params.learning_schedule,
+        max_sampled=params.max_sampled,
+        random_state=np.random.RandomState(params.random_state),
+    )
+    estimator.fit(
+        kept.interactions.tocoo(),
+        user_features=mean_rows(top_items_per_user(kept.play_counts, top)),
+        item_features=kept.item_features,
+        epochs=epochs,
+        num_threads=params.num_threads,
+    )
+    bias, items = estimator.get_item_representations(kept.item_features)
+    _, users = estimator.get_user_representations(mean_rows(named))
+    return np.asarray(users @ items.T + bias[None, :], dtype=np.float32)
+
+
+def _named_rows(named: sp.csr_matrix):
+    for row in range(named.shape[0]):
+        yield named.indices[named.indptr[row] : named.indptr[row + 1]]
+
+
+def tune_cold_mix(data_dir: Path, seeds: list[int], rows: list[dict]) -> None:
+    """Round two of the cold-start mix (2026-12-07), pooled over the cold-start splits of the
+    given tuning seeds, paired per listener against the served mix (LightFM 0.8 + ALS 0.1 +
+    top-artist co-occurrence 0.1, z-scores over all items): a weight grid including EASE and the
+    popularity prior; rank-based and top-n z-score normalisations; the named artists weighted by
+    inverse popularity; LightFM's fold-in aggregated per named artist; tag similarity; a prior
+    against artists that are usually a favourite (an unnamed artist is one played less than the
+    named five); a LightFM trained on listeners' top 10 artists as user features."""
+    dataset = load_hetrec_lastfm(data_dir)
+    blend = BlendParams()
+    splits = []
+    for seed in seeds:
+        kept, named, rest = cold_start_split(dataset, fraction=0.1, n_named=5, seed=seed)
+        kept = leak_free_side_features(kept, kept.with_interactions(np.zeros(kept.n_interactions, dtype=bool)))
+        users = np.full(named.shape[0], -1)
+        lightfm = train_lightfm(kept, blend.lightfm).scorer
+        norms = np.linalg.norm(lightfm.user_vectors, axis=1)
+        typical_norm = float(np.median(norms[norms > 0]))  # the mean fold-in's length (FactorScorer)
+        cooccurrence = train_cooccurrence(kept, blend.cooccurrence).scorer
+        pop = kept.item_user_counts.astype(np.float64)
+        favoured = np.asarray(top_items_per_user(kept.play_counts, 5).sum(axis=0)).ravel()
+        raw = {
+            "lightfm": lightfm.score(users, named),
+            "als": train_als(kept, blend.als).scorer.score(users, named),
+            "cooccurrence": cooccurrence.raw_score(users, named),
+            "ease": train_ease(kept, blend.ease).scorer.raw_score(users, named),
+            "popularity": np.broadcast_to(np.log1p(pop).astype(np.float32), (len(users), kept.n_items)),
+            # log(1 - share of j's listeners with j in their top 5), shrunk towards 0.1 by one listener
+            "not favourite": np.broadcast_to(
+                np.log1p(-np.minimum((favoured + 0.1) / (pop + 1.0), 0.99)).astype(np.float32),
+                (len(users), kept.n_items),
+            ),
+            "tags": _tag_similarity(kept, named),
+            "favourites lightfm": _favourites_lightfm(kept, named),
+        }
+        for exponent in (0.25, 0.5):
+            weighted = sp.csr_matrix(named.astype(np.float32) @ sp.diags(np.maximum(pop, 1.0) ** -exponent))
+            weighted = sp.csr_matrix(weighted.multiply(1.0 / weighted.sum(axis=1)))
+            vectors = np.asarray(weighted @ lightfm.item_embeddings, dtype=np.float32)
+            vectors *= typical_norm / np.linalg.norm(vectors, axis=1, keepdims=True)
+            raw[f"lightfm idf {exponent}"] = vectors @ lightfm.item_embeddings.T + lightfm.item_bias[None, :]
+            expanded = np.zeros((len(users), kept.n_items), dtype=np.float32)
+            expanded[:, cooccurrence.active_items] = (
+                weighted[:, cooccurrence.active_items] @ cooccurrence.weights
+            ).toarray()
+            raw[f"cooccurrence idf {exponent}"] = expanded
+        per_named = []
+        for items in _named_rows(named):
+            vectors = lightfm.item_embeddings[items]
+            vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True) * typical_norm
+            per_named.append(_standardise_rows(vectors @ lightfm.item_embeddings.T + lightfm.item_bias[None, :]))
+        raw["lightfm per-named mean"] = np.stack([z.mean(axis=0) for z in per_named])
+        raw["lightfm per-named max"] = np.stack([z.max(axis=0) for z in per_named])
+        z = {name: _standardise_rows(np.array(scores)) for name, scores in raw.items()}
+        z["lightfm gauss-rank"] = _gauss_rank(raw["lightfm"])
+        z["als gauss-rank"] = _gauss_rank(raw["als"])
+        z["cooccurrence gauss-rank"] = _gauss_rank(raw["cooccurrence"])
+        for n in (500, 2000):
+            for name in ("lightfm", "als", "cooccurrence"):
+                z[f"{name} ztop{n}"] = _standardise_top(raw[name], n)
+        splits.append((z, named, rest))
+        print(f"coldmix: seed {seed} fitted ({named.shape[0]} new listeners)", flush=True)
+
+    def precision(weights: dict[str, float]) -> np.ndarray:
+        values = []
+        for z, named, rest in splits:
+            total = sum(w * z[name] for name, w in weights.items() if w)
+            items, _ = top_k(np.ascontiguousarray(total, dtype=np.float32), 10, exclude=named)
+            values.append(ranking_metrics(items, rest, 10)["precision"])
+        return np.concatenate(values)
+
+    served = {"lightfm": 0.8, "als": 0.1, "cooccurrence": 0.1}
+    reference = precision(served)
+    mixes: dict[str, dict[str, float]] = {"served: lightfm 0.8 als 0.1 cooccurrence 0.1": served}
+    for suffix in (" gauss-rank", " ztop500", " ztop2000"):
+        for wl, wa, wc in ((0.8, 0.1, 0.1), (0.6, 0.2, 0.2), (0.5, 0.2, 0.3)):
+            mixes[f"normalised by{suffix}: {wl} / {wa} / {wc}"] = {
+                f"lightfm{suffix}": wl,
+                f"als{suffix}": wa,
+                f"cooccurrence{suffix}": wc,
+            }
+    for exponent in (0.25, 0.5):
+        mixes[f"named weighted by popularity^-{exponent}: lightfm"] = {
+            **served,
+            "lightfm": 0,
+            f"lightfm idf {exponent}": 0.8,
+        }
+        mixes[f"named weighted by popularity^-{exponent}: co-occurrence"] = {
+            **served,
+            "cooccurrence": 0,
+            f"cooccurrence idf {exponent}": 0.1,
+        }
+    for how in ("mean", "max"):
+        mixes[f"lightfm per named artist, {how} of z-scores"] = {
+            **served,
+            "lightfm": 0,
+            f"lightfm per-named {how}": 0.8,
+        }
+    for weight in (0.05, 0.1):
+        mixes[f"tag similarity {weight} from lightfm"] = {**served, "lightfm": 0.8 - weight, "tags": weight}
+    for weight in (0.05, 0.1, 0.2):
+        mixes[f"not-a-favourite prior {weight}"] = {**served, "not favourite": weight}
+    mixes["favourites lightfm alone"] = {"favourites lightfm": 1.0}
+    for weight in (0.2, 0.3, 0.4):
+        mixes[f"favourites lightfm {weight} from lightfm"] = {
+            **served,
+            "lightfm": 0.8 - weight,
+            "favourites lightfm": weight,
+        }
+    mixes["favourites lightfm 0.3 + tags 0.05 from lightfm"] = {
+        **served,
+        "lightfm": 0.45,
+        "favourites lightfm": 0.3,
+        "tags": 0.05,
+    }
+    grid = {}
+    for wl in (0.6, 0.7, 0.8, 0.9):
+        for wa in (0.05, 0.1, 0.15, 0.2):
+            for wc in (0.05, 0.1, 0.15, 0.2):
+                for we in (0.0, 0.05):
+                    for wp in (-0.1, 0.0, 0.05):
+                        weights = {"lightfm": wl, "als": wa, "cooccurrence": wc, "ease": we, "popularity": wp}
+                        grid[f"grid: lightfm {wl} als {wa} cooccurrence {wc} ease {we} popularity {wp}"] = weights
+
+    def report(label: str, weights: dict[str, float], quiet: bool = False) -> dict:
+        got = precision(weights)
+        diff = (got - reference)[np.isfinite(got - reference)]
+        values = {"precision@10": float(np.nanmean(got)), "ndcg@10": float("nan"), "fit_seconds": 0.0}
+        config = {
+            "seeds": seeds,
+            "mix": label,
+            "paired_diff": round(float(diff.mean()), 4),
+            "paired_se": round(float(diff.std(ddof=1) / np.sqrt(len(diff))), 4),
+        }
+        if quiet:
+            rows.append({"stage": "coldmix", "config": config, **values})
+        else:
+            score([values], "coldmix", config, rows)
+        return config
+
+    for label, weights in mixes.items():
+        report(label, weights)
+    ranked = sorted((report(label, w, quiet=True) for label, w in grid.items()), key=lambda c: -c["paired_diff"])
+    print(f"coldmix: weight grid, {len(ranked)} mixes; the best ten:")
+    for config in ranked[:10]:
+        print(f"    {config['mix']}: paired {config['paired_diff']:+.4f} ± {config['paired_se']:.4f}")
+
+
+def _gauss_rank(scores: np.ndarray) -> np.ndarray:
+    """Each row's ranks mapped to standard normal quantiles (a rank-based normalisation)."""
+    from scipy.special import ndtri
+
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    ranks[np.arange(len(scores))[:, None], order] = np.arange(scores.shape[1])[None, :]
+    return (-ndtri((ranks + 0.5) / scores.shape[1])).astype(np.float32)
+
+
+def _standardise_top(scores: np.ndarray, n: int) -> np.ndarray:
+    """z-scores with the mean and spread of each row's ``n`` best items (the head that is ranked)."""
+    head = -np.partition(-scores, n - 1, axis=1)[:, :n]
+    spread = head.std(axis=1, keepdims=True)
+    return ((scores - head.mean(axis=1, keepdims=True)) / np.where(spread > 0, spread, 1.0)).astype(np.float32)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, required=True)
@@ -429,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stage",
         default="all",
-        choices=["all", "ease", "als", "lightfm", "blend", "grid", "fusion", "cold", "coldnew", "prior"],
+        choices=["all", "ease", "als", "lightfm", "blend", "grid", "fusion", "cold", "coldnew", "coldmix", "prior"],
     )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -450,6 +664,7 @@ def main(argv: list[str] | None = None) -> int:
             "fusion": tune_fusion,
             "cold": tune_cold,
             "coldnew": tune_cold_models,
+            "coldmix": tune_cold_mix,
             "prior": tune_prior,
         }
         stage_functions[stage](args.data_dir, seeds, rows)
