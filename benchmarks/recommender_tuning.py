@@ -16,7 +16,9 @@ Prints one line per configuration: mean validation precision@10 / NDCG@10 over t
 λ 200/400, more ALS factors or regularisation, reciprocal-rank instead of z-score fusion); ``cold``
 scores cold-start mixes on each seed's cold-start split (new listeners naming five artists);
 ``coldnew`` adds models trained for the cold-start task (top-artist co-occurrence, (E)DLAE, item-kNN)
-to the cold-start mix; ``prior`` scores the blend's warm popularity weight (a penalty when negative).
+to the cold-start mix; ``coldmix`` is round two of the cold-start mix (normalisations, weights of
+the named artists, tag similarity, a LightFM trained on listeners' top artists, a weight grid),
+pooled over the seeds; ``prior`` scores the blend's warm popularity weight (a penalty when negative).
 Run them one seed at a time on a shared machine (``--seeds 101``, then ``--seeds 102``).
 """
 
