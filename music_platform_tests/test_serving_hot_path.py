@@ -248,7 +248,7 @@ def test_the_access_log_writes_at_most_pipe_buf_into_a_pipe(tmp_path, monkeypatc
         assert log.write_bytes == AccessLog.PIPE_WRITE_BYTES
         writes: list[bytes] = []
         real_write = os.write
-        monkeypatch.setattr(os, "write", lambda fd, data: writes.append(data) or real_write(fd, data))
+        monkeypatch.setattr(os, "write", lambda fd, data: writes.append(bytes(data)) or real_write(fd, data))
         lines = _lines(100)
         for line in lines:
             log.write(line)
@@ -290,7 +290,7 @@ def test_a_batch_that_cannot_be_formatted_is_reported_and_serving_goes_on(tmp_pa
     log.write(("a record",))
     log.flush()  # no exception: the batch is dropped and said so
     assert "could not be formatted" in caplog.text and not log.pending
-    log.render = list
+    log.render = b"".join
     log.write(b"next\n")
     log.close()
     assert (tmp_path / "access.log").read_bytes() == b"next\n"
