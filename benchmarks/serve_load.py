@@ -165,8 +165,15 @@ class Server:
             self.command = [sys.executable, str(Path(__file__).with_name("bare_lookup.py")), str(port), str(workers)]
         self.log_path = data_dir / f"server-{port}.log"
         self.started_at = time.perf_counter()
+        # ``python -m`` puts the working directory first on sys.path: another revision's server
+        # must start in its own directory, or it would import this checkout's music_platform.
         self.process = subprocess.Popen(
-            self.command, env=env, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+            self.command,
+            env=env,
+            cwd=code_dir,
+            stdout=self.log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     @property
