@@ -19,11 +19,11 @@ import os
 import stat
 import time
 from collections.abc import Callable, Sequence
-from itertools import repeat
-from operator import add, mul, sub, truediv
+from operator import itemgetter
 from time import perf_counter
 from typing import Protocol
 
+import numpy as np
 import orjson
 
 from music_platform.serving.metrics import Metrics
@@ -357,12 +357,14 @@ class AccessLogMiddleware(BaseMiddleware):
     def render(self, values: list) -> bytes:
         """The JSON lines of the recorded requests, in their order."""
         step = self.RECORD
-        finished, started = values[0::step], values[1::step]
+        finished = np.array(values[0::step], dtype=np.float64)
+        started = np.array(values[1::step], dtype=np.float64)
         offset = self.clock() - perf_counter()  # re-read at every flush: the clock may be set or slewed
-        millis = list(map(int, map(mul, map(add, finished, repeat(offset)), repeat(1000.0))))
-        texts = {ms: self._timestamp(ms) for ms in sorted(set(millis))}
+        millis, which = np.unique(((finished + offset) * 1000).astype(np.int64), return_inverse=True)
+        texts = [self._timestamp(ms) for ms in millis.tolist()]
+        stamps = [texts[0]] * len(finished) if len(texts) == 1 else itemgetter(*which.tolist())(texts)
         # Microseconds, as milliseconds with three decimals.
-        durations = map(truediv, map(int, map(mul, map(sub, finished, started), repeat(1e6))), repeat(1000))
+        durations = (((finished - started) * 1e6).astype(np.int64) / 1000).tolist()
         pid = self.pid
         lines = [
             {
@@ -379,7 +381,7 @@ class AccessLogMiddleware(BaseMiddleware):
                 "pid": pid,
             }
             for ts, client, method, path, query, route, status, size, duration, user_agent in zip(
-                map(texts.__getitem__, millis),
+                stamps,
                 values[2::step],
                 values[3::step],
                 _truncated(values[4::step], MAX_LOGGED_URL_PART),
