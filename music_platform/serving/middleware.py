@@ -304,12 +304,14 @@ class AccessLogMiddleware(BaseMiddleware):
     A request only records its values: one ``extend`` of the buffer by ``RECORD`` values
     (no object per request outlives it, so the garbage collector is not woken by the log).
     The lines are made when the buffer is written (``AccessLog.flush``: once a second, or once
-    ``MAX_PENDING_LINES`` requests wait), a batch at a time and column by column in C: one
-    ``dict`` per line (``ACCESS_LOG_KEYS``) and one ``orjson.dumps`` of the whole batch, so
-    every string a client sends (path, query, user agent) is escaped by orjson. ``ts`` is the
-    wall-clock time the answer was final: the exchange's ``finished`` (a ``perf_counter``
-    reading, shared with the metrics) plus the offset to the wall clock read at the flush;
-    its text is made once per millisecond of the batch."""
+    ``MAX_PENDING_LINES`` requests wait), a batch at a time: timestamps and durations with
+    numpy, one ``dict`` per line (keys ``ACCESS_LOG_KEYS``) and one ``orjson.dumps`` of the
+    whole batch, so every string (path, query and user agent, which a client sends, too) is
+    escaped by orjson. ``ts`` is the wall-clock time the answer was final: the exchange's
+    ``finished`` (a ``perf_counter`` reading, shared with the metrics) plus the offset to the
+    wall clock read at the flush; its text is made once per distinct millisecond of the batch.
+    Why so: in the server, the log's Python work costs what its instructions predict, not what
+    a hot loop in process shows (docs/serving.md, "What the access log costs")."""
 
     RECORD = 10  # values recorded per request (the order of ``after``)
 
