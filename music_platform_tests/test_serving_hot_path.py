@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
+import time
 import warnings
 
 import orjson
@@ -21,7 +23,14 @@ from music_platform.config import ConfigError
 from music_platform.serving.app import SIMILAR_ROUTE, USER_ROUTE, create_app
 from music_platform.serving.limits import MAX_K
 from music_platform.serving.metrics import LATENCY_BUCKETS, RequestStats
-from music_platform.serving.middleware import AccessLog
+from music_platform.serving.middleware import (
+    ACCESS_LOG_KEYS,
+    MAX_LOGGED_URL_PART,
+    MAX_LOGGED_USER_AGENT,
+    AccessLog,
+    AccessLogMiddleware,
+    Exchange,
+)
 from music_platform.serving.sample_data import publish_version, write_sample_warehouse
 from music_platform.serving.service import DEFAULT_ANSWER_CACHE_MB, AnswerCache, ServingConfig
 from music_platform.warehouse.duckdb_warehouse import DuckDBWarehouse
@@ -248,7 +257,7 @@ def test_the_access_log_writes_at_most_pipe_buf_into_a_pipe(tmp_path, monkeypatc
         assert log.write_bytes == AccessLog.PIPE_WRITE_BYTES
         writes: list[bytes] = []
         real_write = os.write
-        monkeypatch.setattr(os, "write", lambda fd, data: writes.append(data) or real_write(fd, data))
+        monkeypatch.setattr(os, "write", lambda fd, data: writes.append(bytes(data)) or real_write(fd, data))
         lines = _lines(100)
         for line in lines:
             log.write(line)
@@ -290,7 +299,102 @@ def test_a_batch_that_cannot_be_formatted_is_reported_and_serving_goes_on(tmp_pa
     log.write(("a record",))
     log.flush()  # no exception: the batch is dropped and said so
     assert "could not be formatted" in caplog.text and not log.pending
-    log.render = list
+    log.render = b"".join
     log.write(b"next\n")
     log.close()
     assert (tmp_path / "access.log").read_bytes() == b"next\n"
+
+
+def _logged(middleware: AccessLogMiddleware, scope: _Scope, status: int = 200, body: bytes = b"{}") -> None:
+    exchange = Exchange(scope.method, scope.path, scope.query_string, 100.0, scope)
+    exchange.finished = 100.0 + 0.0012345
+    exchange.answer("/users/{user_id}/recommendations", status, body)
+    middleware.after(exchange)
+
+
+def test_access_log_lines_are_json_objects_whatever_the_client_sends(tmp_path):
+    """Lines are made a batch at a time (one orjson call, cut into lines): strings a client
+    controls are escaped, even ones that look like the cut between two lines, and long ones
+    are cut short."""
+    log_path = tmp_path / "access.log"
+    log = AccessLog(str(log_path))
+    middleware = AccessLogMiddleware(log, clock=lambda: 1_765_000_000.5)
+    hostile = [
+        ("/users/a},{b/recommendations", 'k=2&x="},{"ts":"', 'agent "},{"ts":"1"} \\ \n\t'),
+        ("/users/Bj\u00f6rk \u2603/recommendations", "", "\u00fcber/1.0"),
+        ("/" + "p" * 3000, "q" * 3000, "u" * 300),
+        ("/users/plain/recommendations", "k=10", ""),
+    ]
+    for path, query, user_agent in hostile:
+        _logged(middleware, _Scope(path, query, user_agent=user_agent), body=b"x" * 17)
+    assert len(log.pending) == len(hostile) * AccessLogMiddleware.RECORD  # recorded, not yet formatted
+    assert log_path.read_bytes() == b""
+    log.close()
+    raw = log_path.read_bytes()
+    assert raw.endswith(b"\n") and raw.count(b"\n") == len(hostile)
+    lines = [orjson.loads(line) for line in raw.splitlines()]
+    assert [list(line) for line in lines] == [list(ACCESS_LOG_KEYS)] * len(hostile)  # same keys, same order
+    for line, (path, query, user_agent) in zip(lines, hostile, strict=True):
+        assert line["path"] == path[:MAX_LOGGED_URL_PART] and line["query"] == query[:MAX_LOGGED_URL_PART]
+        assert line["user_agent"] == user_agent[:MAX_LOGGED_USER_AGENT]
+        assert (line["client"], line["method"], line["status"], line["bytes"]) == ("10.1.2.3:4567", "GET", 200, 17)
+        assert line["duration_ms"] == 1.234 and line["pid"] == os.getpid()
+    # perf_counter readings become wall-clock times through the offset read at the flush.
+    assert all(line["ts"].endswith("Z") and len(line["ts"]) == len("2025-12-06T05:46:40.500Z") for line in lines)
+
+
+def test_a_line_that_cannot_be_serialised_is_dropped_alone(tmp_path, caplog):
+    log_path = tmp_path / "access.log"
+    log = AccessLog(str(log_path))
+    middleware = AccessLogMiddleware(log)
+    _logged(middleware, _Scope("/users/first/recommendations"))
+    _logged(middleware, _Scope("/users/\ud800/recommendations"))  # a lone surrogate: not UTF-8
+    _logged(middleware, _Scope("/users/third/recommendations"))
+    log.close()
+    paths = [orjson.loads(line)["path"] for line in log_path.read_bytes().splitlines()]
+    assert paths == ["/users/first/recommendations", "/users/third/recommendations"]
+    assert "1 of 3 lines could not be formatted" in caplog.text
+
+
+def _drain(fd: int, into: bytearray, idle_seconds: float = 2.0) -> None:
+    """Read a non-blocking pipe until nothing has come for ``idle_seconds``."""
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < idle_seconds:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            time.sleep(0.01)
+            continue
+        if chunk:
+            into += chunk
+            quiet_since = time.monotonic()
+        else:
+            time.sleep(0.01)
+
+
+def test_a_full_access_log_buffer_is_written_in_whole_lines_within_the_pipe_limit(tmp_path, monkeypatch):
+    fifo = tmp_path / "access.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    writes: list[bytes] = []
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: writes.append(bytes(data)) or real_write(fd, data))
+    try:
+        log = AccessLog(str(fifo))
+        middleware = AccessLogMiddleware(log)
+        # The buffer is larger than the pipe (64 KiB): a reader thread keeps it flowing.
+        received = bytearray()
+        reading = threading.Thread(target=_drain, args=(reader, received))
+        reading.start()
+        for n in range(AccessLog.MAX_PENDING_LINES):  # the last one fills the buffer: written at once
+            _logged(middleware, _Scope(f"/users/user_{n:07d}/recommendations", "k=10"))
+        assert not log.pending and writes
+        log.close()
+        reading.join(timeout=30)
+    finally:
+        os.close(reader)
+    assert all(len(data) <= AccessLog.PIPE_WRITE_BYTES and data.endswith(b"\n") for data in writes)
+    lines = [orjson.loads(line) for line in bytes(received).splitlines()]
+    assert [line["path"] for line in lines] == [
+        f"/users/user_{n:07d}/recommendations" for n in range(AccessLog.MAX_PENDING_LINES)
+    ]

@@ -19,9 +19,11 @@ import os
 import stat
 import time
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from time import perf_counter
 from typing import Protocol
 
+import numpy as np
 import orjson
 
 from music_platform.serving.metrics import Metrics
@@ -68,7 +70,7 @@ class Exchange:
         "response_headers",
         "close",
         "cors_origin",
-        "_source",
+        "source",
         "_headers",
         "_client",
     )
@@ -85,7 +87,7 @@ class Exchange:
         self.response_headers = JSON_HEADERS
         self.close = False  # ask the server to close the connection after the answer
         self.cors_origin: str | None = None
-        self._source = source
+        self.source = source  # the server's request object, as it is (read through ``headers``/``client``)
         self._headers: Headers | None = None
         self._client: str | None = None
 
@@ -94,7 +96,7 @@ class Exchange:
         """The request headers (lower-case names)."""
         headers = self._headers
         if headers is None:
-            headers = self._headers = self._source.headers
+            headers = self._headers = self.source.headers
         return headers
 
     @property
@@ -102,7 +104,7 @@ class Exchange:
         """The client's address as ``host:port``."""
         client = self._client
         if client is None:
-            client = self._client = self._source.client
+            client = self._client = self.source.client
         return client
 
     def answer(self, route: str, status: int, body: bytes) -> None:
@@ -192,10 +194,11 @@ class CorsMiddleware(BaseMiddleware):
 class AccessLog:
     """JSON lines, one per request, written in batches of whole lines.
 
-    Lines are buffered in memory and written at most every ``flush_seconds`` (or sooner, once
-    ``MAX_PENDING_LINES`` wait), so a request never waits for a system call. Several worker
-    processes share the target, so no write may ever split a line of one worker with a line of
-    another:
+    What waits to be written is buffered in memory (``pending``) and written at most every
+    ``flush_seconds`` (or sooner, once ``MAX_PENDING_LINES`` wait), so a request never waits for
+    a system call. ``render`` turns what waits into whole lines at the flush (by default it is
+    lines already). Several worker processes share the target, so no write may ever split a
+    line of one worker with a line of another:
 
     - into a pipe (stdout under a process manager) writes are at most ``PIPE_BUF`` bytes, which
       the kernel writes whole;
@@ -224,11 +227,11 @@ class AccessLog:
         except OSError:
             regular = False
         self.write_bytes = self.FILE_WRITE_BYTES if regular else self.PIPE_WRITE_BYTES
-        # What waits to be written: lines, or records that ``render`` turns into lines at the
-        # flush. One list for the worker's life (flush empties it in place), so a writer may
-        # bind its ``append`` once.
+        # One list for the worker's life (flush empties it in place), so a writer may bind its
+        # ``append``/``extend`` once.
         self.pending: list = []
-        self.render: Callable[[list], list[bytes]] = list
+        # Whole lines (each ending in a newline) of what waited; by default it waited as lines.
+        self.render: Callable[[list], bytes] = b"".join
         self.failed = False
 
     def write(self, line: bytes) -> None:
@@ -243,23 +246,24 @@ class AccessLog:
         if not records:
             return
         try:
-            lines = self.render(records)
+            data = self.render(records)
         except Exception:  # a bad record must not take the other lines (or requests) with it
-            log.exception("access log: %d lines could not be formatted and are dropped", len(records))
+            log.exception("access log: a batch of %d values could not be formatted and is dropped", len(records))
             return
-        limit = self.write_bytes
-        chunk: list[bytes] = []
-        size = 0
-        for line in lines:
-            if size + len(line) > limit and chunk:
-                self._write(b"".join(chunk))
-                chunk, size = [], 0
-            chunk.append(line)
-            size += len(line)
-        if chunk:
-            self._write(b"".join(chunk))
+        # Writes of whole lines, each as large as the target allows (a line longer than that
+        # is written alone).
+        limit, start, end = self.write_bytes, 0, len(data)
+        view = memoryview(data)
+        while end - start > limit:
+            cut = data.rfind(b"\n", start, start + limit) + 1
+            if cut <= start:
+                cut = data.find(b"\n", start + limit) + 1 or end
+            self._write(view[start:cut])
+            start = cut
+        if start < end:
+            self._write(view[start:end])
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | memoryview) -> None:
         try:
             while data:
                 written = os.write(self.fd, data)
@@ -275,91 +279,153 @@ class AccessLog:
             os.close(self.fd)
 
 
+# The access log's fields, in the order of each line.
+ACCESS_LOG_KEYS = (
+    "ts",
+    "client",
+    "method",
+    "path",
+    "query",
+    "route",
+    "status",
+    "bytes",
+    "duration_ms",
+    "user_agent",
+    "pid",
+)
+MAX_LOGGED_URL_PART = 2048  # characters of a path or query string written to a line
+MAX_LOGGED_USER_AGENT = 256
+
+
 class AccessLogMiddleware(BaseMiddleware):
     """The structured access log: one JSON object per request (turn off with
     MUSIC_PLATFORM_ACCESS_LOG=off or ``music-platform serve --no-access-log``).
 
-    A request only records its fields (one tuple); the lines are formatted when the buffer is
-    written (``AccessLog.flush``: once a second, or once ``MAX_PENDING_LINES`` wait), in one
-    loop over the batch. Each line is one %-format of a template whose fixed parts (keys, the
-    worker's pid) are rendered once. ``ts`` is the wall-clock time the answer was final: the
-    exchange's ``finished`` (a ``perf_counter`` reading, shared with the metrics) plus the
-    offset to the wall clock, re-read once per second of requests; its text is rendered once
-    per millisecond. Strings a client controls (path, query, user agent) and the client
-    address go through orjson (escaping); method and route are the server's own tokens."""
+    A request only records its values: one ``extend`` of the buffer by ``RECORD`` values
+    (no object per request outlives it, so the garbage collector is not woken by the log).
+    The lines are made when the buffer is written (``AccessLog.flush``: once a second, or once
+    ``MAX_PENDING_LINES`` requests wait), a batch at a time: timestamps and durations with
+    numpy, one ``dict`` per line (keys ``ACCESS_LOG_KEYS``) and one ``orjson.dumps`` of the
+    whole batch, so every string (path, query and user agent, which a client sends, too) is
+    escaped by orjson. ``ts`` is the wall-clock time the answer was final: the exchange's
+    ``finished`` (a ``perf_counter`` reading, shared with the metrics) plus the offset to the
+    wall clock read at the flush; its text is made once per distinct millisecond of the batch.
+    Why so: in the server, the log's Python work costs what its instructions predict, not what
+    a hot loop in process shows (docs/serving.md, "What the access log costs")."""
+
+    RECORD = 10  # values recorded per request (the order of ``after``)
 
     def __init__(self, log_file: AccessLog, clock: Callable[[], float] = time.time) -> None:
         self.log_file = log_file
         self.clock = clock
         self.pid = os.getpid()
-        self._line = _LINE + b"%d}\n" % self.pid
         self._pending = log_file.pending
-        self._append = log_file.pending.append
-        self._max_pending = log_file.MAX_PENDING_LINES
-        self._wall_offset = clock() - perf_counter()
+        self._extend = log_file.pending.extend
+        self._max_pending = log_file.MAX_PENDING_LINES * self.RECORD
         self._second = -1
-        self._millis = -1
-        self._stamp = b""
+        self._second_text = ""
         log_file.render = self.render
 
     def after(self, exchange: Exchange) -> None:
-        self._append(
+        # Client and user agent straight from the server's request object: one read each, no
+        # Python frame in between (the exchange's cached ``headers`` only helps a request whose
+        # headers a CORS hook already read).
+        source = exchange.source
+        self._extend(
             (
                 exchange.finished,
                 exchange.started,
-                exchange.client,
+                source.client,
                 exchange.method,
                 exchange.path,
                 exchange.query_string,
                 exchange.route,
                 exchange.status,
                 len(exchange.body),
-                exchange.headers.get("user-agent") or "",
+                source.headers.get("user-agent", ""),
             )
         )
         if len(self._pending) >= self._max_pending:
             self.log_file.flush()
 
-    def _timestamp(self, finished: float) -> bytes:
-        """ISO 8601 in UTC with milliseconds of the ``perf_counter`` reading ``finished``."""
-        millis = int((finished + self._wall_offset) * 1000)
+    def _timestamp(self, millis: int) -> str:
+        """ISO 8601 in UTC with milliseconds of ``millis`` since the epoch."""
         seconds, rest = divmod(millis, 1000)
-        if seconds != self._second:  # re-read the wall clock (it may have been set or slewed)
-            self._wall_offset = self.clock() - perf_counter()
-            millis = int((finished + self._wall_offset) * 1000)
-            seconds, rest = divmod(millis, 1000)
+        if seconds != self._second:
             self._second = seconds
-        self._millis = millis
-        self._stamp = b"%s.%03dZ" % (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)).encode(), rest)
-        return self._stamp
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        return f"{self._second_text}.{rest:03d}Z"
 
-    def render(self, records: list[tuple]) -> list[bytes]:
-        """The JSON lines of recorded requests, in their order."""
-        line, dumps = self._line, orjson.dumps
-        lines = []
-        for finished, started, client, method, path, query, route, status, size, user_agent in records:
-            stamp = self._stamp
-            if int((finished + self._wall_offset) * 1000) != self._millis:
-                stamp = self._timestamp(finished)
-            lines.append(
-                line
-                % (
-                    stamp,
-                    dumps(client),
-                    method.encode("latin-1", "replace"),
-                    dumps(path[:2048]),
-                    dumps(query[:2048]),
-                    route.encode(),
-                    status,
-                    size,
-                    (finished - started) * 1000,
-                    dumps(user_agent[:256]),
-                )
+    def render(self, values: list) -> bytes:
+        """The JSON lines of the recorded requests, in their order."""
+        step = self.RECORD
+        finished = np.array(values[0::step], dtype=np.float64)
+        started = np.array(values[1::step], dtype=np.float64)
+        offset = self.clock() - perf_counter()  # re-read at every flush: the clock may be set or slewed
+        millis, which = np.unique(((finished + offset) * 1000).astype(np.int64), return_inverse=True)
+        texts = [self._timestamp(ms) for ms in millis.tolist()]
+        stamps = [texts[0]] * len(finished) if len(texts) == 1 else itemgetter(*which.tolist())(texts)
+        # Microseconds, as milliseconds with three decimals.
+        durations = (((finished - started) * 1e6).astype(np.int64) / 1000).tolist()
+        pid = self.pid
+        lines = [
+            {
+                "ts": ts,
+                "client": client,
+                "method": method,
+                "path": path,
+                "query": query,
+                "route": route,
+                "status": status,
+                "bytes": size,
+                "duration_ms": duration,
+                "user_agent": user_agent,
+                "pid": pid,
+            }
+            for ts, client, method, path, query, route, status, size, duration, user_agent in zip(
+                stamps,
+                values[2::step],
+                values[3::step],
+                _truncated(values[4::step], MAX_LOGGED_URL_PART),
+                _truncated(values[5::step], MAX_LOGGED_URL_PART),
+                values[6::step],
+                values[7::step],
+                values[8::step],
+                durations,
+                _truncated(values[9::step], MAX_LOGGED_USER_AGENT),
+                strict=True,
             )
-        return lines
+        ]
+        try:
+            data = orjson.dumps(lines)
+            # One JSON array of objects whose first key is "ts": between two objects, and
+            # nowhere else, it reads '},{"ts":' (in a string every '"' is escaped, and a
+            # string's closing '"' is never followed by 'ts"'), so the lines are cut there.
+        except TypeError:  # orjson.JSONEncodeError: keep every line that can be written
+            return _each_line(lines)
+        return data[1:-1].replace(b'},{"ts":', b'}\n{"ts":') + b"\n"
 
 
-_LINE = (
-    b'{"ts":"%s","client":%s,"method":"%s","path":%s,"query":%s,"route":"%s","status":%d,"bytes":%d,'
-    b'"duration_ms":%.3f,"user_agent":%s,"pid":'
-)
+def _truncated(texts: list[str], limit: int) -> list[str]:
+    if max(map(len, texts), default=0) <= limit:
+        return texts
+    return [text[:limit] for text in texts]
+
+
+def _each_line(lines: list[dict]) -> bytes:
+    """The lines of a batch that one of them spoiled, each serialised alone."""
+    kept: list[bytes] = []
+    dropped: list[dict] = []
+    for line in lines:
+        try:
+            kept.append(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE))
+        except TypeError:
+            dropped.append(line)
+    if dropped:
+        log.warning(
+            "access log: %d of %d lines could not be formatted and are dropped; the first: %r",
+            len(dropped),
+            len(lines),
+            dropped[0],
+        )
+    return b"".join(kept)
