@@ -1,0 +1,136 @@
+"""Keeps the SQLite files of a local Dagster instance open while ``music-platform demo`` runs.
+
+A local instance (``make demo``, ``make dev``: SQLite under DAGSTER_HOME) stores each event by
+opening a database connection, committing and closing it, several times per event (the run's
+own file, then the cross-run index, then the run storage). Its files are in WAL mode, and SQLite
+ends WAL mode when the *last* connection to a file closes: it checkpoints the log into the
+database (two fsyncs), deletes the ``-wal`` and ``-shm`` files and syncs the directory. With no
+other connection open, every one of Dagster's commits paid that: in a test run of 130 events,
+1,680 fdatasync and 712 unlink calls (``strace -f -c``), 13 fsyncs per event.
+
+:class:`SqliteKeeper` holds one idle connection to each of those files while the demo runs, so
+no Dagster connection is the last one: the log stays, commits append to it (one fsync each), and
+SQLite checkpoints it when it grows (``wal_autocheckpoint``). Nothing is written through these
+connections and they hold no lock between statements (autocommit, one read when opened). They
+change nothing that a crash could break: a killed demo leaves a ``-wal`` file that the next
+connection to the file replays, as SQLite always does; `make dev` and other processes share the
+files as before.
+
+Which files: the instance's run storage (``history/runs.db``), the event log's cross-run index
+(``history/runs/index.db``), the schedule storage (``schedules/schedules.db``) and each run's
+event log (``history/runs/<run_id>.db``), the layout of dagster 1.13's default SQLite storage
+under DAGSTER_HOME. A file that is not there (PostgreSQL storage, an ephemeral instance, another
+layout) is simply not kept: the demo then runs as it did without the keeper.
+``music_platform_tests/test_sqlite_keeper.py`` checks the layout and the effect.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+# Where dagster 1.13's default SQLite storage keeps its files, relative to DAGSTER_HOME.
+INSTANCE_FILES = ("history/runs.db", "history/runs/index.db", "schedules/schedules.db")
+RUN_FILE = "history/runs/{run_id}.db"
+# A run's file appears when its first event is stored: how often to look for it meanwhile.
+WATCH_SECONDS = 0.05
+WAL_FORMAT = 2  # bytes 18 and 19 of an SQLite file's header: 2 = WAL, 1 = rollback journal
+
+
+def is_wal_database(path: Path) -> bool:
+    """The file is an SQLite database in WAL mode (its header says so; no connection opened).
+
+    A run's file is created empty and switched to WAL mode by Dagster just after: a connection
+    opened in between could make that switch fail, so the keeper waits for the header."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(20)
+    except OSError:
+        return False
+    return len(header) == 20 and header.startswith(b"SQLite format 3\x00") and header[18] == header[19] == WAL_FORMAT
+
+
+class SqliteKeeper:
+    """One idle connection per SQLite file of a local instance; see the module docstring.
+
+    ``keep_instance_files()`` once, ``keep_run(run_id)`` before each run executes (a thread waits
+    for the run's file), ``close()`` at the end (or use it as a context manager).
+    """
+
+    def __init__(self, root: Path | None) -> None:
+        self.root = root
+        self._connections: dict[Path, sqlite3.Connection] = {}
+        self._pending: set[Path] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> SqliteKeeper:
+        self.keep_instance_files()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def kept(self) -> list[Path]:
+        with self._lock:
+            return sorted(self._connections)
+
+    def keep_instance_files(self) -> None:
+        if self.root is None:
+            return
+        for relative in INSTANCE_FILES:
+            self._keep(self.root / relative)
+
+    def keep_run(self, run_id: str) -> None:
+        """Keep the run's event log file open as soon as it exists (it does once the run is created)."""
+        if self.root is None:
+            return
+        path = self.root / RUN_FILE.format(run_id=run_id)
+        if self._keep(path):
+            return
+        with self._lock:
+            self._pending.add(path)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="music-platform-sqlite-keeper", daemon=True)
+                self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with self._lock:
+            connections, self._connections = list(self._connections.values()), {}
+            self._pending.clear()
+        for connection in connections:
+            # The last connection to a file checkpoints it and removes its -wal and -shm files.
+            connection.close()
+
+    def _keep(self, path: Path) -> bool:
+        with self._lock:
+            if path in self._connections or self._stop.is_set():
+                return True
+        if not is_wal_database(path):
+            return False
+        try:
+            connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            # Reading opens the file's WAL index (-shm): from then on this connection counts.
+            connection.execute("select count(*) from sqlite_master").fetchone()
+        except sqlite3.Error:
+            return False
+        with self._lock:
+            if path in self._connections or self._stop.is_set():
+                connection.close()
+            else:
+                self._connections[path] = connection
+                self._pending.discard(path)
+        return True
+
+    def _watch(self) -> None:
+        while not self._stop.wait(WATCH_SECONDS):
+            with self._lock:
+                pending = list(self._pending)
+            for path in pending:
+                self._keep(path)
