@@ -132,3 +132,26 @@ os.kill(os.getpid(), signal.SIGKILL)
     instance = dg.DagsterInstance.from_config(str(home))
     assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
     assert len(instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records) == 20
+
+
+def test_connections_to_the_instance_files_commit_without_a_sync_while_kept(tmp_path):
+    """``synchronous=NORMAL`` (1) on SQLAlchemy connections to the instance's files, in this
+    process, while the keeper is open; other files, and every file afterwards, keep FULL (2)."""
+    import sqlalchemy
+
+    root, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    root.mkdir()
+    elsewhere.mkdir()
+
+    def synchronous(path: Path) -> int:
+        engine = sqlalchemy.create_engine(f"sqlite:///{path}", poolclass=sqlalchemy.pool.NullPool)
+        with engine.connect() as connection:
+            value = connection.execute(sqlalchemy.text("pragma synchronous")).scalar()
+        engine.dispose()
+        return value
+
+    assert synchronous(root / "history.db") == 2
+    with SqliteKeeper(root):
+        assert synchronous(root / "history.db") == 1
+        assert synchronous(elsewhere / "other.db") == 2
+    assert synchronous(root / "history.db") == 2
