@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from music_platform.runs.sqlite_keeper import INSTANCE_FILES, RUN_FILE, SqliteKeeper, is_wal_database
+from music_platform.runs.sqlite_keeper import INSTANCE_FILES, RUN_FILE, SqliteKeeper, open_if_wal, wal_in_use
 
 RANGE = {"dagster/asset_partition_range_start": "2026-01-01", "dagster/asset_partition_range_end": "2026-01-20"}
 
@@ -37,22 +37,55 @@ def _run(instance: dg.DagsterInstance, run_id: str) -> dg.ExecuteInProcessResult
     return JOB.execute_in_process(instance=instance, tags=RANGE, run_id=run_id)
 
 
-def test_wal_databases_are_told_by_their_header(tmp_path):
+def test_only_databases_in_wal_mode_are_kept_and_none_is_created(tmp_path):
     wal, journal = tmp_path / "wal.db", tmp_path / "journal.db"
-    with sqlite3.connect(wal) as connection:
-        connection.execute("pragma journal_mode=wal")
-        connection.execute("create table t (x)")
-    connection.close()
+    writer = sqlite3.connect(wal)
+    writer.execute("pragma journal_mode=wal")
+    writer.execute("create table t (x)")
+    writer.commit()
     with sqlite3.connect(journal) as connection:
         connection.execute("create table t (x)")
     connection.close()
-    (tmp_path / "empty.db").touch()
     (tmp_path / "text.db").write_text("not a database, not at all")
-    assert is_wal_database(wal)
-    assert not is_wal_database(journal)
-    assert not is_wal_database(tmp_path / "empty.db")  # a run's file before Dagster switches it to WAL
-    assert not is_wal_database(tmp_path / "text.db")
-    assert not is_wal_database(tmp_path / "missing.db")
+    assert wal_in_use(wal) and not wal_in_use(journal)  # the open writer keeps the log
+    kept = open_if_wal(wal)
+    assert kept is not None
+    kept.close()
+    assert open_if_wal(journal) is None
+    assert open_if_wal(tmp_path / "text.db") is None
+    assert open_if_wal(tmp_path / "missing.db") is None and not (tmp_path / "missing.db").exists()
+    writer.close()
+
+
+def test_the_keeper_opens_the_files_through_sqlite_only_and_leaves_a_writer_whole(tmp_path, monkeypatch):
+    """A descriptor of the file opened and closed outside SQLite drops every POSIX lock the process
+    holds on it, those of Dagster's open connections too (a first version read the header that way,
+    and a run's commit in the crash suite failed with "disk I/O error"). The keeper only stats the
+    files and connects through SQLite; a transaction of a writer in this process stays whole."""
+    import builtins
+
+    real_open = builtins.open
+
+    def guarded_open(file, *args, **kwargs):
+        assert not str(file).endswith(".db"), f"{file} opened outside SQLite"
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    path = tmp_path / "run.db"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("pragma journal_mode=wal")
+    writer.execute("create table t (x)")
+    with SqliteKeeper(tmp_path) as keeper:
+        writer.execute("begin immediate")
+        writer.execute("insert into t values (1)")
+        assert keeper._keep(path)  # kept while the writer holds its lock
+        writer.execute("insert into t values (2)")
+        writer.execute("commit")
+        assert keeper.kept == [path]
+        other = sqlite3.connect(path, timeout=0)
+        assert other.execute("select count(*) from t").fetchone() == (2,)
+        other.close()
+    writer.close()
 
 
 def test_a_local_instance_has_the_files_the_keeper_keeps_and_each_close_ends_wal_mode(tmp_path):
@@ -64,8 +97,10 @@ def test_a_local_instance_has_the_files_the_keeper_keeps_and_each_close_ends_wal
     assert _run(instance, run_id).success
     root = Path(instance.root_directory)
     for relative in (*INSTANCE_FILES, RUN_FILE.format(run_id=run_id)):
-        assert is_wal_database(root / relative), relative
-        assert not (root / f"{relative}-wal").exists(), relative
+        assert not wal_in_use(root / relative), relative  # the last close ended WAL mode
+        connection = open_if_wal(root / relative)  # the file itself stays in WAL mode
+        assert connection is not None, relative
+        connection.close()
 
 
 def test_kept_files_keep_their_log_between_commits_and_the_run_reads_back_whole(tmp_path):

@@ -51,20 +51,35 @@ INSTANCE_FILES = ("history/runs.db", "history/runs/index.db", "schedules/schedul
 RUN_FILE = "history/runs/{run_id}.db"
 # A run's file appears when its first event is stored: how often to look for it meanwhile.
 WATCH_SECONDS = 0.05
-WAL_FORMAT = 2  # bytes 18 and 19 of an SQLite file's header: 2 = WAL, 1 = rollback journal
 
 
-def is_wal_database(path: Path) -> bool:
-    """The file is an SQLite database in WAL mode (its header says so; no connection opened).
+def wal_in_use(path: Path) -> bool:
+    """A connection has the database ``path`` open in WAL mode: its ``-wal`` file exists.
 
-    A run's file is created empty and switched to WAL mode by Dagster just after: a connection
-    opened in between could make that switch fail, so the keeper waits for the header."""
+    Only ``stat``: the file itself is never opened outside SQLite. Closing a descriptor of a file
+    drops every POSIX lock this process holds on it, the locks of Dagster's open connections
+    included (SQLite's own connections share their descriptors and are safe); a first version read
+    the file's header and so broke a run's commit ("disk I/O error"). A run's file is created
+    empty and switched to WAL mode by Dagster just after: the keeper waits for the log, so it is
+    never connected while that switch happens."""
+    return Path(f"{path}-wal").exists()
+
+
+def open_if_wal(path: Path) -> sqlite3.Connection | None:
+    """An idle SQLite connection to ``path`` when it is a database in WAL mode, else None."""
+    if not path.exists():  # sqlite3.connect would create it
+        return None
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     try:
-        with open(path, "rb") as handle:
-            header = handle.read(20)
-    except OSError:
-        return False
-    return len(header) == 20 and header.startswith(b"SQLite format 3\x00") and header[18] == header[19] == WAL_FORMAT
+        # Reading opens the file's WAL index (-shm): from then on this connection counts.
+        connection.execute("select count(*) from sqlite_master").fetchone()
+        wal = connection.execute("pragma journal_mode").fetchone()[0] == "wal"
+    except sqlite3.Error:
+        wal = False
+    if not wal:
+        connection.close()
+        return None
+    return connection
 
 
 class SqliteKeeper:
@@ -107,7 +122,7 @@ class SqliteKeeper:
         if self.root is None:
             return
         path = self.root / RUN_FILE.format(run_id=run_id)
-        if self._keep(path):
+        if wal_in_use(path) and self._keep(path):
             return
         with self._lock:
             self._pending.add(path)
@@ -132,13 +147,8 @@ class SqliteKeeper:
         with self._lock:
             if path in self._connections or self._stop.is_set():
                 return True
-        if not is_wal_database(path):
-            return False
-        try:
-            connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-            # Reading opens the file's WAL index (-shm): from then on this connection counts.
-            connection.execute("select count(*) from sqlite_master").fetchone()
-        except sqlite3.Error:
+        connection = open_if_wal(path)
+        if connection is None:
             return False
         with self._lock:
             if path in self._connections or self._stop.is_set():
@@ -162,4 +172,5 @@ class SqliteKeeper:
             with self._lock:
                 pending = list(self._pending)
             for path in pending:
-                self._keep(path)
+                if wal_in_use(path):
+                    self._keep(path)
