@@ -355,7 +355,9 @@ def model_evaluation(
     if standing is not None:
         wh = warehouse.get_warehouse()
         rows = wh.query_df(f"select * from {ML}.model_evaluation where model_version = {sql_text(lightfm_model)}")
-        if len(rows):
+        # The rows are still those of that evaluation (none written since by another one).
+        written_at = {_utc_text(t) for t in rows.get("evaluated_at", [])}
+        if len(rows) and written_at == {standing["evaluated_at"]}:
             context.log.info(f"the live model {lightfm_model}: its evaluation of {standing['evaluated_at']} stands")
             yield from _standing_evaluation_outputs(published, standing, rows, config)
             return
@@ -437,13 +439,13 @@ def model_evaluation(
                 {
                     EVALUATION_RECORD_KEY: {
                         "key": key,
-                        "evaluated_at": rows["evaluated_at"].iloc[0].isoformat(timespec="seconds"),
+                        "evaluated_at": _utc_text(rows["evaluated_at"].iloc[0]),
                         "test_users": test_users,
                         **evaluated_alone.as_dict(),
                     }
                 }
                 if "published" not in models
-                else {}
+                else {EVALUATION_RECORD_KEY: None}  # judged beside the live model: nothing stands
             ),
         },
     )
@@ -495,6 +497,14 @@ def model_evaluation(
             **comparison_metadata,
         },
     )
+
+
+def _utc_text(value) -> str:
+    """A time as UTC text to the second, whether the warehouse gives it back aware or naive."""
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return stamp.isoformat(timespec="seconds")
 
 
 def _standing_evaluation_outputs(live, standing: dict, rows: pd.DataFrame, config: ModelConfig):
