@@ -13,7 +13,9 @@ the live version was last evaluated against popularity alone on the same trainin
 configuration and code (the evaluation asset's own source included), evaluating it again would
 give the same figures and the same gate decision; ``ml/model_evaluation`` then reports that
 evaluation (its rows in ``ml.model_evaluation``, its gate decision from the registry) instead of
-computing it again, and says so in its metadata and in the check's description.
+computing it again, and says so in its metadata and in the check's description. It stands only
+while ``ml.model_evaluation`` still holds that evaluation's rows; an evaluation beside a live
+model clears the record.
 
 The inputs are compared by content, never by time: ``training_fingerprint`` hashes every field of
 the ``RecDataset`` (ids, interactions, play counts and times, item and user features, the
