@@ -35,7 +35,7 @@ def build_defs(settings: Settings, *, component_types: bool = True) -> dg.Defini
     ``component_types=False`` leaves out what ``load_from_defs_folder`` adds beside the project's
     own definitions: metadata listing the component types that installed libraries offer, which
     the UI and ``dg`` show. Listing them imports each such library (here dagster_snowflake and the
-    Snowflake connector, even on DuckDB: 3.5 CPU-s on a quiet machine, 15 s at load 7). Processes
+    Snowflake connector, even on DuckDB: 2.5 of build_defs' 7.7 CPU-s, 15 s of wall time at load 7). Processes
     that only execute runs in-process (``music-platform demo``) have no use for it; the assets,
     checks, jobs, schedules and sensors are the same (test_definitions.py).
     """
