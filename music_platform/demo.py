@@ -144,8 +144,10 @@ def _run_stages(progress, settings, users: int, seed: int, first_day: date, last
         import dagster as dg
 
         from music_platform.definitions import build_defs
+        from music_platform.runs.dagster_instance import storage_root
         from music_platform.runs.guard import RunGuard
         from music_platform.runs.recovery import report
+        from music_platform.runs.sqlite_keeper import SqliteKeeper
         from music_platform.warehouse import connect_warehouse
 
         warehouse = connect_warehouse(settings)
@@ -153,7 +155,7 @@ def _run_stages(progress, settings, users: int, seed: int, first_day: date, last
         progress.print(f"warehouse {warehouse.describe()}", highlight=False)
         # Recorded once the warehouse answered: the data dir then says where its partitions start.
         settings = demo_settings(settings, users, seed, first_day)
-        definitions = build_defs(settings)
+        definitions = build_defs(settings, component_types=False)  # no UI here: no library listing
         job = definitions.resolve_implicit_global_asset_job_def()
         instance = _instance()
         progress.instance = instance
@@ -186,22 +188,26 @@ def _run_stages(progress, settings, users: int, seed: int, first_day: date, last
     # Runs left behind by a killed demo are marked failed and their pool slots freed first;
     # Ctrl-C or SIGTERM then stops the current run cleanly (music_platform.runs.guard).
     guard = RunGuard(instance)
-    with progress.phase("starting: recovering runs a killed demo left behind"):
-        report(guard.recover(), progress.print)
-    for number, (name, selection, tags) in enumerate(stages, start=1):
-        label = f"[{number}/{len(stages)}] {name}"
+    # The instance's SQLite files stay open while the runs write their events: each of Dagster's
+    # commits then appends to the file's log instead of ending WAL mode (music_platform.runs.sqlite_keeper).
+    with SqliteKeeper(storage_root(instance)) as keeper:
+        with progress.phase("starting: recovering runs a killed demo left behind"):
+            report(guard.recover(), progress.print)
+        for number, (name, selection, tags) in enumerate(stages, start=1):
+            label = f"[{number}/{len(stages)}] {name}"
 
-        def execute(run_id, label=label, selection=selection, tags=tags):
-            progress.watch_run(run_id)
-            return _run_stage(label, job, instance, selection, tags, run_id)
+            def execute(run_id, label=label, selection=selection, tags=tags):
+                keeper.keep_run(run_id)
+                progress.watch_run(run_id)
+                return _run_stage(label, job, instance, selection, tags, run_id)
 
-        with progress.stage(label):
-            outcome = guard.execute(execute)
-        outcome.name = name
-        outcomes.append(outcome)
-        progress.stage_done(label, outcome.success, outcome.seconds)
-        if not outcome.success:
-            break
+            with progress.stage(label):
+                outcome = guard.execute(execute)
+            outcome.name = name
+            outcomes.append(outcome)
+            progress.stage_done(label, outcome.success, outcome.seconds)
+            if not outcome.success:
+                break
     total = time.perf_counter() - started
     with progress.phase("summary: counting rows, reading checks and recommendations"):
         _print_summary(progress, settings, outcomes, total)

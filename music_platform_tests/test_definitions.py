@@ -228,3 +228,40 @@ def test_the_partitions_start_where_the_data_dir_says_unless_configured(tmp_path
     assert Settings.from_env(configured).partitions_start_date == "2026-01-01"
     (data / "partitions.json").write_text("not json", encoding="utf-8")  # unreadable: the default applies
     assert Settings.from_env({"MUSIC_PLATFORM_DATA_DIR": str(data)}).partitions_start_date == "2025-01-01"
+
+
+def test_the_demo_builds_the_same_definitions_without_listing_library_component_types(definitions):
+    """``build_defs(component_types=False)`` (music-platform demo) has every asset, check, job,
+    schedule, sensor and resource of the code location, and does not import the libraries whose
+    component types the code location lists for the UI (dagster_snowflake: seconds of start-up)."""
+    import subprocess
+    import sys
+
+    from music_platform.config import Settings
+    from music_platform.definitions import build_defs
+
+    demo = build_defs(Settings.from_env(), component_types=False)
+    dg.Definitions.validate_loadable(demo)
+
+    def summary(d: dg.Definitions):
+        graph = d.resolve_asset_graph()
+        return (
+            sorted(k.to_user_string() for k in graph.get_all_asset_keys()),
+            sorted(str(k) for k in graph.asset_check_keys),
+            sorted(j.name for j in d.resolve_all_job_defs()),
+            sorted(s.name for s in d.schedules or ()),
+            sorted(s.name for s in d.sensors or ()),
+            sorted(d.resources or {}),
+        )
+
+    assert summary(demo) == summary(definitions)
+    script = (
+        "import sys\n"
+        "from music_platform.config import Settings\n"
+        "from music_platform.definitions import build_defs\n"
+        "build_defs(Settings.from_env(), component_types=False)\n"
+        "heavy = ('dagster_snowflake', 'snowflake.connector', 'snowflake.core', 'snowflake.snowpark')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    imported = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
+    assert imported.stdout.strip() == "[]", imported.stdout[-500:]

@@ -217,6 +217,29 @@ def _published(wh):
     )["model_version"].iloc[0]
 
 
+def test_the_live_model_reused_keeps_its_evaluation(built_warehouse):
+    """Nothing changed since the demo: ml/lightfm_model reuses the live model, and its evaluation
+    against popularity stands (the same rows, the same decision) instead of being computed again;
+    the check's description and the metadata say so (defs/ml/training_reuse.py)."""
+    _, wh = built_warehouse
+    live = _published(wh)
+    query = f"select * from ml.model_evaluation where model_version = '{live}' order by model, metric, k"
+    before = wh.query_df(query)
+    result = _ml_run("auto")
+    assert result.success
+    [gate] = [e for e in result.get_asset_check_evaluations() if e.check_name == "beats_popularity_baseline"]
+    assert gate.passed and f"the live model {live}, reused" in gate.description and "stands" in gate.description
+    metadata = {
+        e.asset_key.to_user_string(): e.step_materialization_data.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+    assert metadata["ml/lightfm_model"]["reused"].value is True
+    assert metadata["ml/model_evaluation"]["evaluation"].value.startswith("stands: computed on ")
+    assert metadata["ml/model_evaluation"]["gate_decision"].value == "publish"
+    assert wh.query_df(query).equals(before)  # not evaluated again: the rows are those of the first evaluation
+    assert _published(wh) == live
+
+
 def test_gate_keeps_a_worse_candidate_out_and_rollback_restores_the_previous_version(built_warehouse):
     from music_platform.recommender.publication import rollback
     from music_platform.recommender.registry import ModelRegistry

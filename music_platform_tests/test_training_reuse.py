@@ -11,8 +11,11 @@ import pytest
 
 import music_platform.recommender as recommender_package
 from music_platform.defs.ml.training_reuse import (
+    EVALUATION_RECORD_KEY,
     RECORD_KEY,
+    evaluation_key,
     reusable_version,
+    standing_evaluation,
     training_fingerprint,
     training_record,
 )
@@ -113,3 +116,24 @@ def test_a_model_whose_epoch_search_hit_the_time_budget_is_not_reused(world, tmp
     _save(registry, dataset, fingerprint, "published", stopped_by="time_budget")
     assert registry.latest_published().metrics[RECORD_KEY]["stopped_by"] == "time_budget"
     assert reusable_version(registry, fingerprint) is None
+
+
+def test_an_evaluation_stands_only_for_the_same_training_inputs_and_evaluation_code(world, tmp_path):
+    dataset = dataset_of(world)
+    fingerprint = training_fingerprint(dataset, CONFIG)
+    code = tmp_path / "assets.py"
+    code.write_text("# the evaluation asset\n")
+    key = evaluation_key(fingerprint, code)
+    assert key == evaluation_key(training_fingerprint(dataset_of(world), dict(CONFIG)), code)
+    assert key != evaluation_key(training_fingerprint(dataset, {**CONFIG, "gate_confidence": 0.99}), code)
+    changed = tmp_path / "assets2.py"
+    changed.write_text("# the evaluation asset, changed\n")
+    assert key != evaluation_key(fingerprint, changed)
+
+    registry = ModelRegistry(tmp_path / "models")
+    live = registry.get(_save(registry, dataset, fingerprint, "published"))
+    assert standing_evaluation(live, key) is None  # never evaluated against popularity alone
+    record = {"key": key, "evaluated_at": "2026-12-07T21:00:00+00:00", "decision": "publish", "reason": "r"}
+    live = registry.update_metrics(live.version, {EVALUATION_RECORD_KEY: record})
+    assert standing_evaluation(live, key) == record
+    assert standing_evaluation(live, evaluation_key(fingerprint, changed)) is None

@@ -14,12 +14,20 @@ candidate before any of its recommendations are written.
 """
 
 import json
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
+from music_platform.defs.ml.training_reuse import (
+    EVALUATION_RECORD_KEY,
+    evaluation_key,
+    reusable_version,
+    standing_evaluation,
+    training_fingerprint,
+    training_record,
+)
 from music_platform.defs.ml.training_reuse import RECORD_KEY as TRAINING_RECORD_KEY
-from music_platform.defs.ml.training_reuse import reusable_version, training_fingerprint, training_record
 from music_platform.defs.quality.checks import completeness_result
 from music_platform.lib.metadata import column_schema, completeness_metadata, preview_markdown
 from music_platform.policies import MODEL_FRESHNESS, OWNERS, RECOMMENDATIONS_FRESHNESS, absorbs_realtime
@@ -338,12 +346,25 @@ def model_evaluation(
     artifacts: ArtifactStoreResource,
 ):
     registry = _registry(artifacts)
+    published = registry.latest_published()
+    reused_live = published is not None and published.version == lightfm_model
+    # An evaluation against popularity alone is a function of the model and of this key; the live
+    # model reused by lightfm_model (same inputs) keeps the one it had (training_reuse.py).
+    key = evaluation_key(training_fingerprint(training_data, config.model_dump()), Path(__file__))
+    standing = standing_evaluation(published, key) if reused_live else None
+    if standing is not None:
+        wh = warehouse.get_warehouse()
+        rows = wh.query_df(f"select * from {ML}.model_evaluation where model_version = {sql_text(lightfm_model)}")
+        # The rows are still those of that evaluation (none written since by another one).
+        written_at = {_utc_text(t) for t in rows.get("evaluated_at", [])}
+        if len(rows) and written_at == {standing["evaluated_at"]}:
+            context.log.info(f"the live model {lightfm_model}: its evaluation of {standing['evaluated_at']} stands")
+            yield from _standing_evaluation_outputs(published, standing, rows, config)
+            return
     # The split-trained twin when the served model was refitted on all data (it has seen the test part).
     candidate = registry.load_holdout(lightfm_model)
     train, test = stable_holdout(training_data, config.test_fraction)
     models = {"candidate": candidate, "popularity": train_popularity(train)}
-    published = registry.latest_published()
-    reused_live = published is not None and published.version == lightfm_model
     if published is not None and not reused_live:
         models["published"] = registry.load_holdout(published.version)
     per_user: dict[str, dict] = {}
@@ -358,6 +379,7 @@ def model_evaluation(
         confidence=config.gate_confidence,
         hold_unless_better=config.hold_unless_better,
     )
+    evaluated_alone = decision  # before the reason names the reuse
     if reused_live:  # judged against popularity only: it is the live model
         decision = decision._replace(
             reason=f"the live model {lightfm_model}, reused (trained on the same inputs): "
@@ -401,6 +423,7 @@ def model_evaluation(
     wh.replace_partition(ML, "model_evaluation", rows, "model_version", [lightfm_model])
 
     candidate_metrics = metrics_dict(evaluation, "candidate")
+    test_users = int(evaluation["users"].max())
     registry.update_metrics(
         lightfm_model,
         {
@@ -411,6 +434,19 @@ def model_evaluation(
                 "metric": GATE_METRIC,
                 "live_version": published.version if "published" in models else None,
             },
+            # Judged against popularity alone: the outcome stands for this key (training_reuse.py).
+            **(
+                {
+                    EVALUATION_RECORD_KEY: {
+                        "key": key,
+                        "evaluated_at": _utc_text(rows["evaluated_at"].iloc[0]),
+                        "test_users": test_users,
+                        **evaluated_alone.as_dict(),
+                    }
+                }
+                if "published" not in models
+                else {EVALUATION_RECORD_KEY: None}  # judged beside the live model: nothing stands
+            ),
         },
     )
     # The live model itself (reused by lightfm_model: trained on the same inputs) stays published
@@ -441,7 +477,8 @@ def model_evaluation(
             **{f"candidate_{k}": dg.MetadataValue.float(round(v, 5)) for k, v in candidate_metrics.items()},
             # every metric beside the popularity baseline's (plotted side by side in the UI)
             **{f"baseline_{k}": dg.MetadataValue.float(round(v, 5)) for k, v in baseline.items()},
-            "test_users": dg.MetadataValue.int(int(evaluation["users"].max())),
+            "test_users": dg.MetadataValue.int(test_users),
+            "evaluation": dg.MetadataValue.text(f"computed on {rows['evaluated_at'].iloc[0].isoformat()}"),
         }
     )
     yield dg.AssetCheckResult(
@@ -457,6 +494,70 @@ def model_evaluation(
             "reason": dg.MetadataValue.text(decision.reason),
             "metric": dg.MetadataValue.text(GATE_METRIC),
             "live_version": dg.MetadataValue.text(published.version if "published" in models else "(none)"),
+            **comparison_metadata,
+        },
+    )
+
+
+def _utc_text(value) -> str:
+    """A time as UTC text to the second, whether the warehouse gives it back aware or naive."""
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return stamp.isoformat(timespec="seconds")
+
+
+def _standing_evaluation_outputs(live, standing: dict, rows: pd.DataFrame, config: ModelConfig):
+    """The output and gate check of ``model_evaluation`` for the live model reused by
+    ``lightfm_model`` when its evaluation against popularity stands: the rows it wrote then
+    (``ml.model_evaluation``) and the decision it recorded in the registry, said to be so."""
+    version = live.version
+    holdout, baseline = live.metrics.get("holdout", {}), live.metrics.get("popularity", {})
+    reason = (
+        f"the live model {version}, reused (trained on the same inputs); its evaluation of "
+        f"{standing['evaluated_at']} stands (the same model, data, split, configuration and code): "
+        + str(standing["reason"]).removesuffix("; no live model yet")
+    )
+    decision = str(standing["decision"])
+    comparison_metadata = {
+        f"{name}_{field}": dg.MetadataValue.float(round(float(value), 6))
+        for name, comparison in (standing.get("comparisons") or {}).items()
+        for field, value in comparison.items()
+        if field in ("mean_difference", "stderr", "ci_low", "ci_high", "p_value", "required_lift", "reference_mean")
+    }
+    selection = live.metrics.get("selection", {})
+    yield dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": dg.MetadataValue.int(len(rows)),
+            "dagster/column_schema": column_schema(rows),
+            "metrics": dg.MetadataValue.md(
+                preview_markdown(rows[["model", "selected", "metric", "k", "value", "baseline_value"]], rows=30)
+            ),
+            "preview": dg.MetadataValue.md(preview_markdown(rows)),
+            "data_source": dg.MetadataValue.text(
+                f"model {version} and the popularity baseline, on the stable {config.test_fraction:.0%} hold-out "
+                f"of ml/training_data: the evaluation of {standing['evaluated_at']}, which stands"
+            ),
+            "selected_model": dg.MetadataValue.text(str(selection.get("winner", live.kind))),
+            "gate_decision": dg.MetadataValue.text(decision),
+            **{f"candidate_{k}": dg.MetadataValue.float(round(v, 5)) for k, v in holdout.items()},
+            **{f"baseline_{k}": dg.MetadataValue.float(round(v, 5)) for k, v in baseline.items()},
+            "test_users": dg.MetadataValue.int(int(standing.get("test_users") or 0)),
+            "evaluation": dg.MetadataValue.text(f"stands: computed on {standing['evaluated_at']}"),
+        }
+    )
+    yield dg.AssetCheckResult(
+        check_name=GATE,
+        passed=decision == PUBLISH,
+        severity=dg.AssetCheckSeverity.WARN if decision == HOLD else dg.AssetCheckSeverity.ERROR,
+        description=reason,
+        metadata={
+            "model_version": dg.MetadataValue.text(version),
+            "decision": dg.MetadataValue.text(decision),
+            "reason": dg.MetadataValue.text(reason),
+            "metric": dg.MetadataValue.text(GATE_METRIC),
+            "live_version": dg.MetadataValue.text("(none)"),
+            "evaluated_at": dg.MetadataValue.text(str(standing["evaluated_at"])),
             **comparison_metadata,
         },
     )

@@ -8,6 +8,15 @@ would then hold as "not clearly better than the live one"). The asset then reuse
 (the live one, else a held candidate) instead, and the evaluation judges it again on the same split:
 the live model against popularity (it stays live unless rejected), a held candidate as before.
 
+The same holds for the evaluation of the live model reused this way (``evaluation_key``): when
+the live version was last evaluated against popularity alone on the same training data, split,
+configuration and code (the evaluation asset's own source included), evaluating it again would
+give the same figures and the same gate decision; ``ml/model_evaluation`` then reports that
+evaluation (its rows in ``ml.model_evaluation``, its gate decision from the registry) instead of
+computing it again, and says so in its metadata and in the check's description. It stands only
+while ``ml.model_evaluation`` still holds that evaluation's rows; an evaluation beside a live
+model clears the record.
+
 The inputs are compared by content, never by time: ``training_fingerprint`` hashes every field of
 the ``RecDataset`` (ids, interactions, play counts and times, item and user features, the
 catalogue, the feature configuration), the ``ModelConfig`` as the run gives it, the source of
@@ -38,6 +47,8 @@ TRAINING_PACKAGES = ("numpy", "scipy", "pandas", "rectools-lightfm", "implicit",
 # Where the fingerprint and the way training ended are kept in the registry (metrics.json).
 RECORD_KEY = "training"
 STOPPED_BY_BUDGET = "time_budget"
+# Where the key of the last evaluation against popularity alone, and its outcome, are kept.
+EVALUATION_RECORD_KEY = "evaluation"
 
 
 def training_fingerprint(dataset: Any, config: dict[str, Any], code_dir: Path | None = None) -> str:
@@ -82,6 +93,22 @@ def reusable_version(registry: ModelRegistry, fingerprint: str) -> ModelVersion 
         if record.get("fingerprint") == fingerprint and record.get("stopped_by") != STOPPED_BY_BUDGET:
             return candidate
     return None
+
+
+def evaluation_key(fingerprint: str, evaluation_code: Path) -> str:
+    """Key of an evaluation against popularity alone: the training inputs' ``fingerprint`` (data,
+    configuration -- the split and the gate's settings are in it --, training code, libraries) and
+    the source of the module that evaluates (``evaluation_code``)."""
+    digest = hashlib.sha256(b"evaluation against popularity\x1d" + fingerprint.encode())
+    digest.update(b"\x1d" + evaluation_code.read_bytes())
+    return digest.hexdigest()
+
+
+def standing_evaluation(version: ModelVersion, key: str) -> dict[str, Any] | None:
+    """The record of ``version``'s last evaluation (``EVALUATION_RECORD_KEY``) when it was made
+    with this ``key``, else None."""
+    record = version.metrics.get(EVALUATION_RECORD_KEY) or {}
+    return record if record.get("key") == key and record.get("decision") else None
 
 
 def _update(digest, value: Any) -> None:
