@@ -21,13 +21,15 @@ from music_platform.defs.ingestion.lastfm_sensor import (
     LASTFM_API_POOL,
     recent_scrobbles_sensor,
 )
-from music_platform.resources import LastfmResource
+from music_platform.resources import ArtifactStoreResource, LastfmResource
 from music_platform.sources.http import NO_RETRY, RateLimiter
 from music_platform.sources.lastfm.client import LastfmClient
+from music_platform.sources.lastfm.landed import landed_files, landing_dir, read_landed
 from music_platform.sources.lastfm.recent import (
     HOT_MIN_GAP_S,
     MAX_POLL_INTERVAL_S,
     RECENT_WINDOW_S,
+    PendingLoad,
     PollResult,
     PollState,
     UserPoll,
@@ -84,9 +86,20 @@ def _resource_for_rate() -> LastfmResource:
     return LastfmResource(use_synthetic=False, api_key=KEY, api_root="http://127.0.0.1:1/2.0/", users=["a"])
 
 
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path, monkeypatch):
+    """Where the sensor lands what it fetched (``<data_dir>/landing/``), one per test."""
+    monkeypatch.setitem(_DATA_DIR, "path", tmp_path / "data")
+    return tmp_path / "data"
+
+
+_DATA_DIR: dict = {}
+
+
 def _tick(monkeypatch, instance, server, users, now: int, cursor: str | None = None):
     monkeypatch.setattr(sensor_module, "clock", lambda: now)
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"lastfm": _resource(server, users)})
+    resources = {"lastfm": _resource(server, users), "artifacts": ArtifactStoreResource(data_dir=str(_DATA_DIR["path"]))}
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
     return lastfm_recent_scrobbles_sensor(context)
 
 
@@ -95,7 +108,19 @@ def _partitions(result) -> list[str]:
 
 
 def _slice(request: dg.RunRequest) -> list[str]:
+    """The users the run fetches again."""
     return request.run_config["ops"]["raw__lastfm_scrobbles"]["config"]["users"]
+
+
+def _landed(request: dg.RunRequest) -> list[str]:
+    """The users whose new scrobbles the sensor landed for the run (it loads them without asking)
+    in the tick that requested it (the run loads older files of its day too)."""
+    until = request.run_config["ops"]["raw__lastfm_scrobbles"]["config"].get("landed_until")
+    if not until:
+        return []
+    day = date.fromisoformat(request.partition_key)
+    files = [f for f in landed_files(landing_dir(_DATA_DIR["path"]), day, until=until) if f.name == until]
+    return sorted(read_landed(files, day).users)
 
 
 def _newest(server: FakeLastfmServer, user: str, before: int) -> int:
@@ -114,8 +139,11 @@ def test_new_scrobbles_request_their_partitions_and_the_cursor_resumes(monkeypat
     server.world.insert(users[0], END + 300)
     first = _tick(monkeypatch, instance, server, users, now)
     assert _partitions(first) == ["2025-03-08"]
-    assert first.run_requests[0].tags["music_platform/api"] == "lastfm"
-    assert [_slice(r) for r in first.run_requests] == [[users[0]]]
+    # The poll's one page holds the listener's new scrobbles: the run loads them as landed, and
+    # does not ask Last.fm (its tag tells the sensor so).
+    assert first.run_requests[0].tags["music_platform/api"] == sensor_module.LANDED
+    assert [_slice(r) for r in first.run_requests] == [[]]
+    assert [_landed(r) for r in first.run_requests] == [[users[0]]]
     assert _seen(first) == {users[0]: END + 300}  # the others scrobbled more than 2 h ago: no entry
     assert len(server.requests_for("user.getRecentTracks")) == len(users)  # one request per user
     assert {r.params["from"] for r in server.requests_for("user.getRecentTracks")} == {str(END)}
@@ -139,7 +167,8 @@ def test_new_scrobbles_request_their_partitions_and_the_cursor_resumes(monkeypat
     third = _tick(monkeypatch, instance, server, users, now + 600, second.cursor)
     assert _partitions(third) == ["2025-03-08"]
     # The run reloads just the users who scrobbled (the incremental slice).
-    assert [_slice(r) for r in third.run_requests] == [[users[1], users[2]]]
+    assert [_landed(r) for r in third.run_requests] == [[users[1], users[2]]]
+    assert [_slice(r) for r in third.run_requests] == [[]]
     advanced = _seen(third)
     assert advanced == {users[0]: END + 300, users[1]: END + 30, users[2]: END + 700}
 
@@ -271,16 +300,23 @@ def test_loads_found_while_the_marts_are_restated_wait_in_the_cursor(monkeypatch
     # not change under the listen ledger's build.
     assert _partitions(held) == [] and "restating" in held.skip_reason.skip_message
     assert len(server.requests) == len(users)
-    assert load_state(held.cursor).pending == {"2025-03-08": (END + 100, [users[0]])}
+    pending = load_state(held.cursor).pending["2025-03-08"]
+    assert (pending.marker, pending.users, pending.refetch) == (END + 100, [users[0]], [])
+    assert pending.landed_until  # the scrobbles wait on disk, the load in the cursor
     # Still restating at the next tick: a new listen joins the held load.
     server.world.insert(users[1], END + 650)
     still = _tick(monkeypatch, instance, server, users, END + 700, held.cursor)
     assert _partitions(still) == []
-    assert load_state(still.cursor).pending == {"2025-03-08": (END + 650, [users[0], users[1]])}
+    pending = load_state(still.cursor).pending["2025-03-08"]
+    assert (pending.marker, pending.users, pending.refetch) == (END + 650, [users[0], users[1]], [])
     # The build is over: the first tick requests the held load (crash-safe: it was in the cursor).
     instance.report_run_canceled(restating)
     released = _tick(monkeypatch, instance, server, users, END + 800, still.cursor)
-    assert [_slice(r) for r in released.run_requests] == [[users[0], users[1]]]
+    assert [_slice(r) for r in released.run_requests] == [[]]
+    day = date(2025, 3, 8)
+    until = released.run_requests[0].run_config["ops"]["raw__lastfm_scrobbles"]["config"]["landed_until"]
+    held_files = landed_files(landing_dir(_DATA_DIR["path"]), day, until=until)
+    assert sorted(read_landed(held_files, day).users) == [users[0], users[1]]  # both held ticks' files
     assert load_state(released.cursor).pending == {}
 
 
@@ -482,11 +518,14 @@ def test_cursor_round_trip_and_a_corrupt_cursor_is_an_error():
     with pytest.raises(ValueError, match="reset it"):
         load_cursor('{"a": "yesterday"}')
     state = PollState(seen={"a": 5, "b": 7}, polled={"a": 9, "b": 10}, rotation=3, cycle_start=100, cycles=1,
-                      pending={"2025-03-08": (7, ["b", "a"])})  # fmt: skip
+                      pending={"2025-03-08": PendingLoad(7, ["b", "a"], ["b"], "0001.json.gz")})  # fmt: skip
     back = load_state(dump_state(state))
     assert (back.seen, back.polled, back.rotation, back.cycle_start, back.cycles) == (
         state.seen, state.polled, 3, 100, 1)  # fmt: skip
-    assert back.pending == {"2025-03-08": (7, ["a", "b"])}
+    assert back.pending == {"2025-03-08": PendingLoad(7, ["a", "b"], ["b"], "0001.json.gz")}
+    # A held load of a cursor written before the landing: its users are fetched again.
+    older = load_state('{"v": 2, "u": {}, "p": {"2025-03-08": [7, ["a", "b"]]}}')
+    assert older.pending == {"2025-03-08": PendingLoad(7, ["a", "b"], ["a", "b"], "")}
     assert load_state(None) == PollState()
     assert load_state('{"a": 5}').seen == {"a": 5}  # a version-1 cursor is taken over
     with pytest.raises(ValueError, match="reset it"):

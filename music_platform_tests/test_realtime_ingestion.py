@@ -61,7 +61,9 @@ def _resources(tmp_path: Path, server: FakeLastfmServer) -> dict:
 
 def _poll(monkeypatch, instance, resources, now: int, cursor: str | None):
     monkeypatch.setattr(sensor_module, "clock", lambda: now)
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"lastfm": resources["lastfm"]})
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"lastfm": resources["lastfm"], "artifacts": resources["artifacts"]}
+    )
     return lastfm_recent_scrobbles_sensor(context)
 
 

@@ -25,11 +25,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
 from music_platform.sources.errors import RateLimitedError, SourceError
+from music_platform.sources.lastfm.landed import LandedWindow, split_by_day
 from music_platform.sources.lastfm.parsing import parse_recent_tracks, recent_tracks_paging
 
 #: A user seen for the first time is asked for the last day of scrobbles.
@@ -106,7 +107,7 @@ class PollState:
     rotation: int = 0
     cycle_start: int | None = None
     cycles: int = 0
-    pending: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
+    pending: dict[str, PendingLoad] = field(default_factory=dict)
     first_sight: int | None = None
     asked: list[tuple[int, int]] = field(default_factory=list)
     asked_before: list[tuple[int, int]] = field(default_factory=list)
@@ -143,7 +144,13 @@ def load_state(text: str | None) -> PollState:
     if isinstance(data, dict) and data.get("v") == 2:
         try:
             users = {str(u): (int(v[0]), int(v[1])) for u, v in data.get("u", {}).items()}
-            pending = {str(d): (int(v[0]), [str(x) for x in v[1]]) for d, v in data.get("p", {}).items()}
+            # [marker, users] (before the landing: every user fetched again) or
+            # [marker, users, users fetched again, newest landed file]
+            pending = {
+                str(d): PendingLoad(int(v[0]), [str(x) for x in v[1]],
+                                    [str(x) for x in (v[2] if len(v) > 2 else v[1])], str(v[3]) if len(v) > 3 else "")
+                for d, v in data.get("p", {}).items()
+            }  # fmt: skip
             return PollState(
                 seen={u: v[0] for u, v in users.items()},
                 polled={u: v[1] for u, v in users.items()},
@@ -168,7 +175,8 @@ def dump_state(state: PollState) -> str:
     data["b"] = [list(x) for x in state.asked_before]
     data["u"] = {u: [state.seen[u], state.polled.get(u, 0)] for u in sorted(state.seen)}
     if state.pending:
-        data["p"] = {d: [m, sorted(users)] for d, (m, users) in sorted(state.pending.items())}
+        data["p"] = {d: [p.marker, sorted(p.users), sorted(p.refetch), p.landed_until]
+                     for d, p in sorted(state.pending.items())}  # fmt: skip
     return json.dumps(data, separators=(",", ":"))
 
 
@@ -317,14 +325,33 @@ def advance_state(state: PollState, users: Sequence[str], plan: TickPlan, result
     return new
 
 
-def merge_pending(pending: Mapping[str, tuple[int, list[str]]], result: PollResult) -> dict[str, tuple[int, list[str]]]:
-    """``pending`` plus this poll's loads: per day, the newest scrobble seen and the users."""
-    merged = {day: (marker, list(users)) for day, (marker, users) in pending.items()}
-    users_by_day = result.users_by_day
+class PendingLoad(NamedTuple):
+    """A day's load to request: the newest scrobble seen, the users with new scrobbles, those of
+    them the run fetches again (their new scrobbles span more than the page the poll read), and
+    the newest file the sensor landed for the day ("" for none)."""
+
+    marker: int
+    users: list[str]
+    refetch: list[str]
+    landed_until: str
+
+
+def merge_pending(
+    pending: Mapping[str, PendingLoad], result: PollResult, landed: Mapping[date, str] | None = None
+) -> dict[str, PendingLoad]:
+    """``pending`` plus this poll's loads (``landed``: the file landed per day this tick)."""
+    merged = dict(pending)
+    users_by_day, refetch_by_day = result.users_by_day, result.refetch_by_day
+    landed = landed or {}
     for day, marker in result.affected_days.items():
         key = day.isoformat()
-        old_marker, old_users = merged.get(key, (0, []))
-        merged[key] = (max(old_marker, marker), sorted(set(old_users) | users_by_day[day]))
+        old = merged.get(key, PendingLoad(0, [], [], ""))
+        merged[key] = PendingLoad(
+            max(old.marker, marker),
+            sorted(set(old.users) | users_by_day[day]),
+            sorted(set(old.refetch) | refetch_by_day.get(day, set())),
+            max(old.landed_until, landed.get(day, "")),
+        )
     return merged
 
 
@@ -339,6 +366,8 @@ class UserPoll:
     newest_uts: int | None = None
     more_pages: bool = False
     days: list[date] = field(default_factory=list)
+    #: The answer, when its one page holds the whole window (the load run takes it as landed).
+    payload: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -358,6 +387,30 @@ class PollResult:
         for poll in self.polls:
             for day in poll.days:
                 days.setdefault(day, set()).add(poll.user)
+        return days
+
+    @property
+    def landed_by_day(self) -> dict[date, list[LandedWindow]]:
+        """Each affected day -> the windows whose scrobbles the poll holds whole (one page), cut
+        to that day: the load run takes them from the landing instead of asking Last.fm again."""
+        days: dict[date, list[LandedWindow]] = {}
+        for poll in self.polls:
+            if poll.payload is None or not poll.days:
+                continue
+            window = LandedWindow(poll.user, poll.time_from, poll.time_to, poll.payload)
+            for day, part in split_by_day(window, poll.days).items():
+                days.setdefault(day, []).append(part)
+        return days
+
+    @property
+    def refetch_by_day(self) -> dict[date, set[str]]:
+        """Each affected day -> the users whose new scrobbles span more than the page the poll
+        read: the load run fetches their whole day."""
+        days: dict[date, set[str]] = {}
+        for poll in self.polls:
+            if poll.payload is None:
+                for day in poll.days:
+                    days.setdefault(day, set()).add(poll.user)
         return days
 
     @property
@@ -435,6 +488,8 @@ def poll_recent_scrobbles(
         times = [row["played_at_uts"] for row in parsed.rows]
         poll.new_scrobbles = paging.total
         poll.more_pages = paging.total_pages > 1
+        if not poll.more_pages and parsed.item_count >= paging.total:
+            poll.payload = payload  # the whole window: nothing to fetch again
         if times:
             poll.newest_uts = max(times)
             oldest = utc_day(time_from) if poll.more_pages else utc_day(min(times))
