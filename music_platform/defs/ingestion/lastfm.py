@@ -48,6 +48,13 @@ from music_platform.sources.landing import (
     quarantine,
     utc_now,
 )
+from music_platform.sources.lastfm.landed import (
+    add_new_rows,
+    delete_landed,
+    landed_files,
+    landing_dir,
+    read_landed,
+)
 from music_platform.sources.lastfm.parsing import (
     ParseResult,
     parse_artist_top_tags,
@@ -55,13 +62,6 @@ from music_platform.sources.lastfm.parsing import (
     parse_tag_top_tracks,
     parse_user_info,
     to_raw_frame,
-)
-from music_platform.sources.lastfm.landed import (
-    add_new_rows,
-    delete_landed,
-    landed_files,
-    landing_dir,
-    read_landed,
 )
 from music_platform.sources.lastfm.recent import merge_user_slice, select_slice_users
 from music_platform.sources.schemas import (

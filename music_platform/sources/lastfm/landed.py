@@ -163,7 +163,9 @@ def read_landed(files: Iterable[Path], day: date) -> LandedLoad:
         try:
             body = json.loads(gzip.decompress(Path(path).read_bytes()))
         except (OSError, EOFError, ValueError) as exc:
-            raise ValueError(f"landed scrobbles file {path} is unreadable ({exc}); delete it and load the day") from None
+            raise ValueError(
+                f"landed scrobbles file {path} is unreadable ({exc}); delete it and load the day"
+            ) from None
         if body.get("v") != FORMAT_VERSION or body.get("day") != day.isoformat():
             raise ValueError(f"landed scrobbles file {path} is not version {FORMAT_VERSION} of day {day}")
         for w in body["windows"]:
