@@ -35,7 +35,12 @@ def build_defs(settings: Settings) -> dg.Definitions:
         else with_run_recovery(dg.multiprocess_executor, dg.multiple_process_executor_requirements())
     )
     with building_definitions(settings):
-        folder = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+        # The defs folder's definitions only (``ComponentTree.build_defs`` of the folder), not
+        # ``load_from_defs_folder``'s: that one adds the catalogue of every installed component
+        # library (UI metadata), importing dagster_snowflake's components and the Snowflake SDK
+        # even on DuckDB: 7 of 12 CPU-seconds of every run's start-up (measured, load 8.5).
+        tree = dg.ComponentTree.for_project(path_within_project=Path(__file__).parent)
+        folder = tree.build_defs(Path("."))
     merged = dg.Definitions.merge(folder, dg.Definitions(resources=build_resources(settings), executor=executor))
     return merged.permissive_map_resolved_asset_specs(
         func=lambda spec: spec if spec.freshness_policy else dg.apply_freshness_policy(spec, DEFAULT_FRESHNESS),

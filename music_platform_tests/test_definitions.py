@@ -228,3 +228,22 @@ def test_the_partitions_start_where_the_data_dir_says_unless_configured(tmp_path
     assert Settings.from_env(configured).partitions_start_date == "2026-01-01"
     (data / "partitions.json").write_text("not json", encoding="utf-8")  # unreadable: the default applies
     assert Settings.from_env({"MUSIC_PLATFORM_DATA_DIR": str(data)}).partitions_start_date == "2025-01-01"
+
+
+def test_loading_the_code_location_on_duckdb_imports_no_snowflake_library():
+    """Every run loads the code location before it starts (a real-time load waits for it): the
+    defs folder alone, not the catalogue of installed component libraries, which imported
+    dagster_snowflake's components and the Snowflake SDK (7 CPU-seconds of 12) even on DuckDB."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from music_platform.config import Settings\n"
+        "from music_platform.definitions import build_defs\n"
+        "defs = build_defs(Settings.from_env({'MUSIC_PLATFORM_TARGET': 'duckdb'}))\n"
+        "assert defs.resolve_asset_graph().get_all_asset_keys()\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('dagster_snowflake', 'snowflake.'))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
