@@ -162,10 +162,12 @@ class ScrobblesLoadConfig(dg.Config):
     """Run configuration of ``raw/lastfm_scrobbles``.
 
     ``users``: re-fetch only these users' scrobbles of the (single) day and keep the other users'
-    rows of that day as stored. The near-real-time sensor sets it to the users with new scrobbles,
-    so a poll of the open day costs one request per listener who scrobbled, not one per tracked
-    user; the day is still replaced as a whole, in one transaction. Empty (the schedule, a
-    backfill): every tracked user, which is how the 01:00 final load settles the day.
+    rows of that day as stored. ``landed_until``: add the scrobbles the near-real-time sensor
+    landed for the day (its files up to that name) that are not stored yet. The sensor sets
+    ``landed_until`` and, in ``users``, only the listeners whose new scrobbles spanned more than
+    the page it read, so a poll of the open day usually costs the run no request at all; the day
+    is still replaced as a whole, in one transaction. Both empty (the schedule, a backfill): every
+    tracked user, which is how the 01:00 final load settles the day.
     """
 
     users: list[str] = []

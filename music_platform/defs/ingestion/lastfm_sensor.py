@@ -7,15 +7,21 @@ newest first, since that user's newest handled scrobble) and requests one run of
 (free of Dagster); this module adds the cursor, the run requests and the rate budget.
 
 - Who is asked (``plan_tick``): a tick has a request budget, what its pace (``SENSOR_RATE_PER_S``,
-  4/s) allows in ``TICK_TIME_BUDGET_S`` (148 requests). First the rotation's share: enough of the next
-  users in ``LASTFM_USERS`` order to ask everyone within ``MAX_POLL_INTERVAL_S`` (15 min); then the
-  users who scrobbled recently, by priority (listening comes in sessions): within 30 min every
-  tick, within 2 h every 5 min; what is left moves the rotation on.
-- Incremental: each run request carries the users whose scrobbles changed that day
-  (``ScrobblesLoadConfig.users``); the run re-fetches those users' whole day and keeps the other
-  users' stored rows, replacing the day in one transaction (the day-replace). A user's day is
-  always fetched whole, so a poll adds what is new and never duplicates; the 01:00 schedule's
-  full load of the previous day settles it.
+  4/s) allows in ``TICK_TIME_BUDGET_S`` (148 requests), every ``POLL_INTERVAL_S`` (45 s). First the
+  rotation's share: enough of the next users in ``LASTFM_USERS`` order to ask everyone within
+  ``MAX_POLL_INTERVAL_S`` (15 min; a rotation behind catches up with what its steady pace leaves,
+  less 15 % kept for recent listeners); then the users who scrobbled recently, by priority
+  (listening comes in sessions): within 30 min every tick, within 2 h every 5 min; what is left
+  moves the rotation on.
+- Landed, not fetched twice: when a user's answer (one page of 50) holds all their new scrobbles,
+  the tick lands it on disk (``sources.lastfm.landed``: one file per day and tick under
+  ``<data_dir>/landing/lastfm_scrobbles/<day>/``, durable before it is visible) and the run
+  (``ScrobblesLoadConfig.landed_until``) adds those scrobbles to the day without asking Last.fm;
+  only users with more new scrobbles than the page are fetched again, their whole day
+  (``ScrobblesLoadConfig.users``), keeping the other users' stored rows. The day is replaced in one
+  transaction (the day-replace); a landed scrobble already stored is not added again, so a re-run,
+  a re-evaluated tick or a lost run request duplicates and loses nothing; the 01:00 schedule's full
+  load of the previous day settles it (and deletes the files it covers).
 - Cursor (``PollState``, compact JSON stored by Dagster with each tick, so a daemon restart
   resumes where it stopped): the rotation's position, and per user who scrobbled in the last 2 h
   the newest scrobble handled and when they were asked; loads held back (below).
@@ -26,7 +32,8 @@ newest first, since that user's newest handled scrobble) and requests one run of
   processes; each process has its own 5 req/s token bucket. Steps calling Last.fm share the
   ``lastfm_api`` pool (one at a time), and the sensor (a) waits up to ``WAIT_FOR_RUN_S`` at the
   start of its tick while a run of a Last.fm asset is running (``ASKING``: its process is up; a
-  run still loading its code cannot ask yet), and skips the tick if it still is, (b) checks that
+  run still loading its code cannot ask yet; a run tagged ``LANDED`` loads only what the sensor
+  landed and never asks, so it does not count), and skips the tick if it still is, (b) checks that
   again before every request and stops the tick as soon as one starts, so the sensor and a step
   never ask at the same time, (c) asks sequentially, at most its
   budget, and (d) stops its tick at the first "rate limit exceeded".
