@@ -301,33 +301,32 @@ def test_a_run_ending_within_the_wait_leaves_the_tick_to_poll(monkeypatch, insta
     assert len(server.requests) == len(server.user_names)
 
 
-def test_loads_found_while_the_marts_are_restated_wait_in_the_cursor(monkeypatch, instance, server):
+def test_loads_found_while_the_marts_are_restated_are_requested_at_once(monkeypatch, instance, server):
+    """The run waits for the build before it writes (``wait_for_restatement``), so the sensor no
+    longer holds the load until the next tick; a load held in a cursor of that time (``"p"``) is
+    requested at the next tick, with every file landed for its day."""
     users = server.user_names
     restating = _started_run(instance, [dg.AssetKey(["marts", "fct_listens"])])
     server.world.insert(users[0], END + 100)
-    held = _tick(monkeypatch, instance, server, users, END + 600)
-    # It polled (the marts' run does not call Last.fm) but requested no load: the raw day must
-    # not change under the listen ledger's build.
-    assert _partitions(held) == [] and "restating" in held.skip_reason.skip_message
-    assert len(server.requests) == len(users)
-    pending = load_state(held.cursor).pending["2025-03-08"]
-    assert (pending.marker, pending.users, pending.refetch) == (END + 100, [users[0]], [])
-    assert pending.landed_until  # the scrobbles wait on disk, the load in the cursor
-    # Still restating at the next tick: a new listen joins the held load.
-    server.world.insert(users[1], END + 650)
-    still = _tick(monkeypatch, instance, server, users, END + 700, held.cursor)
-    assert _partitions(still) == []
-    pending = load_state(still.cursor).pending["2025-03-08"]
-    assert (pending.marker, pending.users, pending.refetch) == (END + 650, [users[0], users[1]], [])
-    # The build is over: the first tick requests the held load (crash-safe: it was in the cursor).
+    first = _tick(monkeypatch, instance, server, users, END + 600)
+    assert _partitions(first) == ["2025-03-08"] and [_landed(r) for r in first.run_requests] == [[users[0]]]
+    assert load_state(first.cursor).pending == {}
     instance.report_run_canceled(restating)
-    released = _tick(monkeypatch, instance, server, users, END + 800, still.cursor)
-    assert [_slice(r) for r in released.run_requests] == [[]]
+    # A cursor that held a load (before this change) and a new listen: one run takes both files.
+    state = load_state(first.cursor)
+    state.pending = {"2025-03-08": PendingLoad(END + 100, [users[0]], [], _until(first.run_requests[0]))}
+    server.world.insert(users[1], END + 650)
+    released = _tick(monkeypatch, instance, server, users, END + 800, dump_state(state))
+    (request,) = released.run_requests
+    assert _slice(request) == []
     day = date(2025, 3, 8)
-    until = released.run_requests[0].run_config["ops"]["raw__lastfm_scrobbles"]["config"]["landed_until"]
-    held_files = landed_files(landing_dir(_DATA_DIR["path"]), day, until=until)
-    assert sorted(read_landed(held_files, day).users) == [users[0], users[1]]  # both held ticks' files
+    held_files = landed_files(landing_dir(_DATA_DIR["path"]), day, until=_until(request))
+    assert sorted(read_landed(held_files, day).users) == [users[0], users[1]]  # both ticks' files
     assert load_state(released.cursor).pending == {}
+
+
+def _until(request: dg.RunRequest) -> str:
+    return request.run_config["ops"]["raw__lastfm_scrobbles"]["config"]["landed_until"]
 
 
 def test_a_tick_stays_within_its_request_budget_and_the_rate(monkeypatch, instance):

@@ -123,11 +123,11 @@ def test_the_open_day_is_loaded_incrementally_and_the_final_load_settles_it(monk
     assert _loaded(tmp_path, TODAY) == _expected(server, TODAY, MIDNIGHT + 86400)
 
 
-def test_a_rotation_over_ticks_and_held_loads_lose_and_duplicate_nothing(monkeypatch, tmp_path, server):
+def test_a_rotation_over_ticks_and_lost_run_requests_lose_and_duplicate_nothing(monkeypatch, tmp_path, server):
     """More listeners than a tick's budget (the rotation spreads them over ticks, recent listeners
-    first) and loads held in the cursor while the marts are restated: after every load the open
-    day holds each scrobble the API had before the last poll of its listener at most once, a
-    held load lands at the next free tick, and the final load matches the whole day."""
+    first) and the run requests of two ticks lost: after every load the open day holds each
+    scrobble the API had before the last poll of its listener at most once (the next run loads
+    the lost runs' landed files), and the final load matches the whole day."""
     monkeypatch.setattr(sensor_module, "request_budget", lambda _seconds, _rate: 2)  # 2 a tick, 5 listeners
     monkeypatch.setattr(sensor_module, "sleep", lambda _s: None)
     resources = _resources(tmp_path, server)
@@ -141,12 +141,7 @@ def test_a_rotation_over_ticks_and_held_loads_lose_and_duplicate_nothing(monkeyp
         for step in range(10):
             server.world.insert(users[step % len(users)], now - 40)
             server.world.insert(users[0], now - 50)  # listener01 is in a session
-            restating = None
-            if step in (3, 4):  # a build of the daily marts is going on: loads wait in the cursor
-                restating = instance.add_run(dg.DagsterRun(
-                    job_name="__ASSET_JOB", run_id=f"restating-{step}", status=dg.DagsterRunStatus.STARTED,
-                    asset_selection=frozenset({dg.AssetKey(["marts", "fct_listens"])}),
-                ))  # fmt: skip
+            lost = step in (3, 4)  # these ticks' run requests are lost (a daemon crash): files wait
             before = len(server.requests_for("user.getRecentTracks"))
             result = _poll(monkeypatch, instance, resources, now, cursor)
             cursor = result.cursor
@@ -155,10 +150,8 @@ def test_a_rotation_over_ticks_and_held_loads_lose_and_duplicate_nothing(monkeyp
             for user in asked:
                 asked_at[user] = now
             asks.update(asked)
-            if restating is not None:
-                assert not result.run_requests
-                held.append(load_state(cursor).pending)
-                instance.report_run_canceled(restating)
+            if lost:
+                held.append(len(result.run_requests))
                 now += 60
                 continue
             for request in result.run_requests:
@@ -173,7 +166,7 @@ def test_a_rotation_over_ticks_and_held_loads_lose_and_duplicate_nothing(monkeyp
             assert loaded - _expected(server, TODAY, now) == Counter(), f"poll {step}: scrobbles not on the API"
             now += 60
         assert set(asked_at) == set(users)  # the rotation reached everyone
-        assert any(held)  # a load was held while the marts were restated, and landed afterwards
+        assert any(held)  # runs were lost, and their scrobbles loaded by the next one
         # The listener in a session is asked more often than the rotation alone would.
         assert asks[users[0]] > max(asks[u] for u in users[1:])
     server.world.insert(users[-1], now + 5)
@@ -369,3 +362,42 @@ def test_the_sensor_and_a_landed_load_share_the_rate(monkeypatch, tmp_path):
             assert len(during) == 16 and {r.method for r in during} == {"user.getrecenttracks"}
             times = sorted(r.at for r in big.requests)
             assert max(sum(1 for u in times if t <= u < t + 1.0) for t in times) <= 5
+
+
+def test_a_load_waits_for_a_build_of_the_daily_marts_before_it_writes(monkeypatch, tmp_path, server):
+    """The listen ledger compares raw and marts within one build: a load requested while the
+    marts are restated starts, waits for that run to end, then writes (its start-up overlaps the
+    build instead of waiting for the sensor's next tick)."""
+    import threading
+    import time
+
+    from music_platform.defs.ingestion import lastfm as lastfm_module
+
+    monkeypatch.setattr(lastfm_module, "RESTATEMENT_POLL_S", 0.05)
+    resources = _resources(tmp_path, server)
+    with dg.instance_for_test() as instance:
+        server.world.insert(server.user_names[0], MIDNIGHT + 500)
+        (request,) = _poll(monkeypatch, instance, resources, MIDNIGHT + 600, None).run_requests
+        build = instance.add_run(dg.DagsterRun(
+            job_name="__ASSET_JOB", run_id="restating", status=dg.DagsterRunStatus.STARTED,
+            asset_selection=frozenset({dg.AssetKey(["marts", "fct_listens"])}),
+        ))  # fmt: skip
+        results = []
+
+        def load():
+            results.append(dg.materialize(
+                [lastfm_scrobbles], resources=resources, partition_key=TODAY.isoformat(),
+                run_config=request.run_config, instance=instance,
+            ))  # fmt: skip
+
+        loading = threading.Thread(target=load)
+        loading.start()
+        time.sleep(3.0)
+        assert loading.is_alive() and not (tmp_path / "warehouse.duckdb").exists()  # waiting, nothing written
+        instance.report_run_canceled(build)
+        loading.join(timeout=120)
+        (result,) = results
+        assert result.success
+        waited = result.asset_materializations_for_node("raw__lastfm_scrobbles")[0].metadata
+        assert waited["seconds_waited_for_a_marts_build"].value >= 1.5
+        assert _loaded(tmp_path, TODAY) == _expected(server, TODAY, MIDNIGHT + 600)

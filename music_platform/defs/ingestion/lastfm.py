@@ -28,6 +28,7 @@ from music_platform.policies import (
     DAILY_FRESHNESS,
     LASTFM_API_POOL,
     OWNERS,
+    REALTIME_ASSET_KEYS,
     REFERENCE_FRESHNESS,
     SCROBBLES_FRESHNESS,
     STEP_RETRY,
@@ -158,6 +159,45 @@ class _ScrobbleLoad:
             self.sample = frame.head(PREVIEW_ROWS).copy()
 
 
+# The day-partitioned marts (dbt_daily_models): the listen ledger compares raw and marts within one
+# dbt build, so the raw day must not change under it.
+DAILY_MARTS = frozenset(key for key in REALTIME_ASSET_KEYS if key != _key(LASTFM_SCROBBLES))
+#: A restatement queued, starting or running: it is about to open the warehouse (DuckDB allows one
+#: writing process) and read the raw day.
+_RESTATING = [
+    dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING,
+]  # fmt: skip
+#: How long a load waits for a restatement before it writes anyway (a build takes ~20 s).
+RESTATEMENT_WAIT_S = 600.0
+RESTATEMENT_POLL_S = 1.0
+
+
+def daily_marts_run_active(instance: dg.DagsterInstance, *, other_than: str | None = None) -> str | None:
+    """The id of a run (other than ``other_than``) queued, starting or running that restates the
+    day-partitioned marts, else None. Public run storage only."""
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=_RESTATING), limit=50):
+        if run.run_id != other_than and run.asset_selection is not None and run.asset_selection & DAILY_MARTS:
+            return run.run_id
+    return None
+
+
+def wait_for_restatement(context: dg.AssetExecutionContext, limit_s: float = RESTATEMENT_WAIT_S) -> float:
+    """Wait while another run restates the day-partitioned marts (up to ``limit_s``); the seconds
+    waited. No new restatement starts meanwhile: the marts' automation waits while a parent (this
+    load) is in progress."""
+    started = time.monotonic()
+    while True:
+        run_id = daily_marts_run_active(context.instance, other_than=context.run_id)
+        waited = time.monotonic() - started
+        if run_id is None:
+            return waited
+        if waited >= limit_s:
+            context.log.warning(f"run {run_id} still restates the marts after {waited:.0f} s: loading anyway")
+            return waited
+        time.sleep(RESTATEMENT_POLL_S)
+
+
 class ScrobblesLoadConfig(dg.Config):
     """Run configuration of ``raw/lastfm_scrobbles``.
 
@@ -193,6 +233,9 @@ def lastfm_scrobbles(
     load = _ScrobbleLoad()
     landing = landing_dir(artifacts.data_dir)
     started_ns = time.time_ns()
+    # The raw day must not change under a build of the day-partitioned marts (their ledger compares
+    # raw and marts within one build): the load's start-up overlaps it, its writes follow it.
+    waited_for_marts = wait_for_restatement(context)
     if config.landed_until and len(days) != 1:
         raise ValueError(f"landed scrobbles are loaded one day at a time, not {len(days)}: drop landed_until")
     landed_only = bool(config.landed_until) and not config.users and not lastfm.use_synthetic
@@ -276,6 +319,7 @@ def lastfm_scrobbles(
                 + (f", scrobbles landed by the sensor up to {config.landed_until}" if config.landed_until else "")
             ),
             "landed_files_loaded": dg.MetadataValue.int(landed_deleted),
+            "seconds_waited_for_a_marts_build": dg.MetadataValue.float(round(waited_for_marts, 1)),
             "rows_kept_from_earlier_loads": dg.MetadataValue.int(kept_rows),
             "users_tracked": dg.MetadataValue.int(len(users)),
             "users_with_listens": dg.MetadataValue.int(len(load.users_loaded)),

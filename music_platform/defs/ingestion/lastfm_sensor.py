@@ -38,8 +38,11 @@ newest first, since that user's newest handled scrobble) and requests one run of
   never ask at the same time, (c) asks sequentially, at most its
   budget, and (d) stops its tick at the first "rate limit exceeded".
 - While a run restates the day-partitioned marts (the listen ledger compares raw and marts within
-  one dbt build: the raw day must not change under it) the sensor still polls, but holds its run
-  requests in the cursor and makes them at the first tick after that run.
+  one dbt build: the raw day must not change under it) the sensor still polls and requests its
+  loads; the load's step waits for that run to end before it writes (``wait_for_restatement``),
+  so its run start-up overlaps the build. (It used to hold them in the cursor until the next tick
+  after the build: up to a tick later.) Loads held by a cursor of that time are requested at the
+  next tick.
   See docs/data-source/stream-source-validation.md ("Near-real-time sensor and the rate limit").
 """
 
@@ -57,7 +60,6 @@ import dagster as dg
 from music_platform.config import Settings, definitions_settings
 from music_platform.defs.ingestion.lastfm import LASTFM_API_POOL
 from music_platform.partitions import daily_partitions
-from music_platform.policies import REALTIME_ASSET_KEYS
 from music_platform.resources import ArtifactStoreResource, LastfmResource
 from music_platform.sources.http import RetryPolicy, Timeouts
 from music_platform.sources.lastfm.client import LASTFM_RATE_MARGIN_S
@@ -156,19 +158,6 @@ def lastfm_run_active(instance: dg.DagsterInstance, statuses: list[dg.DagsterRun
         if selection is not None and selection & LASTFM_ASSETS:
             return run.run_id
         if selection is None and run.job_name == "__ASSET_JOB":
-            return run.run_id
-    return None
-
-
-# The day-partitioned marts (dbt_daily_models): the listen ledger compares raw and marts within one
-# dbt build, so the raw day must not change under it.
-DAILY_MARTS = frozenset(key for key in REALTIME_ASSET_KEYS if key != SCROBBLES)
-
-
-def daily_marts_run_active(instance: dg.DagsterInstance) -> str | None:
-    """The id of a starting or running run that restates the day-partitioned marts, else None."""
-    for run in instance.get_runs(filters=dg.RunsFilter(statuses=_ACTIVE), limit=50):
-        if run.asset_selection is not None and run.asset_selection & DAILY_MARTS:
             return run.run_id
     return None
 
@@ -341,16 +330,6 @@ def poll_tick(
         f"{new_state.rotation}/{len(users)}; {len(plan.priority_users)} recent listener(s)), "
         f"{sum(p.new_scrobbles for p in result.polls)} new scrobble(s)"
     )
-    restating = daily_marts_run_active(context.instance) if loads else None
-    if restating is not None:
-        # Loading now would change the raw day under the build, and its ledger would count rows
-        # that its marts cannot hold yet: the loads wait in the cursor for the next tick.
-        new_state.pending = loads
-        context.log.info(f"{summary}; {len(loads)} load(s) held while run {restating} restates the marts")
-        return dg.SensorResult(
-            cursor=dump_state(new_state),
-            skip_reason=f"run {restating} is restating the day-partitioned marts; loading after it ({summary})",
-        )
     new_state.pending = {}
     requests, deferred = run_requests_for(loads, now, partitions)
     if deferred:
