@@ -27,7 +27,7 @@ from music_platform.defs.quality.open_day import open_day_feed
 from music_platform.quality.open_day import CLOSED, JUST_STARTED, NOT_LIVE, OPEN, STALLED, judge_open_day
 from music_platform.resources import ArtifactStoreResource, WarehouseResource
 from music_platform.sources.lastfm.landed import landed_files, landing_dir
-from music_platform.sources.lastfm.recent import load_state, merge_user_slice, select_slice_users
+from music_platform.sources.lastfm.recent import merge_user_slice, select_slice_users
 from music_platform_tests.fakes.lastfm_server import ARTISTS_IN_EVERY_SCRIPT, TRACKS_IN_EVERY_SCRIPT, FakeLastfmServer
 from music_platform_tests.test_lastfm_pipeline import QuickLastfmResource
 
