@@ -27,9 +27,11 @@ from music_platform.sources.lastfm.client import LastfmClient
 from music_platform.sources.lastfm.landed import landed_files, landing_dir, read_landed
 from music_platform.sources.lastfm.recent import (
     HOT_MIN_GAP_S,
+    HOT_WINDOW_S,
     MAX_POLL_INTERVAL_S,
     PRIORITY_RESERVE_SHARE,
     RECENT_WINDOW_S,
+    SESSION_GAP_S,
     PendingLoad,
     PollResult,
     PollState,
@@ -422,15 +424,17 @@ def test_recent_listeners_are_asked_first_and_by_priority():
     users = [f"u{i:02d}" for i in range(40)]
     state = PollState(rotation=10, cycle_start=now - 60, cycles=1)
     state.seen = {
-        "u30": now - 600, "u31": now - 300,   # hot: in a session
-        "u32": now - 30,                      # hot, but scrobbled 30 s ago: not yet
-        "u33": now - 200,                     # hot, but asked 20 s ago: not yet
+        "u30": now - 400, "u31": now - 300,   # playing: in a session
+        "u32": now - 30,                      # playing, but scrobbled 30 s ago: not yet
+        "u33": now - 200,                     # playing, but asked 20 s ago: not yet
         "u34": now - 3600,                    # warm: asked 6 min ago, due
         "u35": now - 3600,                    # warm: asked 2 min ago, not due
         "u36": now - RECENT_WINDOW_S - 10,    # older: the rotation only
+        "u37": now - 900,                     # paused 15 min: asked 6 min ago, due before the warm
+        "u38": now - 900,                     # paused, asked 2 min ago: not due
     }  # fmt: skip
     state.polled = {"u30": now - 60, "u31": now - 120, "u32": now - 60, "u33": now - 20, "u34": now - 360,
-                    "u35": now - 120, "u36": now - 60}  # fmt: skip
+                    "u35": now - 120, "u36": now - 60, "u37": now - 360, "u38": now - 120}  # fmt: skip
     # The previous cycle asked positions 0-13 14.5 min ago, the rest 10 min ago: u10-u13 are due
     # before the next tick (more than the steady pace of 40 users in 15 ticks, 3 a tick).
     state.asked_before = [(14, now - MAX_POLL_INTERVAL_S + 30), (40, now - 600)]
@@ -440,11 +444,12 @@ def test_recent_listeners_are_asked_first_and_by_priority():
     assert plan.priority_users == ["u31", "u30"]
     assert plan.users == ["u10", "u31", "u11", "u30", "u12", "u13"]
     wider = plan_tick(users, state, now, 20, tick_interval_s=60)
-    assert wider.priority_users == ["u31", "u30", "u34"]  # then the warm one
+    assert wider.priority_users == ["u31", "u30", "u37", "u34"]  # then the paused one, the warm one
+    assert SESSION_GAP_S < 900 < HOT_WINDOW_S
     # What is left of the budget moves the rotation on, past users already chosen.
     assert len(wider.users) == 20 and len(set(wider.users)) == 20
     assert wider.rotation_users[:4] == ["u10", "u11", "u12", "u13"]
-    assert not set(wider.rotation_users) & {"u31", "u30", "u34"}
+    assert not set(wider.rotation_users) & {"u31", "u30", "u37", "u34"}
     # The rotation's share is taken even when the due listeners alone would fill the budget.
     tight = plan_tick(users, state, now, 4, tick_interval_s=60)
     assert tight.users == ["u10", "u11", "u12", "u13"] and tight.priority_users == []

@@ -66,10 +66,20 @@ def dump_cursor(cursor: Mapping[str, int]) -> str:
 
 
 # -- the poll plan: who is asked at a tick ---------------------------------------------------------
-#: A listener whose newest scrobble is this recent is in a session: asked every tick ...
-HOT_WINDOW_S = 30 * 60
+#: A listener whose newest scrobble (as last seen: it lags the listening by the time between asks)
+#: is this recent is playing (a track lasts 3-4 min): asked every tick ...
+SESSION_GAP_S = 10 * 60
 #: ... but not sooner than this after that scrobble (a track rarely ends within 90 s of the last).
 HOT_MIN_GAP_S = 90
+#: Within this, paused or just ended: asked every ``WARM_INTERVAL_S``, before the warm ones.
+#: (Asked every tick for 30 min, ended sessions competed with playing ones: in the benchmark's
+#: world, ~170 sessions of ~12 tracks of ~200 s, one ends every ~14 s, so ~130 of the ~300
+#: listeners who scrobbled within 30 min have stopped. A simulation of that world's polls at
+#: 2,000 listeners (benchmarks/poll_plan_simulation.py) gave a poll delay within sessions of
+#: p50 147 s / p95 325 s with this split, 167 s / 362 s without it (overall p95 514 s / 503 s:
+#: session starts, which wait for the rotation, dominate it); at 7 min instead of 10, a listener
+#: whose next scrobble was seen late fell out of the tier: p95 642 s.)
+HOT_WINDOW_S = 30 * 60
 #: Listeners whose newest scrobble is this recent (but not hot) are asked every ``WARM_INTERVAL_S``.
 RECENT_WINDOW_S = 2 * 3600
 WARM_INTERVAL_S = 300
@@ -199,7 +209,7 @@ def priority_interval(seen_uts: int, now: int) -> int | None:
     """How often a listener whose newest scrobble is ``seen_uts`` is asked outside the rotation
     (0: every tick), or None: the rotation only."""
     age = now - seen_uts
-    if age < HOT_WINDOW_S:
+    if age < SESSION_GAP_S:
         return 0
     if age < RECENT_WINDOW_S:
         return WARM_INTERVAL_S
@@ -224,9 +234,10 @@ def plan_tick(
        pace leaves ``PRIORITY_RESERVE_SHARE`` of the budget to the recent listeners (when there
        are that many), so a rotation that fell behind catches up over a few ticks instead of
        starving the listeners in a session.
-    2. The due listeners by priority: those who scrobbled within ``HOT_WINDOW_S`` (at least
-       ``HOT_MIN_GAP_S`` after that scrobble, not asked in the past half tick interval), then those
-       within ``RECENT_WINDOW_S`` not asked for ``WARM_INTERVAL_S``; most overdue first.
+    2. The due listeners by priority: those who scrobbled within ``SESSION_GAP_S`` (at least
+       ``HOT_MIN_GAP_S`` after that scrobble, not asked in the past half tick interval: still
+       playing), then those within ``HOT_WINDOW_S`` (paused or just stopped), then within
+       ``RECENT_WINDOW_S``, both not asked for ``WARM_INTERVAL_S``; most overdue first.
     3. Whatever budget is left moves the rotation on further (to the end of the list, then asks
        the first users again without moving the rotation).
     """
@@ -261,11 +272,11 @@ def plan_tick(
         if interval == 0:
             if now - seen < HOT_MIN_GAP_S or since_asked < tick_interval_s // 2:
                 continue
-            score = 1000 + since_asked / tick_interval_s  # hot listeners before warm ones
+            score = 1000 + since_asked / tick_interval_s  # playing: before the paused and warm ones
         else:
             if since_asked < interval - tick_interval_s // 2:
                 continue
-            score = since_asked / interval
+            score = since_asked / interval + (500 if now - seen < HOT_WINDOW_S else 0)
         due.append((-score, -seen, user))
     due.sort()
     priority = [user for _score, _seen, user in due[: budget - len(rotation)]]
