@@ -301,6 +301,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="kept afterwards when given")
     parser.add_argument("--seed", type=int, default=19)
     parser.add_argument("--reuse", action="store_true", help="skip the first build when --workdir holds one")
+    parser.add_argument("--build-only", action="store_true", help="stop after the first build (then --reuse it)")
     args = parser.parse_args()
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="realtime_latency_"))
@@ -327,6 +328,8 @@ def main() -> None:
                     "--config-json", '{"ops": {"dbt_daily_models": {"config": {"full_refresh": true}}}}',
                 )  # fmt: skip
                 log(f"bootstrap done in {time.monotonic() - started:.0f} s")
+            if args.build_only:
+                return
 
             live_from = time.monotonic()  # the fake server records time.monotonic() too
             serve_url = f"http://127.0.0.1:{args.serve_port}"

@@ -155,7 +155,7 @@ def _run_stages(progress, settings, users: int, seed: int, first_day: date, last
         progress.print(f"warehouse {warehouse.describe()}", highlight=False)
         # Recorded once the warehouse answered: the data dir then says where its partitions start.
         settings = demo_settings(settings, users, seed, first_day)
-        definitions = build_defs(settings, component_types=False)  # no UI here: no library listing
+        definitions = build_defs(settings)
         job = definitions.resolve_implicit_global_asset_job_def()
         instance = _instance()
         progress.instance = instance

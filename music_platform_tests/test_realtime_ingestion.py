@@ -26,7 +26,8 @@ from music_platform.defs.quality import open_day as open_day_module
 from music_platform.defs.quality.open_day import open_day_feed
 from music_platform.quality.open_day import CLOSED, JUST_STARTED, NOT_LIVE, OPEN, STALLED, judge_open_day
 from music_platform.resources import ArtifactStoreResource, WarehouseResource
-from music_platform.sources.lastfm.recent import load_state, merge_user_slice, select_slice_users
+from music_platform.sources.lastfm.landed import landed_files, landing_dir
+from music_platform.sources.lastfm.recent import merge_user_slice, select_slice_users
 from music_platform_tests.fakes.lastfm_server import ARTISTS_IN_EVERY_SCRIPT, TRACKS_IN_EVERY_SCRIPT, FakeLastfmServer
 from music_platform_tests.test_lastfm_pipeline import QuickLastfmResource
 
@@ -61,7 +62,9 @@ def _resources(tmp_path: Path, server: FakeLastfmServer) -> dict:
 
 def _poll(monkeypatch, instance, resources, now: int, cursor: str | None):
     monkeypatch.setattr(sensor_module, "clock", lambda: now)
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"lastfm": resources["lastfm"]})
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"lastfm": resources["lastfm"], "artifacts": resources["artifacts"]}
+    )
     return lastfm_recent_scrobbles_sensor(context)
 
 
@@ -120,11 +123,11 @@ def test_the_open_day_is_loaded_incrementally_and_the_final_load_settles_it(monk
     assert _loaded(tmp_path, TODAY) == _expected(server, TODAY, MIDNIGHT + 86400)
 
 
-def test_a_rotation_over_ticks_and_held_loads_lose_and_duplicate_nothing(monkeypatch, tmp_path, server):
+def test_a_rotation_over_ticks_and_lost_run_requests_lose_and_duplicate_nothing(monkeypatch, tmp_path, server):
     """More listeners than a tick's budget (the rotation spreads them over ticks, recent listeners
-    first) and loads held in the cursor while the marts are restated: after every load the open
-    day holds each scrobble the API had before the last poll of its listener at most once, a
-    held load lands at the next free tick, and the final load matches the whole day."""
+    first) and the run requests of two ticks lost: after every load the open day holds each
+    scrobble the API had before the last poll of its listener at most once (the next run loads
+    the lost runs' landed files), and the final load matches the whole day."""
     monkeypatch.setattr(sensor_module, "request_budget", lambda _seconds, _rate: 2)  # 2 a tick, 5 listeners
     monkeypatch.setattr(sensor_module, "sleep", lambda _s: None)
     resources = _resources(tmp_path, server)
@@ -138,12 +141,7 @@ def test_a_rotation_over_ticks_and_held_loads_lose_and_duplicate_nothing(monkeyp
         for step in range(10):
             server.world.insert(users[step % len(users)], now - 40)
             server.world.insert(users[0], now - 50)  # listener01 is in a session
-            restating = None
-            if step in (3, 4):  # a build of the daily marts is going on: loads wait in the cursor
-                restating = instance.add_run(dg.DagsterRun(
-                    job_name="__ASSET_JOB", run_id=f"restating-{step}", status=dg.DagsterRunStatus.STARTED,
-                    asset_selection=frozenset({dg.AssetKey(["marts", "fct_listens"])}),
-                ))  # fmt: skip
+            lost = step in (3, 4)  # these ticks' run requests are lost (a daemon crash): files wait
             before = len(server.requests_for("user.getRecentTracks"))
             result = _poll(monkeypatch, instance, resources, now, cursor)
             cursor = result.cursor
@@ -152,10 +150,8 @@ def test_a_rotation_over_ticks_and_held_loads_lose_and_duplicate_nothing(monkeyp
             for user in asked:
                 asked_at[user] = now
             asks.update(asked)
-            if restating is not None:
-                assert not result.run_requests
-                held.append(load_state(cursor).pending)
-                instance.report_run_canceled(restating)
+            if lost:
+                held.append(len(result.run_requests))
                 now += 60
                 continue
             for request in result.run_requests:
@@ -170,7 +166,7 @@ def test_a_rotation_over_ticks_and_held_loads_lose_and_duplicate_nothing(monkeyp
             assert loaded - _expected(server, TODAY, now) == Counter(), f"poll {step}: scrobbles not on the API"
             now += 60
         assert set(asked_at) == set(users)  # the rotation reached everyone
-        assert any(held)  # a load was held while the marts were restated, and landed afterwards
+        assert any(held)  # runs were lost, and their scrobbles loaded by the next one
         # The listener in a session is asked more often than the rotation alone would.
         assert asks[users[0]] > max(asks[u] for u in users[1:])
     server.world.insert(users[-1], now + 5)
@@ -255,3 +251,153 @@ def test_the_open_day_check_passes_a_partial_day_and_fails_a_stalled_feed(monkey
     stalled = evaluate(datetime(2025, 3, 8, 3, 15, tzinfo=UTC))  # nothing new for 3 h
     assert not stalled.passed and stalled.metadata["status"].value == STALLED
     assert "stalled feed" in stalled.description and stalled.severity == dg.AssetCheckSeverity.ERROR
+
+
+def _landing(tmp_path: Path) -> Path:
+    return landing_dir(tmp_path / "data")
+
+
+def test_a_landed_load_asks_last_fm_nothing_and_crashes_lose_and_duplicate_nothing(monkeypatch, tmp_path, server):
+    """The sensor lands what it fetched; the run adds it without a request to Last.fm. A run
+    killed after writing the day but before deleting its files, a tick whose cursor was never
+    stored (the sensor killed after landing), a run request lost: the next run of the day adds
+    each scrobble once. The day's full load settles the day and deletes the files it covers."""
+    resources = _resources(tmp_path, server)
+    users = server.user_names
+    with dg.instance_for_test() as instance:
+        now = MIDNIGHT + 600
+        for i, user in enumerate(users[:3]):
+            server.world.insert(user, now - 100 + i)
+        first = _poll(monkeypatch, instance, resources, now, None)
+        (request,) = first.run_requests
+        assert request.tags[sensor_module.API_TAG] == sensor_module.LANDED
+        files = landed_files(_landing(tmp_path), TODAY)
+        kept = {f: f.read_bytes() for f in files}
+        asked = len(server.requests)
+        _run(resources, TODAY.isoformat(), request.run_config)
+        assert len(server.requests) == asked  # the run asked Last.fm nothing
+        assert _loaded(tmp_path, TODAY) == _expected(server, TODAY, now)
+        assert landed_files(_landing(tmp_path), TODAY) == []  # done with once the day is written
+
+        # The run was killed after writing the day, before deleting its files: run again.
+        for path, body in kept.items():
+            path.write_bytes(body)
+        _run(resources, TODAY.isoformat(), request.run_config)
+        assert _loaded(tmp_path, TODAY) == _expected(server, TODAY, now)
+
+        # The sensor is killed after landing, before its cursor is stored: the next tick asks the
+        # same windows again (plus a new listen) and lands them a second time.
+        server.world.insert(users[3], now + 30)
+        _poll(monkeypatch, instance, resources, now + 60, first.cursor)  # result lost with the process
+        server.world.insert(users[0], now + 70)
+        again = _poll(monkeypatch, instance, resources, now + 120, first.cursor)
+        assert len(landed_files(_landing(tmp_path), TODAY)) == 2
+        # ... and that run request is lost too; a later tick's run takes every earlier file.
+        server.world.insert(users[4], now + 150)
+        later = _poll(monkeypatch, instance, resources, now + 180, again.cursor)
+        assert len(landed_files(_landing(tmp_path), TODAY)) == 3
+        asked = len(server.requests)
+        for request in later.run_requests:
+            _run(resources, request.partition_key, request.run_config)
+        assert len(server.requests) == asked
+        loaded = _loaded(tmp_path, TODAY)
+        assert max(loaded.values()) == 1 and loaded == _expected(server, TODAY, now + 180)
+        assert landed_files(_landing(tmp_path), TODAY) == []
+
+        # Files landed before the day's full load are covered by it and deleted.
+        server.world.insert(users[1], now + 200)
+        _poll(monkeypatch, instance, resources, now + 240, later.cursor)
+        assert landed_files(_landing(tmp_path), TODAY)
+    _run(resources, TODAY.isoformat())
+    assert landed_files(_landing(tmp_path), TODAY) == []
+    assert _loaded(tmp_path, TODAY) == _expected(server, TODAY, MIDNIGHT + 86400)
+
+
+def test_a_listener_with_more_new_scrobbles_than_a_page_is_fetched_again(monkeypatch, tmp_path, server):
+    """A poll reads one page (50 scrobbles): a listener with more is fetched whole by the run,
+    beside the landed ones, and the run asks Last.fm (its tag says so, so the sensor yields)."""
+    resources = _resources(tmp_path, server)
+    users = server.user_names
+    with dg.instance_for_test() as instance:
+        now = MIDNIGHT + 3600
+        for i in range(sensor_module.SENSOR_PAGE_LIMIT + 5):
+            server.world.insert(users[0], MIDNIGHT + 60 + i * 30)
+        server.world.insert(users[1], now - 100)
+        result = _poll(monkeypatch, instance, resources, now, None)
+        (request,) = result.run_requests
+        config = request.run_config["ops"]["raw__lastfm_scrobbles"]["config"]
+        assert config["users"] == [users[0]] and config["landed_until"]
+        assert request.tags[sensor_module.API_TAG] == "lastfm"
+        asked = len(server.requests)
+        _run(resources, TODAY.isoformat(), request.run_config)
+        assert len(server.requests) > asked
+        loaded = _loaded(tmp_path, TODAY)
+        assert max(loaded.values()) == 1 and loaded == _expected(server, TODAY, now)
+
+
+def test_the_sensor_and_a_landed_load_share_the_rate(monkeypatch, tmp_path):
+    """While a landed load runs, the sensor polls (the run asks nothing): at the fake server the
+    requests stay within 5 in any second, and every one of them is the sensor's."""
+    import threading
+
+    with FakeLastfmServer(users=40, days=1, seed=5, end_uts=MIDNIGHT, api_key=KEY) as big:
+        resources = _resources(tmp_path, big)
+        monkeypatch.setattr(sensor_module, "request_budget", lambda _seconds, _rate: 16)  # 16 at 4/s: ~4 s
+        with dg.instance_for_test() as instance:
+            for user in big.user_names[:10]:
+                big.world.insert(user, MIDNIGHT + 500)
+            first = _poll(monkeypatch, instance, resources, MIDNIGHT + 600, None)
+            (request,) = first.run_requests
+            instance.add_run(dg.DagsterRun(
+                job_name="__anonymous_asset_job_lastfm_recent_scrobbles_sensor", run_id="landed-load",
+                status=dg.DagsterRunStatus.STARTED, tags=request.tags,
+            ))  # fmt: skip
+            before = len(big.requests)
+            loading = threading.Thread(target=_run, args=(resources, TODAY.isoformat(), request.run_config))
+            loading.start()
+            second = _poll(monkeypatch, instance, resources, MIDNIGHT + 660, first.cursor)
+            loading.join()
+            assert not isinstance(second, dg.SkipReason)
+            during = big.requests[before:]
+            assert len(during) == 16 and {r.method for r in during} == {"user.getrecenttracks"}
+            times = sorted(r.at for r in big.requests)
+            assert max(sum(1 for u in times if t <= u < t + 1.0) for t in times) <= 5
+
+
+def test_a_load_waits_for_a_build_of_the_daily_marts_before_it_writes(monkeypatch, tmp_path, server):
+    """The listen ledger compares raw and marts within one build: a load requested while the
+    marts are restated starts, waits for that run to end, then writes (its start-up overlaps the
+    build instead of waiting for the sensor's next tick)."""
+    import threading
+    import time
+
+    from music_platform.defs.ingestion import lastfm as lastfm_module
+
+    monkeypatch.setattr(lastfm_module, "RESTATEMENT_POLL_S", 0.05)
+    resources = _resources(tmp_path, server)
+    with dg.instance_for_test() as instance:
+        server.world.insert(server.user_names[0], MIDNIGHT + 500)
+        (request,) = _poll(monkeypatch, instance, resources, MIDNIGHT + 600, None).run_requests
+        build = instance.add_run(dg.DagsterRun(
+            job_name="__ASSET_JOB", run_id="restating", status=dg.DagsterRunStatus.STARTED,
+            asset_selection=frozenset({dg.AssetKey(["marts", "fct_listens"])}),
+        ))  # fmt: skip
+        results = []
+
+        def load():
+            results.append(dg.materialize(
+                [lastfm_scrobbles], resources=resources, partition_key=TODAY.isoformat(),
+                run_config=request.run_config, instance=instance,
+            ))  # fmt: skip
+
+        loading = threading.Thread(target=load)
+        loading.start()
+        time.sleep(3.0)
+        assert loading.is_alive() and not (tmp_path / "warehouse.duckdb").exists()  # waiting, nothing written
+        instance.report_run_canceled(build)
+        loading.join(timeout=120)
+        (result,) = results
+        assert result.success
+        waited = result.asset_materializations_for_node("raw__lastfm_scrobbles")[0].metadata
+        assert waited["seconds_waited_for_a_marts_build"].value >= 1.5
+        assert _loaded(tmp_path, TODAY) == _expected(server, TODAY, MIDNIGHT + 600)

@@ -6,6 +6,7 @@ its ``source``. Each load keeps its payloads under data/external/ (the audit tra
 quarantines rows that cannot be parsed in ``raw.ingestion_rejects`` with the reason.
 """
 
+import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cache
@@ -27,6 +28,7 @@ from music_platform.policies import (
     DAILY_FRESHNESS,
     LASTFM_API_POOL,
     OWNERS,
+    REALTIME_ASSET_KEYS,
     REFERENCE_FRESHNESS,
     SCROBBLES_FRESHNESS,
     STEP_RETRY,
@@ -46,6 +48,13 @@ from music_platform.sources.landing import (
     parse_all,
     quarantine,
     utc_now,
+)
+from music_platform.sources.lastfm.landed import (
+    add_new_rows,
+    delete_landed,
+    landed_files,
+    landing_dir,
+    read_landed,
 )
 from music_platform.sources.lastfm.parsing import (
     ParseResult,
@@ -150,17 +159,62 @@ class _ScrobbleLoad:
             self.sample = frame.head(PREVIEW_ROWS).copy()
 
 
+# The day-partitioned marts (dbt_daily_models): the listen ledger compares raw and marts within one
+# dbt build, so the raw day must not change under it.
+DAILY_MARTS = frozenset(key for key in REALTIME_ASSET_KEYS if key != _key(LASTFM_SCROBBLES))
+#: A restatement queued, starting or running: it is about to open the warehouse (DuckDB allows one
+#: writing process) and read the raw day.
+_RESTATING = [
+    dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING,
+]  # fmt: skip
+#: How long a load waits for a restatement before it writes anyway (a build takes ~20 s).
+RESTATEMENT_WAIT_S = 600.0
+RESTATEMENT_POLL_S = 1.0
+
+
+def daily_marts_run_active(instance: dg.DagsterInstance, *, other_than: str | None = None) -> str | None:
+    """The id of a run (other than ``other_than``) queued, starting or running that restates the
+    day-partitioned marts, else None. Public run storage only."""
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=_RESTATING), limit=50):
+        if run.run_id != other_than and run.asset_selection is not None and run.asset_selection & DAILY_MARTS:
+            return run.run_id
+    return None
+
+
+def wait_for_restatement(context: dg.AssetExecutionContext, limit_s: float = RESTATEMENT_WAIT_S) -> float:
+    """Wait while another run restates the day-partitioned marts (up to ``limit_s``); the seconds
+    waited. No new restatement starts meanwhile: the marts' automation waits while a parent (this
+    load) is in progress."""
+    started = time.monotonic()
+    while True:
+        run_id = daily_marts_run_active(context.instance, other_than=context.run_id)
+        waited = time.monotonic() - started
+        if run_id is None:
+            return waited
+        if waited >= limit_s:
+            context.log.warning(f"run {run_id} still restates the marts after {waited:.0f} s: loading anyway")
+            return waited
+        time.sleep(RESTATEMENT_POLL_S)
+
+
 class ScrobblesLoadConfig(dg.Config):
     """Run configuration of ``raw/lastfm_scrobbles``.
 
     ``users``: re-fetch only these users' scrobbles of the (single) day and keep the other users'
-    rows of that day as stored. The near-real-time sensor sets it to the users with new scrobbles,
-    so a poll of the open day costs one request per listener who scrobbled, not one per tracked
-    user; the day is still replaced as a whole, in one transaction. Empty (the schedule, a
-    backfill): every tracked user, which is how the 01:00 final load settles the day.
+    rows of that day as stored. ``landed_until``: add the scrobbles the near-real-time sensor
+    landed for the day (its files up to that name) that are not stored yet. The sensor sets
+    ``landed_until`` and, in ``users``, only the listeners whose new scrobbles spanned more than
+    the page it read, so a poll of the open day usually costs the run no request at all; the day
+    is still replaced as a whole, in one transaction. Both empty (the schedule, a backfill): every
+    tracked user, which is how the 01:00 final load settles the day.
     """
 
     users: list[str] = []
+    #: Load the scrobbles the sensor landed for the (single) day, in its files up to this name
+    #: (``music_platform.sources.lastfm.landed``), beside the ``users`` fetched again: a run with
+    #: landed scrobbles and no ``users`` does not call Last.fm at all.
+    landed_until: str = ""
 
 
 def lastfm_scrobbles(
@@ -177,26 +231,52 @@ def lastfm_scrobbles(
     wh = warehouse.get_warehouse()
     ingested_at = utc_now()
     load = _ScrobbleLoad()
+    landing = landing_dir(artifacts.data_dir)
+    started_ns = time.time_ns()
+    # The raw day must not change under a build of the day-partitioned marts (their ledger compares
+    # raw and marts within one build): the load's start-up overlaps it, its writes follow it.
+    waited_for_marts = wait_for_restatement(context)
+    if config.landed_until and len(days) != 1:
+        raise ValueError(f"landed scrobbles are loaded one day at a time, not {len(days)}: drop landed_until")
+    landed_only = bool(config.landed_until) and not config.users and not lastfm.use_synthetic
     # A slice (the sensor's incremental load of one day): only the listed users that are tracked
     # are fetched; the synthetic source builds whole days, so it always reloads the day.
-    slice_users = select_slice_users(config.users, users, days, whole_day_source=lastfm.use_synthetic)
+    slice_users = (
+        [] if landed_only else select_slice_users(config.users, users, days, whole_day_source=lastfm.use_synthetic)
+    )
+    landed_files_used: list = []
     kept_rows = 0
     # One batch of whole days at a time (up to a week on the synthetic source): memory holds a
     # batch, never the whole range, and each batch's days are replaced in one transaction, so
     # a failure part-way leaves every day either as before or completely loaded.
     with AuditTrailWriter(artifacts.external_dir, lastfm.source_label, "scrobbles", _days_label(days)) as audit:
         fetched_users = users if slice_users is None else slice_users
-        batches = iter_scrobble_batches(client, fetched_users, days, audit=audit)
+        if slice_users == [] or not fetched_users:
+            batches = iter([ScrobbleBatch(days=list(days))])  # nothing to fetch: the landed scrobbles only
+        else:
+            batches = iter_scrobble_batches(client, fetched_users, days, audit=audit)
         for batch in batches:
             frame = batch.frame(source=lastfm.source_label, ingested_at=ingested_at)
             if slice_users is None:
                 written = wh.replace_partition(RAW, LASTFM_SCROBBLES.name, frame, "scrobble_date", batch.days)
             else:
                 stored = _stored_day(wh, batch.days)
-                day_frame = merge_user_slice(stored, frame, slice_users)
-                kept_rows += len(day_frame) - len(frame)
+                day_frame = merge_user_slice(stored, frame, slice_users) if slice_users else stored
+                written, added = len(frame), 0
+                if config.landed_until:
+                    landed_files_used = landed_files(landing, batch.days[0], until=config.landed_until)
+                    landed_batch, day_frame, added = _with_landed(
+                        landed_files_used, batch.days[0], day_frame, frame, slice_users,
+                        source=lastfm.source_label, ingested_at=ingested_at, audit=audit,
+                    )  # fmt: skip
+                    quarantined = quarantine(
+                        wh, LASTFM_SCROBBLES.name, f"{batch.days[0]}:landed:{config.landed_until}", landed_batch.result
+                    )
+                    load.add(landed_batch, frame, added, quarantined, 0)
+                if day_frame is None:
+                    day_frame = frame
+                kept_rows += len(day_frame) - written - added
                 wh.replace_partition(RAW, LASTFM_SCROBBLES.name, day_frame, "scrobble_date", batch.days)
-                written = len(frame)
             quarantined = quarantine(wh, LASTFM_SCROBBLES.name, _days_label(batch.days), batch.result)
             # The key holds the scrobble's second, hence its day: checking each batch's days checks
             # the range, with memory bounded by one batch instead of a hash of every key in it.
@@ -205,6 +285,12 @@ def lastfm_scrobbles(
             )
             load.add(batch, frame, written, quarantined, duplicated)
             del batch, frame
+    # The day is written: the landed files it holds now are done with (a crash before this line
+    # leaves them for the next run, which finds their scrobbles stored and adds nothing). A full
+    # load fetched every scrobble of its days after the files landed before it started.
+    if slice_users is None:
+        landed_files_used = [f for day in days for f in landed_files(landing, day, before_ns=started_ns)]
+    landed_deleted = delete_landed(landed_files_used)
     for user, reason in load.skipped_users.items():
         context.log.warning(f"skipped Last.fm user {user!r}: {reason}")
 
@@ -227,8 +313,13 @@ def lastfm_scrobbles(
             "days": dg.MetadataValue.text(f"{days[0]} .. {days[-1]} ({len(days)})"),
             "rows_written": dg.MetadataValue.int(load.rows_written),
             "load_kind": dg.MetadataValue.text(
-                "whole day(s)" if slice_users is None else f"slice of {len(slice_users)} user(s)"
+                "whole day(s)"
+                if slice_users is None
+                else f"slice of {len(slice_users)} user(s) fetched"
+                + (f", scrobbles landed by the sensor up to {config.landed_until}" if config.landed_until else "")
             ),
+            "landed_files_loaded": dg.MetadataValue.int(landed_deleted),
+            "seconds_waited_for_a_marts_build": dg.MetadataValue.float(round(waited_for_marts, 1)),
             "rows_kept_from_earlier_loads": dg.MetadataValue.int(kept_rows),
             "users_tracked": dg.MetadataValue.int(len(users)),
             "users_with_listens": dg.MetadataValue.int(len(load.users_loaded)),
@@ -318,6 +409,27 @@ def defs() -> dg.Definitions:
             lastfm_artist_tags,
         ]
     )
+
+
+def _with_landed(files, day: date, day_frame, fetched: pd.DataFrame, fetched_users, *, source, ingested_at, audit):
+    """The landed scrobbles of ``files`` added to ``day_frame`` (the day as it will be written):
+    the batch they make (for the ledger), the day with the new ones, and how many were new. A
+    landed scrobble already stored, or of a user whose day was just fetched whole, is a duplicate."""
+    landed = read_landed(files, day)
+    batch = ScrobbleBatch(days=[day])
+    batch.result.extend(landed.result)
+    batch.pages = len(landed.windows)
+    batch.users_loaded = set(landed.users)
+    for window in landed.windows:  # the audit trail keeps every payload a row came from
+        audit.write(window.payload, user=window.user, window=[window.time_from, window.time_to], page=1,
+                    method="user.getRecentTracks", landed_by="sensor")  # fmt: skip
+    frame = batch.frame(source=source, ingested_at=ingested_at)
+    covered = frame["user_name"].isin(set(fetched_users))
+    frame = frame.loc[~covered].reset_index(drop=True)
+    base = fetched if day_frame is None else day_frame
+    merged, already = add_new_rows(base, frame)
+    batch.duplicates_removed += int(covered.sum()) + already
+    return batch, merged, len(frame) - already
 
 
 def _stored_day(wh, days: list[date]) -> pd.DataFrame | None:

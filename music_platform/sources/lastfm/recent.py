@@ -25,11 +25,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
 from music_platform.sources.errors import RateLimitedError, SourceError
+from music_platform.sources.lastfm.landed import LandedWindow, split_by_day
 from music_platform.sources.lastfm.parsing import parse_recent_tracks, recent_tracks_paging
 
 #: A user seen for the first time is asked for the last day of scrobbles.
@@ -65,16 +66,29 @@ def dump_cursor(cursor: Mapping[str, int]) -> str:
 
 
 # -- the poll plan: who is asked at a tick ---------------------------------------------------------
-#: A listener whose newest scrobble is this recent is in a session: asked every tick ...
-HOT_WINDOW_S = 30 * 60
+#: A listener whose newest scrobble (as last seen: it lags the listening by the time between asks)
+#: is this recent is playing (a track lasts 3-4 min): asked every tick ...
+SESSION_GAP_S = 10 * 60
 #: ... but not sooner than this after that scrobble (a track rarely ends within 90 s of the last).
 HOT_MIN_GAP_S = 90
+#: Within this, paused or just ended: asked every ``WARM_INTERVAL_S``, before the warm ones.
+#: (Asked every tick for 30 min, ended sessions competed with playing ones: in the benchmark's
+#: world, ~170 sessions of ~12 tracks of ~200 s, one ends every ~14 s, so ~130 of the ~300
+#: listeners who scrobbled within 30 min have stopped. A simulation of that world's polls at
+#: 2,000 listeners (benchmarks/poll_plan_simulation.py) gave a poll delay within sessions of
+#: p50 147 s / p95 325 s with this split, 167 s / 362 s without it (overall p95 514 s / 503 s:
+#: session starts, which wait for the rotation, dominate it); at 7 min instead of 10, a listener
+#: whose next scrobble was seen late fell out of the tier: p95 642 s.)
+HOT_WINDOW_S = 30 * 60
 #: Listeners whose newest scrobble is this recent (but not hot) are asked every ``WARM_INTERVAL_S``.
 RECENT_WINDOW_S = 2 * 3600
 WARM_INTERVAL_S = 300
 #: Every tracked listener is asked at least once per rotation cycle of this length (when the
 #: request budget allows: the rotation's share is taken before any priority listener's).
 MAX_POLL_INTERVAL_S = 900
+#: When the rotation is behind, at most this share of a tick's budget is kept from its catch-up
+#: for the recent listeners (its steady pace is always taken).
+PRIORITY_RESERVE_SHARE = 0.15
 DAY_S = 86_400
 
 
@@ -106,7 +120,7 @@ class PollState:
     rotation: int = 0
     cycle_start: int | None = None
     cycles: int = 0
-    pending: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
+    pending: dict[str, PendingLoad] = field(default_factory=dict)
     first_sight: int | None = None
     asked: list[tuple[int, int]] = field(default_factory=list)
     asked_before: list[tuple[int, int]] = field(default_factory=list)
@@ -143,7 +157,13 @@ def load_state(text: str | None) -> PollState:
     if isinstance(data, dict) and data.get("v") == 2:
         try:
             users = {str(u): (int(v[0]), int(v[1])) for u, v in data.get("u", {}).items()}
-            pending = {str(d): (int(v[0]), [str(x) for x in v[1]]) for d, v in data.get("p", {}).items()}
+            # [marker, users] (before the landing: every user fetched again) or
+            # [marker, users, users fetched again, newest landed file]
+            pending = {
+                str(d): PendingLoad(int(v[0]), [str(x) for x in v[1]],
+                                    [str(x) for x in (v[2] if len(v) > 2 else v[1])], str(v[3]) if len(v) > 3 else "")
+                for d, v in data.get("p", {}).items()
+            }  # fmt: skip
             return PollState(
                 seen={u: v[0] for u, v in users.items()},
                 polled={u: v[1] for u, v in users.items()},
@@ -168,7 +188,8 @@ def dump_state(state: PollState) -> str:
     data["b"] = [list(x) for x in state.asked_before]
     data["u"] = {u: [state.seen[u], state.polled.get(u, 0)] for u in sorted(state.seen)}
     if state.pending:
-        data["p"] = {d: [m, sorted(users)] for d, (m, users) in sorted(state.pending.items())}
+        data["p"] = {d: [p.marker, sorted(p.users), sorted(p.refetch), p.landed_until]
+                     for d, p in sorted(state.pending.items())}  # fmt: skip
     return json.dumps(data, separators=(",", ":"))
 
 
@@ -188,7 +209,7 @@ def priority_interval(seen_uts: int, now: int) -> int | None:
     """How often a listener whose newest scrobble is ``seen_uts`` is asked outside the rotation
     (0: every tick), or None: the rotation only."""
     age = now - seen_uts
-    if age < HOT_WINDOW_S:
+    if age < SESSION_GAP_S:
         return 0
     if age < RECENT_WINDOW_S:
         return WARM_INTERVAL_S
@@ -209,11 +230,14 @@ def plan_tick(
     1. The rotation's share: the next listeners in ``users`` order whose deadline (``max_interval_s``
        after the previous cycle asked them; a linear schedule in a first cycle) falls before the
        next tick (a tick that was skipped or cut short makes the next one ask more), and at least
-       the steady pace of a cycle per ``max_interval_s``. Taken first, so the maximum interval
-       holds whenever the budget can hold it at all.
-    2. The due listeners by priority: those who scrobbled within ``HOT_WINDOW_S`` (at least
-       ``HOT_MIN_GAP_S`` after that scrobble, not asked in the past half tick interval), then those
-       within ``RECENT_WINDOW_S`` not asked for ``WARM_INTERVAL_S``; most overdue first.
+       the steady pace of a cycle per ``max_interval_s``. Taken first; a catch-up beyond the steady
+       pace leaves ``PRIORITY_RESERVE_SHARE`` of the budget to the recent listeners (when there
+       are that many), so a rotation that fell behind catches up over a few ticks instead of
+       starving the listeners in a session.
+    2. The due listeners by priority: those who scrobbled within ``SESSION_GAP_S`` (at least
+       ``HOT_MIN_GAP_S`` after that scrobble, not asked in the past half tick interval: still
+       playing), then those within ``HOT_WINDOW_S`` (paused or just stopped), then within
+       ``RECENT_WINDOW_S``, both not asked for ``WARM_INTERVAL_S``; most overdue first.
     3. Whatever budget is left moves the rotation on further (to the end of the list, then asks
        the first users again without moving the rotation).
     """
@@ -221,16 +245,22 @@ def plan_tick(
         return TickPlan([], [], [], 0)
     n = len(users)
     start = 0 if state.rotation >= n else state.rotation
+    tracked = set(users)
+    hot_or_warm = [u for u, seen in state.seen.items() if u in tracked and priority_interval(seen, now) is not None]
+    # A rotation behind its deadlines catches up, but leaves the listeners in a session a share
+    # of the tick (without it, a rotation that fell behind took every tick and listens within
+    # sessions waited for it: benchmark, 2,000 listeners).
+    reserve = min(len(hot_or_warm), int(budget * PRIORITY_RESERVE_SHARE))
     # At least the steady pace (a cycle per max_interval_s), so asks bunched by a catch-up spread out.
-    needed = min(budget, n - start, -(-n * tick_interval_s // max_interval_s))
-    while start + needed < n and needed < budget:
+    steady = min(budget, n - start, -(-n * tick_interval_s // max_interval_s))
+    needed = steady
+    while start + needed < n and needed < max(steady, budget - reserve):
         if state.deadline(start + needed, n, now, max_interval_s) >= now + tick_interval_s * 5 // 4:
             break
         needed += 1
     rotation = list(users[start : start + needed])
     chosen = set(rotation)
 
-    tracked = set(users)
     due: list[tuple[float, int, str]] = []
     for user, seen in state.seen.items():
         if user in chosen or user not in tracked:
@@ -242,11 +272,11 @@ def plan_tick(
         if interval == 0:
             if now - seen < HOT_MIN_GAP_S or since_asked < tick_interval_s // 2:
                 continue
-            score = 1000 + since_asked / tick_interval_s  # hot listeners before warm ones
+            score = 1000 + since_asked / tick_interval_s  # playing: before the paused and warm ones
         else:
             if since_asked < interval - tick_interval_s // 2:
                 continue
-            score = since_asked / interval
+            score = since_asked / interval + (500 if now - seen < HOT_WINDOW_S else 0)
         due.append((-score, -seen, user))
     due.sort()
     priority = [user for _score, _seen, user in due[: budget - len(rotation)]]
@@ -317,14 +347,33 @@ def advance_state(state: PollState, users: Sequence[str], plan: TickPlan, result
     return new
 
 
-def merge_pending(pending: Mapping[str, tuple[int, list[str]]], result: PollResult) -> dict[str, tuple[int, list[str]]]:
-    """``pending`` plus this poll's loads: per day, the newest scrobble seen and the users."""
-    merged = {day: (marker, list(users)) for day, (marker, users) in pending.items()}
-    users_by_day = result.users_by_day
+class PendingLoad(NamedTuple):
+    """A day's load to request: the newest scrobble seen, the users with new scrobbles, those of
+    them the run fetches again (their new scrobbles span more than the page the poll read), and
+    the newest file the sensor landed for the day ("" for none)."""
+
+    marker: int
+    users: list[str]
+    refetch: list[str]
+    landed_until: str
+
+
+def merge_pending(
+    pending: Mapping[str, PendingLoad], result: PollResult, landed: Mapping[date, str] | None = None
+) -> dict[str, PendingLoad]:
+    """``pending`` plus this poll's loads (``landed``: the file landed per day this tick)."""
+    merged = dict(pending)
+    users_by_day, refetch_by_day = result.users_by_day, result.refetch_by_day
+    landed = landed or {}
     for day, marker in result.affected_days.items():
         key = day.isoformat()
-        old_marker, old_users = merged.get(key, (0, []))
-        merged[key] = (max(old_marker, marker), sorted(set(old_users) | users_by_day[day]))
+        old = merged.get(key, PendingLoad(0, [], [], ""))
+        merged[key] = PendingLoad(
+            max(old.marker, marker),
+            sorted(set(old.users) | users_by_day[day]),
+            sorted(set(old.refetch) | refetch_by_day.get(day, set())),
+            max(old.landed_until, landed.get(day, "")),
+        )
     return merged
 
 
@@ -339,6 +388,8 @@ class UserPoll:
     newest_uts: int | None = None
     more_pages: bool = False
     days: list[date] = field(default_factory=list)
+    #: The answer, when its one page holds the whole window (the load run takes it as landed).
+    payload: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -358,6 +409,30 @@ class PollResult:
         for poll in self.polls:
             for day in poll.days:
                 days.setdefault(day, set()).add(poll.user)
+        return days
+
+    @property
+    def landed_by_day(self) -> dict[date, list[LandedWindow]]:
+        """Each affected day -> the windows whose scrobbles the poll holds whole (one page), cut
+        to that day: the load run takes them from the landing instead of asking Last.fm again."""
+        days: dict[date, list[LandedWindow]] = {}
+        for poll in self.polls:
+            if poll.payload is None or not poll.days:
+                continue
+            window = LandedWindow(poll.user, poll.time_from, poll.time_to, poll.payload)
+            for day, part in split_by_day(window, poll.days).items():
+                days.setdefault(day, []).append(part)
+        return days
+
+    @property
+    def refetch_by_day(self) -> dict[date, set[str]]:
+        """Each affected day -> the users whose new scrobbles span more than the page the poll
+        read: the load run fetches their whole day."""
+        days: dict[date, set[str]] = {}
+        for poll in self.polls:
+            if poll.payload is None:
+                for day in poll.days:
+                    days.setdefault(day, set()).add(poll.user)
         return days
 
     @property
@@ -435,6 +510,8 @@ def poll_recent_scrobbles(
         times = [row["played_at_uts"] for row in parsed.rows]
         poll.new_scrobbles = paging.total
         poll.more_pages = paging.total_pages > 1
+        if not poll.more_pages and parsed.item_count >= paging.total:
+            poll.payload = payload  # the whole window: nothing to fetch again
         if times:
             poll.newest_uts = max(times)
             oldest = utc_day(time_from) if poll.more_pages else utc_day(min(times))
