@@ -453,12 +453,9 @@ def model_evaluation(
     # unless the gate now rejects it; any other candidate waits for the publication step.
     if not (reused_live and decision.decision != REJECT):
         registry.set_status(lightfm_model, "rejected" if decision.decision == REJECT else "candidate")
-    comparison_metadata = {
-        f"{name}_{field}": dg.MetadataValue.float(round(float(value), 6))
-        for name, comparison in decision.comparisons.items()
-        for field, value in comparison._asdict().items()
-        if field in ("mean_difference", "stderr", "ci_low", "ci_high", "p_value", "required_lift", "reference_mean")
-    }
+    comparison_metadata = _comparison_metadata(
+        {name: comparison._asdict() for name, comparison in decision.comparisons.items()}
+    )
     yield dg.MaterializeResult(
         metadata={
             "dagster/row_count": dg.MetadataValue.int(len(rows)),
@@ -499,6 +496,16 @@ def model_evaluation(
     )
 
 
+def _comparison_metadata(comparisons: dict[str, dict]) -> dict[str, dg.MetadataValue]:
+    """The gate's paired comparisons (against popularity, the live model) as check metadata."""
+    return {
+        f"{name}_{field}": dg.MetadataValue.float(round(float(value), 6))
+        for name, comparison in comparisons.items()
+        for field, value in comparison.items()
+        if field in ("mean_difference", "stderr", "ci_low", "ci_high", "p_value", "required_lift", "reference_mean")
+    }
+
+
 def _utc_text(value) -> str:
     """A time as UTC text to the second, whether the warehouse gives it back aware or naive."""
     stamp = pd.Timestamp(value)
@@ -519,12 +526,7 @@ def _standing_evaluation_outputs(live, standing: dict, rows: pd.DataFrame, confi
         + str(standing["reason"]).removesuffix("; no live model yet")
     )
     decision = str(standing["decision"])
-    comparison_metadata = {
-        f"{name}_{field}": dg.MetadataValue.float(round(float(value), 6))
-        for name, comparison in (standing.get("comparisons") or {}).items()
-        for field, value in comparison.items()
-        if field in ("mean_difference", "stderr", "ci_low", "ci_high", "p_value", "required_lift", "reference_mean")
-    }
+    comparison_metadata = _comparison_metadata(standing.get("comparisons") or {})
     selection = live.metrics.get("selection", {})
     yield dg.MaterializeResult(
         metadata={
