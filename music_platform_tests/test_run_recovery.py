@@ -203,3 +203,37 @@ def test_sigint_stops_a_run_waiting_for_the_pool(dagster_home):
         holder.wait()
         if waiter is not None:
             waiter.kill()
+
+
+def test_what_the_abandoned_run_thread_cannot_raise_after_a_signal_goes_to_the_log(monkeypatch, caplog):
+    """After SIGTERM the run's thread is left to unwind while the process stops; a library
+    generator closed mid-step then reports "generator ignored GeneratorExit" as an unraisable
+    exception, which must not print a traceback under the demo's one-line message."""
+    import logging
+    import threading
+
+    from music_platform.runs.guard import Interrupted, run_interruptibly
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)  # restored after the test
+    release = threading.Event()
+
+    def run() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        release.wait(10)
+
+    with pytest.raises(Interrupted):
+        run_interruptibly(run, lambda signum: None)
+
+    def closed_mid_step():
+        try:
+            yield 1
+        finally:
+            yield 2  # what a generator that ignores GeneratorExit does
+
+    with caplog.at_level(logging.DEBUG, logger="music_platform.runs.guard"):
+        generator = closed_mid_step()
+        next(generator)
+        del generator  # closing it raises RuntimeError, which Python reports as unraisable
+    release.set()
+    assert "while stopping after a signal" in caplog.text
+    assert "generator ignored GeneratorExit" in caplog.text

@@ -12,7 +12,9 @@ would leave it, which every write of the pipeline is built to survive).
 
 from __future__ import annotations
 
+import logging
 import signal
+import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -26,6 +28,7 @@ from music_platform.runs.recovery import Recovery, recover_dead_runs, stop_proce
 from music_platform.runs.signals import Interrupted, exit_now, stop_on_sigterm  # noqa: F401 - re-exported
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -59,6 +62,9 @@ def run_interruptibly(fn: Callable[[], T], on_signal: Callable[[int], None]) -> 
         worker.start()
         while not done.wait(0.1):
             if received:
+                # The abandoned run thread unwinds while the process stops: what it cannot raise
+                # (e.g. a library's generator closed mid-step) goes to the log, not the terminal.
+                sys.unraisablehook = _log_unraisable
                 on_signal(received[0])
                 raise Interrupted(received[0], None)
     finally:
@@ -67,6 +73,14 @@ def run_interruptibly(fn: Callable[[], T], on_signal: Callable[[int], None]) -> 
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]
     return outcome["value"]  # type: ignore[return-value]
+
+
+def _log_unraisable(unraisable) -> None:
+    log.debug(
+        "while stopping after a signal: %s",
+        unraisable.err_msg or "exception ignored",
+        exc_info=(unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback),
+    )
 
 
 class RunGuard:
