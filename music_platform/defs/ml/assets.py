@@ -458,12 +458,7 @@ def model_evaluation(
     )
     yield dg.MaterializeResult(
         metadata={
-            "dagster/row_count": dg.MetadataValue.int(len(rows)),
-            "dagster/column_schema": column_schema(rows),
-            "metrics": dg.MetadataValue.md(
-                preview_markdown(rows[["model", "selected", "metric", "k", "value", "baseline_value"]], rows=30)
-            ),
-            "preview": dg.MetadataValue.md(preview_markdown(rows)),
+            **_evaluation_rows_metadata(rows),
             "data_source": dg.MetadataValue.text(
                 f"model {lightfm_model}, the popularity baseline"
                 + (f" and the published model {published.version}" if "published" in models else "")
@@ -494,6 +489,18 @@ def model_evaluation(
             **comparison_metadata,
         },
     )
+
+
+def _evaluation_rows_metadata(rows: pd.DataFrame) -> dict[str, dg.MetadataValue]:
+    """Row count, schema and previews of the rows written to ml.model_evaluation."""
+    return {
+        "dagster/row_count": dg.MetadataValue.int(len(rows)),
+        "dagster/column_schema": column_schema(rows),
+        "metrics": dg.MetadataValue.md(
+            preview_markdown(rows[["model", "selected", "metric", "k", "value", "baseline_value"]], rows=30)
+        ),
+        "preview": dg.MetadataValue.md(preview_markdown(rows)),
+    }
 
 
 def _comparison_metadata(comparisons: dict[str, dict]) -> dict[str, dg.MetadataValue]:
@@ -530,12 +537,7 @@ def _standing_evaluation_outputs(live, standing: dict, rows: pd.DataFrame, confi
     selection = live.metrics.get("selection", {})
     yield dg.MaterializeResult(
         metadata={
-            "dagster/row_count": dg.MetadataValue.int(len(rows)),
-            "dagster/column_schema": column_schema(rows),
-            "metrics": dg.MetadataValue.md(
-                preview_markdown(rows[["model", "selected", "metric", "k", "value", "baseline_value"]], rows=30)
-            ),
-            "preview": dg.MetadataValue.md(preview_markdown(rows)),
+            **_evaluation_rows_metadata(rows),
             "data_source": dg.MetadataValue.text(
                 f"model {version} and the popularity baseline, on the stable {config.test_fraction:.0%} hold-out "
                 f"of ml/training_data: the evaluation of {standing['evaluated_at']}, which stands"
