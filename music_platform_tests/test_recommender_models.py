@@ -35,7 +35,7 @@ from music_platform.recommender import (
     with_baseline,
 )
 from music_platform.recommender.cold_start import cold_start_split, evaluate_cold_start
-from music_platform.recommender.lightfm_model import refit_params
+from music_platform.recommender.lightfm_model import SINGLE_THREAD_BELOW_INTERACTIONS, refit_params
 from music_platform.recommender.models import _standardise_rows
 from music_platform.recommender.scoring import best_heard_items
 from music_platform.recommender.stable_split import stable_holdout
@@ -346,6 +346,17 @@ def test_lightfm_time_budget_without_early_stopping_trains_whole_epochs_until_it
 
     complete = train_lightfm(dataset, replace(params, time_budget_seconds=None))
     assert complete.training_info["stopped_by"] == "max_epochs" and complete.training_info["epochs"] == 5
+
+
+def test_lightfm_on_small_data_trains_one_thread_so_the_same_data_gives_the_same_model(dataset):
+    assert dataset.interactions.nnz < SINGLE_THREAD_BELOW_INTERACTIONS
+    params = replace(FAST_LIGHTFM, num_threads=2)
+    first, second = train_lightfm(dataset, params), train_lightfm(dataset, params)
+    assert first.params["num_threads"] == 1  # what trained is what the model records
+    users = np.arange(dataset.n_users)
+    np.testing.assert_array_equal(
+        first.scorer.score(users, dataset.interactions), second.scorer.score(users, dataset.interactions)
+    )
 
 
 @pytest.mark.parametrize("budget", [0.0, -5.0])

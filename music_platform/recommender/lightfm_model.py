@@ -30,6 +30,12 @@ from music_platform.recommender.splits import split_holdout
 
 LOSSES = ("warp", "bpr", "warp-kos", "logistic")
 
+# LightFM's threads update the shared embeddings without locks (Hogwild), so two trainings with
+# several threads on the same data differ. Below this many interactions one thread costs well
+# under a second and the same data gives the same model: on a 40-listener world the gate's
+# decision against popularity flipped from run to run with two threads.
+SINGLE_THREAD_BELOW_INTERACTIONS = 50_000
+
 
 @dataclass(frozen=True)
 class LightFMParams:
@@ -148,6 +154,8 @@ def _fit_epochs(estimator: Any, dataset: RecDataset, params: LightFMParams, epoc
 def train_lightfm(train: RecDataset, params: LightFMParams | None = None) -> TrainedModel:
     """Fit LightFM on ``train`` (early stopping on an inner validation split unless disabled)."""
     params = params or LightFMParams()
+    if params.num_threads > 1 and train.interactions.nnz < SINGLE_THREAD_BELOW_INTERACTIONS:
+        params = replace(params, num_threads=1)
     started = time.perf_counter()
     cpu_started = time.process_time()
     threads = max(1, min(params.num_threads, _cores()))
