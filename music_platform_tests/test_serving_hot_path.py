@@ -421,6 +421,22 @@ def test_access_log_lines_are_what_orjson_writes_in_every_script(tmp_path, escap
     assert rendered == middleware._render_objects(values, millis, micros)
 
 
+def test_access_log_writes_a_value_that_is_not_a_string_as_orjson_does(tmp_path):
+    """A request source may give something else than a string (``None`` for a client address
+    it does not know): the batch is made by orjson, and every line is written."""
+    log = AccessLog(str(tmp_path / "access.log"))
+    middleware = AccessLogMiddleware(log)
+    values = _batch(middleware, ["probe/1"] * 3, ["a", "b", "c"])
+    values[2] = None  # the first line's client
+    lines = [orjson.loads(line) for line in middleware.render(values).splitlines()]
+    assert [line["client"] for line in lines] == [None, "10.1.2.3:4567", "10.1.2.3:4567"]
+    assert [line["path"] for line in lines] == [
+        "/users/a/recommendations",
+        "/users/b/recommendations",
+        "/users/c/recommendations",
+    ]
+
+
 def test_access_log_durations_and_sizes_are_written_as_orjson_writes_numbers(tmp_path):
     log = AccessLog(str(tmp_path / "access.log"))
     middleware = AccessLogMiddleware(log)

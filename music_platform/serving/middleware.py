@@ -414,7 +414,11 @@ class AccessLogMiddleware(BaseMiddleware):
         pieces[18::LINE_PIECES] = agents
         pieces[0] = pieces[0][len(self._line_end) :]  # no line before the first
         pieces.append(self._line_end)
-        return "".join(pieces).encode()
+        try:
+            text = "".join(pieces)
+        except TypeError:  # a value that is not a string (from another request source): orjson's way
+            return self._render_objects(values, millis.tolist(), micros.tolist())
+        return text.encode()
 
     def _timestamp(self, millis: int) -> str:
         """ISO 8601 in UTC with milliseconds of ``millis`` since the epoch."""
