@@ -32,6 +32,7 @@ from music_platform.serving.middleware import (
     AccessLog,
     AccessLogMiddleware,
     Exchange,
+    _decimals,
 )
 from music_platform.serving.sample_data import publish_version, write_sample_warehouse
 from music_platform.serving.service import DEFAULT_ANSWER_CACHE_MB, AnswerCache, ServingConfig
@@ -435,6 +436,13 @@ def test_access_log_writes_a_value_that_is_not_a_string_as_orjson_does(tmp_path)
         "/users/b/recommendations",
         "/users/c/recommendations",
     ]
+
+
+def test_a_duration_joined_from_whole_and_thousandths_is_orjsons_float_text():
+    for whole in (0, 1, 9, 10, 123, 4567, 86_400_000):
+        for thousandths in range(1000):
+            micros = whole * 1000 + thousandths
+            assert str(whole) + _decimals(thousandths) == orjson.dumps(micros / 1000).decode(), micros
 
 
 def test_access_log_durations_and_sizes_are_written_as_orjson_writes_numbers(tmp_path):
