@@ -344,9 +344,10 @@ class AccessLogMiddleware(BaseMiddleware):
         for fixed in ('","method":"', '","path":"', '","query":"', '","route":"', '","status":', ',"bytes":'):
             self._template += [fixed, None]
         self._template += [',"duration_ms":', None, None, None]  # whole ms, fraction, user agent
-        # Texts made once: a second's (with the end of the line before it), a status's.
-        self._seconds = _Texts(self._second_text)
-        self._statuses = _Texts(str)
+        # Texts made once: a second's (with the end of the line before it); integers' (statuses,
+        # sizes and whole milliseconds repeat: a dict lookup is cheaper than ``str``).
+        self._seconds = _Texts(self._second_text, limit=64)
+        self._numbers = _Texts(str, limit=8192)
         log_file.render = self.render
 
     def after(self, exchange: Exchange) -> None:
@@ -400,16 +401,21 @@ class AccessLogMiddleware(BaseMiddleware):
         seconds, thousandths = np.divmod(millis, 1000)
         whole, fraction = np.divmod(micros, 1000)
         pieces = self._template * len(clients)
-        pieces[0::LINE_PIECES] = map(self._seconds.__getitem__, seconds.tolist())
+        first, last = int(seconds[0]), int(seconds[-1])
+        if first == last:  # a batch within one second (it is written once a second, or sooner)
+            pieces[0::LINE_PIECES] = [self._seconds[first]] * len(clients)
+        else:
+            pieces[0::LINE_PIECES] = map(self._seconds.__getitem__, seconds.tolist())
         pieces[1::LINE_PIECES] = map(MILLIS_THEN_CLIENT.__getitem__, thousandths.tolist())
         pieces[2::LINE_PIECES] = clients
         pieces[4::LINE_PIECES] = methods
         pieces[6::LINE_PIECES] = paths
         pieces[8::LINE_PIECES] = queries
         pieces[10::LINE_PIECES] = routes
-        pieces[12::LINE_PIECES] = map(self._statuses.__getitem__, values[7::step])
-        pieces[14::LINE_PIECES] = map(str, values[8::step])  # bytes
-        pieces[16::LINE_PIECES] = map(str, whole.tolist())
+        numbers = self._numbers.__getitem__
+        pieces[12::LINE_PIECES] = map(numbers, values[7::step])  # status
+        pieces[14::LINE_PIECES] = map(numbers, values[8::step])  # bytes
+        pieces[16::LINE_PIECES] = map(numbers, whole.tolist())  # whole milliseconds
         pieces[17::LINE_PIECES] = map(DECIMALS_THEN_USER_AGENT.__getitem__, fraction.tolist())
         pieces[18::LINE_PIECES] = agents
         pieces[0] = pieces[0][len(self._line_end) :]  # no line before the first
