@@ -18,6 +18,7 @@ same whatever the load: this script counts them, for the service as configured
     .venv/bin/python benchmarks/serve_instructions.py --port 8650                   # access log on
     .venv/bin/python benchmarks/serve_instructions.py --port 8651 --no-access-log
     .venv/bin/python benchmarks/serve_instructions.py --port 8652 --ref a6ae317     # another revision
+    .venv/bin/python benchmarks/serve_instructions.py --port 8653 --keep-dumps /tmp/dumps  # then callgrind_annotate
 
 Needs valgrind and wrk. Under valgrind a worker answers a few hundred requests a second, so
 the access log is written by the once-a-second flush (batches of a few hundred lines).
@@ -71,6 +72,11 @@ def main() -> int:
     parser.add_argument("--ref", help="count another git revision's service (its music_platform/ extracted)")
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--connections", type=int, default=100)
+    parser.add_argument(
+        "--keep-dumps",
+        type=Path,
+        help="copy the worker's callgrind dumps here (read them with callgrind_annotate)",
+    )
     args = parser.parse_args()
     for tool in ("valgrind", "callgrind_control", "wrk"):
         if shutil.which(tool) is None:
@@ -148,6 +154,9 @@ def main() -> int:
             match = re.search(r"^totals: (\d+)", dump.read_text(errors="replace"), re.MULTILINE)
             if match and int(match.group(1)):
                 totals.append(int(match.group(1)))
+                if args.keep_dumps is not None:
+                    args.keep_dumps.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(dump, args.keep_dumps / dump.name)
     finally:
         os.killpg(server.pid, signal.SIGINT)
         try:

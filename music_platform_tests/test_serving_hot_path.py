@@ -11,7 +11,9 @@
 from __future__ import annotations
 
 import asyncio
+import calendar
 import os
+import re
 import threading
 import time
 import warnings
@@ -30,6 +32,7 @@ from music_platform.serving.middleware import (
     AccessLog,
     AccessLogMiddleware,
     Exchange,
+    _decimals,
 )
 from music_platform.serving.sample_data import publish_version, write_sample_warehouse
 from music_platform.serving.service import DEFAULT_ANSWER_CACHE_MB, AnswerCache, ServingConfig
@@ -354,6 +357,109 @@ def test_a_line_that_cannot_be_serialised_is_dropped_alone(tmp_path, caplog):
     paths = [orjson.loads(line)["path"] for line in log_path.read_bytes().splitlines()]
     assert paths == ["/users/first/recommendations", "/users/third/recommendations"]
     assert "1 of 3 lines could not be formatted" in caplog.text
+
+
+# Names and user agents in every script, symbols, and strings that must be escaped.
+SCRIPTS = [
+    "\u0411\u0451\u0440\u043a",  # Cyrillic
+    "\u7530\u4e2d\u3055\u3093",  # CJK
+    "\ud55c\uad6d\uc5b4",  # Hangul
+    "\u0639\u0631\u0628\u064a",  # Arabic
+    "\u05e2\u05d1\u05e8\u05d9\u05ea",  # Hebrew
+    "\u0e44\u0e17\u0e22",  # Thai
+    "\u2605\u266b\u2020\u00a7",  # symbols only
+    "\U0001f3b8\u200d\U0001f525",  # emoji with a zero-width joiner
+    "plain-ascii_1.0",
+    "",
+]
+ESCAPED = ['say "hi"', "back\\slash", "tab\tnew\nline", "bell\x07", "\x00nul", '},{"ts":"']
+
+
+def _batch(middleware: AccessLogMiddleware, agents: list[str], paths: list[str]) -> list:
+    """What ``after`` records for one request per (user agent, path), in order."""
+    log_file = middleware.log_file
+    for n, (agent, path) in enumerate(zip(agents, paths, strict=True)):
+        scope = _Scope(f"/users/{path}/recommendations", f"k={n % 20 + 1}&q={path}", user_agent=agent)
+        exchange = Exchange(scope.method, scope.path, scope.query_string, 100.0 + n / 7000, scope)
+        exchange.finished = exchange.started + (n % 5) * 0.0001 + n * 1e-6
+        exchange.answer("/users/{user_id}/recommendations", (200, 404, 422, 499)[n % 4], b"x" * (n * 37 % 2000))
+        middleware.after(exchange)
+    values = log_file.pending.copy()
+    log_file.pending.clear()
+    return values
+
+
+@pytest.mark.parametrize("escaped", [False, True], ids=["plain", "escaped"])
+def test_access_log_lines_are_what_orjson_writes_in_every_script(tmp_path, escaped):
+    """Lines are joined from fixed text and the values as they are when no string needs escaping,
+    and made by orjson otherwise: either way a line is byte for byte orjson's text of its object,
+    whatever script the names and user agents are in."""
+    log = AccessLog(str(tmp_path / "access.log"))
+    middleware = AccessLogMiddleware(log, clock=lambda: 1_765_000_000.25)
+    strings = SCRIPTS + (ESCAPED if escaped else [])
+    agents = [strings[n % len(strings)] * (1 + n % 3) for n in range(300)]
+    paths = [strings[(n * 7 + 3) % len(strings)] + str(n) for n in range(300)]
+    agents[5] = "A" * 1000  # cut to MAX_LOGGED_USER_AGENT
+    values = _batch(middleware, agents, paths)
+    rendered = middleware.render(values)
+    lines = rendered.splitlines(keepends=True)
+    assert len(lines) == len(agents) and rendered.endswith(b"\n")
+    for n, (raw, agent, path) in enumerate(zip(lines, agents, paths, strict=True)):
+        line = orjson.loads(raw)
+        assert list(line) == list(ACCESS_LOG_KEYS)
+        assert raw == orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)  # orjson's own text
+        assert line["user_agent"] == agent[:MAX_LOGGED_USER_AGENT]
+        assert line["path"] == f"/users/{path}/recommendations" and line["query"] == f"k={n % 20 + 1}&q={path}"
+        assert (line["status"], line["bytes"], line["pid"]) == ((200, 404, 422, 499)[n % 4], n * 37 % 2000, os.getpid())
+        assert line["duration_ms"] == pytest.approx(((n % 5) * 100 + n) / 1000, abs=0.0011)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["ts"])
+    # The same batch made the other way (one dict per line, one orjson.dumps) is the same bytes.
+    stamps = [orjson.loads(line)["ts"] for line in lines]
+    millis = [calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) * 1000 + int(ts[20:23]) for ts in stamps]
+    assert len(set(millis)) > 1  # several milliseconds in the batch
+    step = AccessLogMiddleware.RECORD
+    micros = [int((f - s) * 1e6) for f, s in zip(values[0::step], values[1::step], strict=True)]
+    assert rendered == middleware._render_objects(values, millis, micros)
+
+
+def test_access_log_writes_a_value_that_is_not_a_string_as_orjson_does(tmp_path):
+    """A request source may give something else than a string (``None`` for a client address
+    it does not know): the batch is made by orjson, and every line is written."""
+    log = AccessLog(str(tmp_path / "access.log"))
+    middleware = AccessLogMiddleware(log)
+    values = _batch(middleware, ["probe/1"] * 3, ["a", "b", "c"])
+    values[2] = None  # the first line's client
+    lines = [orjson.loads(line) for line in middleware.render(values).splitlines()]
+    assert [line["client"] for line in lines] == [None, "10.1.2.3:4567", "10.1.2.3:4567"]
+    assert [line["path"] for line in lines] == [
+        "/users/a/recommendations",
+        "/users/b/recommendations",
+        "/users/c/recommendations",
+    ]
+
+
+def test_a_duration_joined_from_whole_and_thousandths_is_orjsons_float_text():
+    for whole in (0, 1, 9, 10, 123, 4567, 86_400_000):
+        for thousandths in range(1000):
+            micros = whole * 1000 + thousandths
+            assert str(whole) + _decimals(thousandths) == orjson.dumps(micros / 1000).decode(), micros
+
+
+def test_access_log_durations_and_sizes_are_written_as_orjson_writes_numbers(tmp_path):
+    log = AccessLog(str(tmp_path / "access.log"))
+    middleware = AccessLogMiddleware(log)
+    for micros in (0, 1, 10, 100, 139, 1000, 1500, 12000, 999_999, 2_500_000):
+        scope = _Scope("/ping")
+        exchange = Exchange("GET", "/ping", "", 50.0, scope)
+        exchange.finished = 50.0 + micros / 1e6 + 1e-9
+        exchange.answer("/ping", 200, b"x" * micros)
+        middleware.after(exchange)
+    log.close()
+    lines = (tmp_path / "access.log").read_bytes().splitlines(keepends=True)
+    for raw, micros in zip(lines, (0, 1, 10, 100, 139, 1000, 1500, 12000, 999_999, 2_500_000), strict=True):
+        line = orjson.loads(raw)
+        assert raw == orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
+        assert (line["duration_ms"], line["bytes"]) == (micros / 1000, micros)
 
 
 def _drain(fd: int, into: bytearray, idle_seconds: float = 2.0) -> None:

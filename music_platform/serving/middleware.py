@@ -19,9 +19,8 @@ import os
 import stat
 import time
 from collections.abc import Callable, Sequence
-from operator import itemgetter
 from time import perf_counter
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
@@ -297,6 +296,21 @@ MAX_LOGGED_URL_PART = 2048  # characters of a path or query string written to a 
 MAX_LOGGED_USER_AGENT = 256
 
 
+def _decimals(thousandths: int) -> str:
+    """``.139``, ``.1``, ``.0``: the fraction of a number of thousandths as orjson (and Python's
+    ``repr``) writes a float, the shortest text that reads back as the same value."""
+    return "." + (f"{thousandths:03d}".rstrip("0") or "0")
+
+
+# A line is fixed text (keys, quotes, commas) between its values, in ``ACCESS_LOG_KEYS``
+# order. The fixed text after a timestamp's milliseconds and after a duration's fraction is
+# joined to them ahead of time: 1,000 texts each, so a batch joins 19 pieces per line.
+MILLIS_THEN_CLIENT = tuple(f'.{ms:03d}Z","client":"' for ms in range(1000))
+DECIMALS_THEN_USER_AGENT = tuple(_decimals(n) + ',"user_agent":"' for n in range(1000))
+LINE_START = '{"ts":"'
+LINE_PIECES = 19
+
+
 class AccessLogMiddleware(BaseMiddleware):
     """The structured access log: one JSON object per request (turn off with
     MUSIC_PLATFORM_ACCESS_LOG=off or ``music-platform serve --no-access-log``).
@@ -323,7 +337,17 @@ class AccessLogMiddleware(BaseMiddleware):
         self._extend = log_file.pending.extend
         self._max_pending = log_file.MAX_PENDING_LINES * self.RECORD
         self._second = -1
-        self._second_text = ""
+        self._second_stamp = ""
+        # The fixed text of a batch's lines: ``render`` puts the values in the ``None`` places.
+        self._line_end = f'","pid":{self.pid}}}\n'
+        self._template: list[str | None] = [None, None, None]  # second, millisecond, client
+        for fixed in ('","method":"', '","path":"', '","query":"', '","route":"', '","status":', ',"bytes":'):
+            self._template += [fixed, None]
+        self._template += [',"duration_ms":', None, None, None]  # whole ms, fraction, user agent
+        # Texts made once: a second's (with the end of the line before it); integers' (statuses,
+        # sizes and whole milliseconds repeat: a dict lookup is cheaper than ``str``).
+        self._seconds = _Texts(self._second_text, limit=64)
+        self._numbers = _Texts(str, limit=8192)
         log_file.render = self.render
 
     def after(self, exchange: Exchange) -> None:
@@ -348,13 +372,9 @@ class AccessLogMiddleware(BaseMiddleware):
         if len(self._pending) >= self._max_pending:
             self.log_file.flush()
 
-    def _timestamp(self, millis: int) -> str:
-        """ISO 8601 in UTC with milliseconds of ``millis`` since the epoch."""
-        seconds, rest = divmod(millis, 1000)
-        if seconds != self._second:
-            self._second = seconds
-            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        return f"{self._second_text}.{rest:03d}Z"
+    def _second_text(self, second: int) -> str:
+        """The end of the line before, and the start of a line up to its timestamp's second."""
+        return self._line_end + LINE_START + time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
     def render(self, values: list) -> bytes:
         """The JSON lines of the recorded requests, in their order."""
@@ -362,15 +382,66 @@ class AccessLogMiddleware(BaseMiddleware):
         finished = np.array(values[0::step], dtype=np.float64)
         started = np.array(values[1::step], dtype=np.float64)
         offset = self.clock() - perf_counter()  # re-read at every flush: the clock may be set or slewed
-        millis, which = np.unique(((finished + offset) * 1000).astype(np.int64), return_inverse=True)
-        texts = [self._timestamp(ms) for ms in millis.tolist()]
-        stamps = [texts[0]] * len(finished) if len(texts) == 1 else itemgetter(*which.tolist())(texts)
-        # Microseconds, as milliseconds with three decimals.
-        durations = (((finished - started) * 1e6).astype(np.int64) / 1000).tolist()
+        millis = ((finished + offset) * 1000).astype(np.int64)  # the wall-clock time, in ms
+        micros = ((finished - started) * 1e6).astype(np.int64)  # shown as ms, three decimals
+        clients, methods, routes = values[2::step], values[3::step], values[6::step]
+        paths = _truncated(values[4::step], MAX_LOGGED_URL_PART)
+        queries = _truncated(values[5::step], MAX_LOGGED_URL_PART)
+        agents = _truncated(values[9::step], MAX_LOGGED_USER_AGENT)
+        try:
+            # orjson writes a string as its UTF-8 bytes unless a character needs escaping, and
+            # every escape has a backslash; it refuses what is not valid Unicode.
+            plain = b"\\" not in orjson.dumps([clients, methods, paths, queries, routes, agents])
+        except TypeError:  # orjson.JSONEncodeError
+            plain = False
+        if not plain:
+            return self._render_objects(values, millis.tolist(), micros.tolist())
+        # No string needs escaping: the lines are the fixed text around the values as they
+        # are, joined once, all in C (no Python call per line).
+        seconds, thousandths = np.divmod(millis, 1000)
+        whole, fraction = np.divmod(micros, 1000)
+        pieces = self._template * len(clients)
+        first, last = int(seconds[0]), int(seconds[-1])
+        if first == last:  # a batch within one second (it is written once a second, or sooner)
+            pieces[0::LINE_PIECES] = [self._seconds[first]] * len(clients)
+        else:
+            pieces[0::LINE_PIECES] = map(self._seconds.__getitem__, seconds.tolist())
+        pieces[1::LINE_PIECES] = map(MILLIS_THEN_CLIENT.__getitem__, thousandths.tolist())
+        pieces[2::LINE_PIECES] = clients
+        pieces[4::LINE_PIECES] = methods
+        pieces[6::LINE_PIECES] = paths
+        pieces[8::LINE_PIECES] = queries
+        pieces[10::LINE_PIECES] = routes
+        numbers = self._numbers.__getitem__
+        pieces[12::LINE_PIECES] = map(numbers, values[7::step])  # status
+        pieces[14::LINE_PIECES] = map(numbers, values[8::step])  # bytes
+        pieces[16::LINE_PIECES] = map(numbers, whole.tolist())  # whole milliseconds
+        pieces[17::LINE_PIECES] = map(DECIMALS_THEN_USER_AGENT.__getitem__, fraction.tolist())
+        pieces[18::LINE_PIECES] = agents
+        pieces[0] = pieces[0][len(self._line_end) :]  # no line before the first
+        pieces.append(self._line_end)
+        try:
+            text = "".join(pieces)
+        except TypeError:  # a value that is not a string (from another request source): orjson's way
+            return self._render_objects(values, millis.tolist(), micros.tolist())
+        return text.encode()
+
+    def _timestamp(self, millis: int) -> str:
+        """ISO 8601 in UTC with milliseconds of ``millis`` since the epoch."""
+        seconds, rest = divmod(millis, 1000)
+        if seconds != self._second:
+            self._second = seconds
+            self._second_stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        return f"{self._second_stamp}.{rest:03d}Z"
+
+    def _render_objects(self, values: list, millis: list[int], micros: list[int]) -> bytes:
+        """The lines of a batch with a string to escape (or one that is not valid Unicode):
+        one dict per line and one ``orjson.dumps`` of the whole batch."""
+        step = self.RECORD
         pid = self.pid
         lines = [
             {
-                "ts": ts,
+                "ts": self._timestamp(ms),
                 "client": client,
                 "method": method,
                 "path": path,
@@ -378,12 +449,12 @@ class AccessLogMiddleware(BaseMiddleware):
                 "route": route,
                 "status": status,
                 "bytes": size,
-                "duration_ms": duration,
+                "duration_ms": us / 1000,
                 "user_agent": user_agent,
                 "pid": pid,
             }
-            for ts, client, method, path, query, route, status, size, duration, user_agent in zip(
-                stamps,
+            for ms, client, method, path, query, route, status, size, us, user_agent in zip(
+                millis,
                 values[2::step],
                 values[3::step],
                 _truncated(values[4::step], MAX_LOGGED_URL_PART),
@@ -391,7 +462,7 @@ class AccessLogMiddleware(BaseMiddleware):
                 values[6::step],
                 values[7::step],
                 values[8::step],
-                durations,
+                micros,
                 _truncated(values[9::step], MAX_LOGGED_USER_AGENT),
                 strict=True,
             )
@@ -404,6 +475,24 @@ class AccessLogMiddleware(BaseMiddleware):
         except TypeError:  # orjson.JSONEncodeError: keep every line that can be written
             return _each_line(lines)
         return data[1:-1].replace(b'},{"ts":', b'}\n{"ts":') + b"\n"
+
+
+class _Texts(dict):
+    """A value's text in a line, made once by ``make`` and kept (at most ``limit`` of them)."""
+
+    __slots__ = ("limit", "make")
+
+    def __init__(self, make: Callable[[Any], str], limit: int = 1024) -> None:
+        super().__init__()
+        self.make = make
+        self.limit = limit
+
+    def __missing__(self, key: Any) -> str:
+        text = self.make(key)
+        if len(self) >= self.limit:
+            self.clear()
+        self[key] = text
+        return text
 
 
 def _truncated(texts: list[str], limit: int) -> list[str]:
