@@ -31,7 +31,13 @@ import numpy as np
 from music_platform.recommender.cold_start import cold_start_split, evaluate_cold_start
 from music_platform.recommender.hetrec import leak_free_side_features, load_hetrec_lastfm
 from music_platform.recommender.lightfm_model import train_lightfm
-from music_platform.recommender.models import train_als, train_cooccurrence, train_ease, train_popularity
+from music_platform.recommender.models import (
+    train_als,
+    train_cooccurrence,
+    train_ease,
+    train_popularity,
+    train_tag_similarity,
+)
 from music_platform.recommender.training import (
     PRODUCTION,
     BlendParams,
@@ -77,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             "ease": lambda data=kept: train_ease(data, blend.ease),
             "lightfm": lambda data=kept: train_lightfm(data, blend.lightfm),
             "cooccurrence": lambda data=kept: train_cooccurrence(data, blend.cooccurrence),
+            "tags": lambda data=kept: train_tag_similarity(data, blend.tags),
         }
         fitted = {name: trainers[name]() for name in chosen if name in trainers}
         if "blend" in chosen:  # the blend's components at its own params, reusing fits where they agree
