@@ -492,7 +492,8 @@ def tune_cold_mix(data_dir: Path, seeds: list[int], rows: list[dict]) -> None:
         kept, named, rest = cold_start_split(dataset, fraction=0.1, n_named=5, seed=seed)
         kept = leak_free_side_features(kept, kept.with_interactions(np.zeros(kept.n_interactions, dtype=bool)))
         users = np.full(named.shape[0], -1)
-        lightfm = train_lightfm(kept, blend.lightfm).scorer
+        # The mix served in round two folded new listeners into LightFM by the mean (FactorScorer).
+        lightfm = replace(train_lightfm(kept, blend.lightfm).scorer, fold_in="mean")
         norms = np.linalg.norm(lightfm.user_vectors, axis=1)
         typical_norm = float(np.median(norms[norms > 0]))  # the mean fold-in's length (FactorScorer)
         cooccurrence = train_cooccurrence(kept, blend.cooccurrence).scorer
@@ -653,25 +654,6 @@ def _mean_fold_in(lightfm, weights: sp.csr_matrix, norm: float) -> np.ndarray:
     return vectors @ lightfm.item_embeddings.T + lightfm.item_bias[None, :]
 
 
-def _softmax_fold_in(lightfm, named: sp.csr_matrix, norm: float, l2: float, steps: int = 10) -> np.ndarray:
-    """LightFM fold-in by gradient ascent on the user vector (item embeddings fixed): the
-    log-likelihood of the named items under a softmax over all items, pulled towards the mean
-    fold-in by ``l2``; step size 0.5."""
-    items = lightfm.item_embeddings.astype(np.float64)
-    bias = lightfm.item_bias.astype(np.float64)
-    share = sp.csr_matrix(named.multiply(1.0 / named.sum(axis=1)))
-    target = np.asarray(share @ items)
-    start = target * (norm / np.linalg.norm(target, axis=1, keepdims=True))
-    vectors = start.copy()
-    for _ in range(steps):
-        logits = vectors @ items.T + bias[None, :]
-        logits -= logits.max(axis=1, keepdims=True)
-        prob = np.exp(logits)
-        prob /= prob.sum(axis=1, keepdims=True)
-        vectors += 0.5 * (target - prob @ items - l2 * (vectors - start))
-    return (vectors @ items.T + bias[None, :]).astype(np.float32)
-
-
 def _naive_bayes(kept, named: sp.csr_matrix, smoothing: float, prior_power: float) -> np.ndarray:
     """Σ over the named artists i of log P(j in a library | i among its 10 most played), smoothed
     towards P(j) by ``smoothing`` listeners, minus ``prior_power`` × (named count) × log P(j)."""
@@ -728,7 +710,9 @@ def tune_cold_three(data_dir: Path, seeds: list[int], rows: list[dict]) -> None:
             shuffled.data[lo:hi] = rng.permutation(shuffled.data[lo:hi])
         kept = leak_free_side_features(kept, kept.with_interactions(np.zeros(kept.n_interactions, dtype=bool)))
         users = np.full(named.shape[0], -1)
-        lightfm = train_lightfm(kept, blend.lightfm).scorer
+        served_lightfm = train_lightfm(kept, blend.lightfm).scorer
+        # The reference is the mix served before this round: LightFM's mean fold-in.
+        lightfm = replace(served_lightfm, fold_in="mean")
         norms = np.linalg.norm(lightfm.user_vectors, axis=1)
         typical_norm = float(np.median(norms[norms > 0]))
         cooccurrence = train_cooccurrence(kept, blend.cooccurrence).scorer
@@ -749,8 +733,8 @@ def tune_cold_three(data_dir: Path, seeds: list[int], rows: list[dict]) -> None:
             "ease": train_ease(kept, blend.ease).scorer.raw_score(users, named),
             "popularity": np.broadcast_to(np.log1p(pop).astype(np.float32), (len(users), kept.n_items)),
             "tags": _tag_similarity(kept, named),
-            "softmax fold-in": _softmax_fold_in(lightfm, named, typical_norm, 1.0),
-            "softmax fold-in l2 0.3": _softmax_fold_in(lightfm, named, typical_norm, 0.3),
+            "softmax fold-in": replace(lightfm, fold_in="softmax", fold_in_l2=1.0).score(users, named),
+            "softmax fold-in l2 0.3": replace(lightfm, fold_in="softmax", fold_in_l2=0.3).score(users, named),
             "lightfm cosine": np.asarray(named @ unit) @ unit.T,
             "naive bayes": _naive_bayes(kept, named, 50.0, 0.6),
             "ease 1000": _ease_scores(kept, named, 1000.0),
