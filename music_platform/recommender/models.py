@@ -131,19 +131,21 @@ class FactorScorer:
         likelihood's positive part). Item embeddings are fixed; a few steps per request."""
         # Versions pickled before the softmax fold-in existed never get here (their fold_in is "mean").
         l2, steps = float(getattr(self, "fold_in_l2", 1.0)), int(getattr(self, "fold_in_steps", 10))
-        items = self.item_embeddings.astype(np.float64)
-        bias = self.item_bias.astype(np.float64)
-        begin = start.astype(np.float64)
-        vectors = begin.copy()
-        target = target.astype(np.float64)
-        for _ in range(steps):
-            logits = vectors @ items.T + bias[None, :]
-            logits -= logits.max(axis=1, keepdims=True)
-            prob = np.exp(logits)
-            prob /= prob.sum(axis=1, keepdims=True)
-            vectors += 0.5 * (target - prob @ items - l2 * (vectors - begin))
+        items, bias = self.item_embeddings, self.item_bias
+        vectors = start.astype(np.float32, copy=True)
+        # Rows in chunks: one chunk's rows × items probabilities at a time (≤ 256 × items floats).
+        for lo in range(0, len(vectors), 256):
+            begin = start[lo : lo + 256].astype(np.float32)
+            chunk = begin.copy()
+            for _ in range(steps):
+                logits = chunk @ items.T + bias[None, :]
+                logits -= logits.max(axis=1, keepdims=True)
+                prob = np.exp(logits)
+                prob /= prob.sum(axis=1, keepdims=True)
+                chunk += 0.5 * (target[lo : lo + 256] - prob @ items - l2 * (chunk - begin))
+            vectors[lo : lo + 256] = chunk
         vectors[~played] = 0.0  # no history: no vector (the caller's popularity answer)
-        return vectors.astype(np.float32)
+        return vectors
 
     def user_batch_vectors(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
         vectors = np.empty((len(users), self.user_vectors.shape[1]), dtype=np.float32)
