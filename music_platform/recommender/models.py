@@ -130,9 +130,19 @@ class FactorScorer:
         − ``fold_in_l2``/2 · ‖v − start‖² (``target`` is the played items' mean embedding, the
         likelihood's positive part). Item embeddings are fixed; a few steps per request."""
         # Versions pickled before the softmax fold-in existed never get here (their fold_in is "mean").
+        from threadpoolctl import threadpool_limits  # a dependency of implicit
+
         l2, steps = float(getattr(self, "fold_in_l2", 1.0)), int(getattr(self, "fold_in_steps", 10))
-        items, bias = self.item_embeddings, self.item_bias
         vectors = start.astype(np.float32, copy=True)
+        # A request folds in one listener: its matrix-vector products are too small for BLAS
+        # threads, which only spin (on 2 busy cores ~6× the CPU time of one thread).
+        with threadpool_limits(1 if len(vectors) <= 16 else None, "blas"):
+            self._softmax_steps(vectors, target, start, l2, steps)
+        vectors[~played] = 0.0  # no history: no vector (the caller's popularity answer)
+        return vectors
+
+    def _softmax_steps(self, vectors: np.ndarray, target: np.ndarray, start: np.ndarray, l2: float, steps: int) -> None:
+        items, bias = self.item_embeddings, self.item_bias
         # Rows in chunks: one chunk's rows × items probabilities at a time (≤ 256 × items floats).
         for lo in range(0, len(vectors), 256):
             begin = start[lo : lo + 256].astype(np.float32)
@@ -144,8 +154,6 @@ class FactorScorer:
                 prob /= prob.sum(axis=1, keepdims=True)
                 chunk += 0.5 * (target[lo : lo + 256] - prob @ items - l2 * (chunk - begin))
             vectors[lo : lo + 256] = chunk
-        vectors[~played] = 0.0  # no history: no vector (the caller's popularity answer)
-        return vectors
 
     def user_batch_vectors(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
         vectors = np.empty((len(users), self.user_vectors.shape[1]), dtype=np.float32)
