@@ -691,12 +691,13 @@ COLDTHREE_CANDIDATE = {"softmax fold-in": 0.8, "als": 0.15, "cooccurrence": 0.1,
 
 def tune_cold_three(data_dir: Path, seeds: list[int], rows: list[dict]) -> None:
     """Round three of the cold start (2026-12-08), pooled over the cold-start splits of the given
-    seeds, paired per listener against the served mix (LightFM 0.8 + ALS 0.1 + top-artist
-    co-occurrence 0.1): the naming order of the five artists (most played first, and a shuffled
-    control), a softmax fold-in of the LightFM user vector, LightFM item-item cosine, popularity
-    damping per component, a naive-Bayes combination of the top-artist co-occurrence, a prior
-    scaled by how popular the named artists are, EASE with a larger λ, a greedy forward selection
-    over them (tuning seeds only) and ``COLDTHREE_CANDIDATE``, the mix that selection chose."""
+    seeds, paired per listener against the path served before it (LightFM's mean fold-in; LightFM
+    0.8 + ALS 0.1 + top-artist co-occurrence 0.1): the naming order of the five artists (most
+    played first, and a shuffled control), a softmax fold-in of the LightFM user vector, LightFM
+    item-item cosine, popularity damping per component, a naive-Bayes combination of the
+    top-artist co-occurrence, a prior scaled by how popular the named artists are, EASE with a
+    larger λ, a greedy forward selection over them (tuning seeds only) and
+    ``COLDTHREE_CANDIDATE``, the mix that selection chose."""
     dataset = load_hetrec_lastfm(data_dir)
     blend = BlendParams()
     rng = np.random.default_rng(0)
