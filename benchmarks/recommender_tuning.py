@@ -807,6 +807,8 @@ def tune_cold_three(data_dir: Path, seeds: list[int], rows: list[dict]) -> None:
         "softmax fold-in (l2 0.3) instead of the mean fold-in", {**served, "lightfm": 0, "softmax fold-in l2 0.3": 0.8}
     )
     report("softmax fold-in (l2 0.3) alone", {"softmax fold-in l2 0.3": 1.0})
+    report("LightFM alone, mean fold-in", {"lightfm": 1.0})
+    report("LightFM alone, softmax fold-in (l2 1)", {"softmax fold-in": 1.0})
     report("lightfm item cosine 0.1 from lightfm", {**served, "lightfm": 0.7, "lightfm cosine": 0.1})
     report("lightfm item cosine instead of lightfm", {**served, "lightfm": 0, "lightfm cosine": 0.8})
     for name in ("lightfm", "als", "cooccurrence"):
