@@ -12,8 +12,9 @@ data, the winner refitted on all of it). Tag features never include the new list
 assignments. Reported: P@10 / NDCG@10 (mean ± std over seeds), the per-user standard error, the
 ratio to popularity (targets: ≥ 1.5×; the production model ≥ 2.5×) and the paired per-listener
 difference to popularity. ``production-previous-mix`` is the same served model with the cold-start
-mix it had before the top-artist co-occurrence (LightFM 0.9 + ALS 0.1); with both, each seed also
-prints their paired difference. ``--models`` measures a subset (popularity always).
+path it had before round three (LightFM's mean fold-in; LightFM 0.8 + ALS 0.1 + top-artist
+co-occurrence 0.1, no tag similarity); with both, each seed also prints their paired difference.
+``--models`` measures a subset (popularity always).
 
     .venv/bin/python benchmarks/recommender_cold_start.py \
         --data-dir /work/shared/data/hetrec2011-lastfm-2k --seeds 11,12,13 \
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +33,14 @@ import numpy as np
 from music_platform.recommender.cold_start import cold_start_split, evaluate_cold_start
 from music_platform.recommender.hetrec import leak_free_side_features, load_hetrec_lastfm
 from music_platform.recommender.lightfm_model import train_lightfm
-from music_platform.recommender.models import train_als, train_cooccurrence, train_ease, train_popularity
+from music_platform.recommender.models import (
+    TrainedModel,
+    train_als,
+    train_cooccurrence,
+    train_ease,
+    train_popularity,
+    train_tag_similarity,
+)
 from music_platform.recommender.training import (
     PRODUCTION,
     BlendParams,
@@ -41,9 +50,21 @@ from music_platform.recommender.training import (
 )
 
 MODELS = ("popularity", "als", "ease", "lightfm", "blend", "production", "production-previous-mix")
-# The cold-start mix before the top-artist co-occurrence (2026-12-07): measured on the production
-# model's own fitted components, so the paired difference isolates the mix.
-PREVIOUS_COLD_MIX = {"lightfm": 0.9, "als": 0.1}
+# The cold-start path before round three (2026-12-08): measured on the production model's own
+# fitted components, so the paired difference isolates the fold-in and the mix.
+PREVIOUS_COLD_MIX = {"lightfm": 0.8, "als": 0.1, "cooccurrence": 0.1}
+
+
+def previous_cold_start(served: TrainedModel) -> TrainedModel:
+    """``served`` with round two's cold start: the previous mix, LightFM folding in by the mean."""
+    variant = with_cold_start_weights(served, PREVIOUS_COLD_MIX)
+    scorer = variant.scorer
+    components = [
+        replace(c, fold_in="mean") if name == "lightfm" else c
+        for name, c in zip(scorer.names, scorer.components, strict=True)
+    ]
+    variant.scorer = replace(scorer, components=components)
+    return variant
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             "ease": lambda data=kept: train_ease(data, blend.ease),
             "lightfm": lambda data=kept: train_lightfm(data, blend.lightfm),
             "cooccurrence": lambda data=kept: train_cooccurrence(data, blend.cooccurrence),
+            "tags": lambda data=kept: train_tag_similarity(data, blend.tags),
         }
         fitted = {name: trainers[name]() for name in chosen if name in trainers}
         if "blend" in chosen:  # the blend's components at its own params, reusing fits where they agree
@@ -88,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             if "production" in chosen:
                 fitted["production"] = served
             if "production-previous-mix" in chosen and served.kind == "blend":
-                fitted["production-previous-mix"] = with_cold_start_weights(served, PREVIOUS_COLD_MIX)
+                fitted["production-previous-mix"] = previous_cold_start(served)
         seed_precision: dict[str, np.ndarray] = {}
         for name, model in fitted.items():
             per_user: dict[str, np.ndarray] = {}

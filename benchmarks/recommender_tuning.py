@@ -18,7 +18,10 @@ scores cold-start mixes on each seed's cold-start split (new listeners naming fi
 ``coldnew`` adds models trained for the cold-start task (top-artist co-occurrence, (E)DLAE, item-kNN)
 to the cold-start mix; ``coldmix`` is round two of the cold-start mix (normalisations, weights of
 the named artists, tag similarity, a LightFM trained on listeners' top artists, a weight grid),
-pooled over the seeds; ``prior`` scores the blend's warm popularity weight (a penalty when negative).
+pooled over the seeds; ``coldthree`` is round three (the naming order of the five artists, LightFM
+fold-ins, popularity damping, naive Bayes, EASE λ 1000, a greedy forward selection on tuning seeds
+101-104 only, and its pre-declared candidate, scored unchanged on any other seeds); ``prior``
+scores the blend's warm popularity weight (a penalty when negative).
 Run them one seed at a time on a shared machine (``--seeds 101``, then ``--seeds 102``).
 """
 
@@ -44,6 +47,7 @@ from music_platform.recommender.models import (
     CooccurrenceParams,
     EaseParams,
     EaseScorer,
+    _ease_weights,
     _standardise_rows,
     top_items_per_user,
     train_als,
@@ -51,7 +55,7 @@ from music_platform.recommender.models import (
     train_ease,
 )
 from music_platform.recommender.scoring import mask_items, top_k
-from music_platform.recommender.splits import split_holdout
+from music_platform.recommender.splits import split_holdout, split_users
 from music_platform.recommender.training import BlendParams, blend_models
 
 
@@ -488,7 +492,8 @@ def tune_cold_mix(data_dir: Path, seeds: list[int], rows: list[dict]) -> None:
         kept, named, rest = cold_start_split(dataset, fraction=0.1, n_named=5, seed=seed)
         kept = leak_free_side_features(kept, kept.with_interactions(np.zeros(kept.n_interactions, dtype=bool)))
         users = np.full(named.shape[0], -1)
-        lightfm = train_lightfm(kept, blend.lightfm).scorer
+        # The mix served in round two folded new listeners into LightFM by the mean (FactorScorer).
+        lightfm = replace(train_lightfm(kept, blend.lightfm).scorer, fold_in="mean")
         norms = np.linalg.norm(lightfm.user_vectors, axis=1)
         typical_norm = float(np.median(norms[norms > 0]))  # the mean fold-in's length (FactorScorer)
         cooccurrence = train_cooccurrence(kept, blend.cooccurrence).scorer
@@ -621,6 +626,235 @@ def tune_cold_mix(data_dir: Path, seeds: list[int], rows: list[dict]) -> None:
         print(f"    {config['mix']}: paired {config['paired_diff']:+.4f} ± {config['paired_se']:.4f}")
 
 
+def _named_ranks(dataset, seed: int, named: sp.csr_matrix) -> sp.csr_matrix:
+    """``named`` with each listener's naming order as data (1 = most played), by the very rule
+    ``cold_start_split`` uses to pick the named artists (most played first, ties by item index)."""
+    _, held = split_users(dataset, fraction=0.1, seed=seed)
+    counts = held.play_counts
+    rows, cols, ranks = [], [], []
+    for row, user in enumerate(np.flatnonzero(np.diff(counts.indptr) > 5)):
+        lo, hi = counts.indptr[user], counts.indptr[user + 1]
+        items, plays = counts.indices[lo:hi], counts.data[lo:hi]
+        first = items[np.lexsort((items, -plays))[:5]]
+        rows += [row] * len(first)
+        cols += list(first)
+        ranks += list(range(1, len(first) + 1))
+    ranked = sp.csr_matrix((np.asarray(ranks, np.float32), (rows, cols)), shape=named.shape)
+    if (ranked != 0).sum() != named.nnz or ((ranked != 0) != (named != 0)).nnz:
+        raise AssertionError("the naming order does not match cold_start_split's named artists")
+    return ranked
+
+
+def _mean_fold_in(lightfm, weights: sp.csr_matrix, norm: float) -> np.ndarray:
+    """LightFM's cold-start fold-in (``FactorScorer``, the mean of the named items' embeddings at
+    the typical user norm) with per-item ``weights``."""
+    weights = sp.csr_matrix(weights.multiply(1.0 / weights.sum(axis=1)))
+    vectors = np.asarray(weights @ lightfm.item_embeddings, dtype=np.float32)
+    vectors *= norm / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors @ lightfm.item_embeddings.T + lightfm.item_bias[None, :]
+
+
+def _naive_bayes(kept, named: sp.csr_matrix, smoothing: float, prior_power: float) -> np.ndarray:
+    """Σ over the named artists i of log P(j in a library | i among its 10 most played), smoothed
+    towards P(j) by ``smoothing`` listeners, minus ``prior_power`` × (named count) × log P(j)."""
+    library = kept.interactions.astype(np.float32).tocsr()
+    library.data[:] = 1.0
+    favourites = top_items_per_user(kept.play_counts, 10)
+    sources = np.unique(named.indices)
+    together = np.asarray((favourites[:, sources].T @ library).todense(), dtype=np.float64)
+    favoured = np.asarray(favourites[:, sources].sum(axis=0)).ravel().astype(np.float64)
+    base = (np.asarray(library.sum(axis=0)).ravel() + 0.5) / (library.shape[0] + 1.0)
+    log_conditional = np.log((together + smoothing * base[None, :]) / (favoured[:, None] + smoothing))
+    slot = {item: k for k, item in enumerate(sources)}
+    out = np.zeros(named.shape, dtype=np.float32)
+    for row, items in enumerate(_named_rows(named)):
+        picked = [slot[i] for i in items]
+        out[row] = log_conditional[picked].sum(axis=0) - prior_power * len(picked) * np.log(base)
+    return out
+
+
+def _ease_scores(kept, named: sp.csr_matrix, l2: float) -> np.ndarray:
+    """EASE with ``l2`` over the items with ≥ 2 training listeners (dense weights), zero elsewhere."""
+    active = np.flatnonzero(kept.item_user_counts >= 2)
+    library = kept.interactions[:, active].astype(np.float32).tocsr()
+    library.data[:] = 1.0
+    out = np.zeros(named.shape, dtype=np.float32)
+    out[:, active] = named[:, active].astype(np.float32) @ _ease_weights(library, l2)
+    return out
+
+
+# The mix the coldthree stage's greedy search chose on tuning seeds 101-104 (2026-12-08), scored
+# unchanged on any other seeds as the round's one pre-declared candidate.
+COLDTHREE_TUNING_SEEDS = (101, 102, 103, 104)
+COLDTHREE_CANDIDATE = {"softmax fold-in": 0.8, "als": 0.15, "cooccurrence": 0.1, "tags": 0.05}
+
+
+def tune_cold_three(data_dir: Path, seeds: list[int], rows: list[dict]) -> None:
+    """Round three of the cold start (2026-12-08), pooled over the cold-start splits of the given
+    seeds, paired per listener against the path served before it (LightFM's mean fold-in; LightFM
+    0.8 + ALS 0.1 + top-artist co-occurrence 0.1): the naming order of the five artists (most
+    played first, and a shuffled control), a softmax fold-in of the LightFM user vector, LightFM
+    item-item cosine, popularity damping per component, a naive-Bayes combination of the
+    top-artist co-occurrence, a prior scaled by how popular the named artists are, EASE with a
+    larger λ, a greedy forward selection over them (tuning seeds only) and
+    ``COLDTHREE_CANDIDATE``, the mix that selection chose."""
+    dataset = load_hetrec_lastfm(data_dir)
+    blend = BlendParams()
+    rng = np.random.default_rng(0)
+    splits = []
+    for seed in seeds:
+        kept, named, rest = cold_start_split(dataset, fraction=0.1, n_named=5, seed=seed)
+        ranks = _named_ranks(dataset, seed, named)
+        shuffled = ranks.copy()
+        for row in range(shuffled.shape[0]):
+            lo, hi = shuffled.indptr[row], shuffled.indptr[row + 1]
+            shuffled.data[lo:hi] = rng.permutation(shuffled.data[lo:hi])
+        kept = leak_free_side_features(kept, kept.with_interactions(np.zeros(kept.n_interactions, dtype=bool)))
+        users = np.full(named.shape[0], -1)
+        served_lightfm = train_lightfm(kept, blend.lightfm).scorer
+        # The reference is the mix served before this round: LightFM's mean fold-in.
+        lightfm = replace(served_lightfm, fold_in="mean")
+        norms = np.linalg.norm(lightfm.user_vectors, axis=1)
+        typical_norm = float(np.median(norms[norms > 0]))
+        cooccurrence = train_cooccurrence(kept, blend.cooccurrence).scorer
+
+        def cooccurrence_input(weights: sp.csr_matrix, cooccurrence=cooccurrence) -> np.ndarray:
+            out = np.zeros(weights.shape, dtype=np.float32)
+            out[:, cooccurrence.active_items] = (
+                weights[:, cooccurrence.active_items].astype(np.float32) @ cooccurrence.weights
+            ).toarray()
+            return out
+
+        pop = kept.item_user_counts.astype(np.float64)
+        unit = lightfm.item_embeddings / np.linalg.norm(lightfm.item_embeddings, axis=1, keepdims=True)
+        raw = {
+            "lightfm": lightfm.score(users, named),
+            "als": train_als(kept, blend.als).scorer.score(users, named),
+            "cooccurrence": cooccurrence.raw_score(users, named),
+            "ease": train_ease(kept, blend.ease).scorer.raw_score(users, named),
+            "popularity": np.broadcast_to(np.log1p(pop).astype(np.float32), (len(users), kept.n_items)),
+            "tags": _tag_similarity(kept, named),
+            "softmax fold-in": replace(lightfm, fold_in="softmax", fold_in_l2=1.0).score(users, named),
+            "softmax fold-in l2 0.3": replace(lightfm, fold_in="softmax", fold_in_l2=0.3).score(users, named),
+            "lightfm cosine": np.asarray(named @ unit) @ unit.T,
+            "naive bayes": _naive_bayes(kept, named, 50.0, 0.6),
+            "ease 1000": _ease_scores(kept, named, 1000.0),
+        }
+        for label, order in (("order", ranks), ("shuffled", shuffled)):
+            for power in (0.5, 1.0):
+                weights = order.copy()
+                weights.data = weights.data**-power
+                raw[f"lightfm {label}^-{power}"] = _mean_fold_in(lightfm, weights, typical_norm)
+                raw[f"cooccurrence {label}^-{power}"] = cooccurrence_input(weights)
+        z = {name: _standardise_rows(np.array(scores)) for name, scores in raw.items()}
+        for name in ("lightfm", "als", "cooccurrence", "ease"):
+            z[f"{name} damped"] = _standardise_rows(z[name] - 0.1 * z["popularity"])
+        log_pop = np.log1p(pop)
+        seed_pop = np.asarray(named @ ((log_pop - log_pop.mean()) / log_pop.std())).ravel() / 5
+        splits.append((z, named, rest, seed_pop))
+        print(f"coldthree: seed {seed} fitted ({named.shape[0]} new listeners)", flush=True)
+    mean_seed_pop = float(np.mean(np.concatenate([s[3] for s in splits])))
+
+    def precision(weights: dict[str, float], adaptive: float = 0.0) -> np.ndarray:
+        values = []
+        for z, named, rest, seed_pop in splits:
+            total = sum(w * z[name] for name, w in weights.items() if w)
+            if adaptive:
+                total = total + adaptive * (seed_pop - mean_seed_pop)[:, None] * z["popularity"]
+            items, _ = top_k(np.ascontiguousarray(total, dtype=np.float32), 10, exclude=named)
+            values.append(ranking_metrics(items, rest, 10)["precision"])
+        return np.concatenate(values)
+
+    served = {"lightfm": 0.8, "als": 0.1, "cooccurrence": 0.1}
+    reference = precision(served)
+    sizes = [s[1].shape[0] for s in splits]
+
+    def report(label: str, weights: dict[str, float], adaptive: float = 0.0, quiet: bool = False) -> dict:
+        got = precision(weights, adaptive)
+        diff = got - reference
+        per_seed = [float(np.nanmean(part)) for part in np.split(diff, np.cumsum(sizes)[:-1])]
+        values = {"precision@10": float(np.nanmean(got)), "ndcg@10": float("nan"), "fit_seconds": 0.0}
+        config = {
+            "seeds": seeds,
+            "mix": label,
+            "per_user_se": round(float(np.nanstd(got, ddof=1) / np.sqrt(len(got))), 4),
+            "paired_diff": round(float(np.nanmean(diff)), 4),
+            "paired_se": round(float(np.nanstd(diff, ddof=1) / np.sqrt(len(diff))), 4),
+            "paired_per_seed": [round(x, 4) for x in per_seed],
+        }
+        if quiet:
+            rows.append({"stage": "coldthree", "config": config, **values})
+        else:
+            score([values], "coldthree", config, rows)
+        return config
+
+    report("served: lightfm 0.8 als 0.1 cooccurrence 0.1", served)
+    report("popularity", {"popularity": 1.0})
+    for label in ("order", "shuffled"):
+        for power in (0.5, 1.0):
+            report(
+                f"named artists weighted by naming {label} rank^-{power}: lightfm and co-occurrence",
+                {
+                    **served,
+                    "lightfm": 0,
+                    "cooccurrence": 0,
+                    f"lightfm {label}^-{power}": 0.8,
+                    f"cooccurrence {label}^-{power}": 0.1,
+                },
+            )
+    report("softmax fold-in (l2 1) instead of the mean fold-in", {**served, "lightfm": 0, "softmax fold-in": 0.8})
+    report(
+        "softmax fold-in (l2 0.3) instead of the mean fold-in", {**served, "lightfm": 0, "softmax fold-in l2 0.3": 0.8}
+    )
+    report("softmax fold-in (l2 0.3) alone", {"softmax fold-in l2 0.3": 1.0})
+    report("LightFM alone, mean fold-in", {"lightfm": 1.0})
+    report("LightFM alone, softmax fold-in (l2 1)", {"softmax fold-in": 1.0})
+    report("lightfm item cosine 0.1 from lightfm", {**served, "lightfm": 0.7, "lightfm cosine": 0.1})
+    report("lightfm item cosine instead of lightfm", {**served, "lightfm": 0, "lightfm cosine": 0.8})
+    for name in ("lightfm", "als", "cooccurrence"):
+        report(f"{name} damped by 0.1 z(log popularity)", {**served, name: 0, f"{name} damped": served[name]})
+    report("ease damped by 0.1 z(log popularity), 0.05 added", {**served, "ease damped": 0.05})
+    report(
+        "naive bayes (smoothing 50, prior power 0.6) 0.2 from lightfm", {**served, "lightfm": 0.6, "naive bayes": 0.2}
+    )
+    report("naive bayes alone", {"naive bayes": 1.0})
+    report("EASE λ 1000 0.1 from lightfm", {**served, "lightfm": 0.7, "ease 1000": 0.1})
+    report("EASE λ 1000 alone", {"ease 1000": 1.0})
+    for adaptive in (0.05, 0.1, -0.05):
+        report(f"popularity prior {adaptive} × (named artists' popularity − mean)", served, adaptive=adaptive)
+    report(
+        "the round's candidate: " + ", ".join(f"{n} {w}" for n, w in COLDTHREE_CANDIDATE.items()), COLDTHREE_CANDIDATE
+    )
+    if not set(seeds) <= set(COLDTHREE_TUNING_SEEDS):
+        return  # other seeds confirm the pre-declared candidate: nothing is selected on them
+    current, best = dict(served), 0.0
+    options = {
+        "ease damped": (0.05, 0.1),
+        "lightfm cosine": (0.05, 0.1),
+        "naive bayes": (0.1, 0.2),
+        "tags": (0.05, 0.1),
+        "popularity": (-0.05, -0.1),
+        "als": (0.05, 0.15),
+        "cooccurrence": (0.05, 0.15),
+    }
+    for step in range(4):
+        trials = []
+        for name, values in options.items():
+            for value in values:
+                for base in ("lightfm", "softmax fold-in"):
+                    weights = {**current, name: value}
+                    if base == "softmax fold-in" and "lightfm" in weights:
+                        weights["softmax fold-in"] = weights.pop("lightfm")
+                    trials.append((report(f"greedy step {step}: {weights}", weights, quiet=True), weights))
+        config, weights = max(trials, key=lambda t: t[0]["paired_diff"])
+        print(
+            f"coldthree: greedy step {step}: {weights} paired {config['paired_diff']:+.4f} ± {config['paired_se']:.4f}"
+        )
+        if config["paired_diff"] <= best + 0.0005:
+            break
+        current, best = weights, config["paired_diff"]
+
+
 def _gauss_rank(scores: np.ndarray) -> np.ndarray:
     """Each row's ranks mapped to standard normal quantiles (a rank-based normalisation)."""
     from scipy.special import ndtri
@@ -645,7 +879,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stage",
         default="all",
-        choices=["all", "ease", "als", "lightfm", "blend", "grid", "fusion", "cold", "coldnew", "coldmix", "prior"],
+        choices=[
+            "all",
+            "ease",
+            "als",
+            "lightfm",
+            "blend",
+            "grid",
+            "fusion",
+            "cold",
+            "coldnew",
+            "coldmix",
+            "coldthree",
+            "prior",
+        ],
     )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -667,6 +914,7 @@ def main(argv: list[str] | None = None) -> int:
             "cold": tune_cold,
             "coldnew": tune_cold_models,
             "coldmix": tune_cold_mix,
+            "coldthree": tune_cold_three,
             "prior": tune_prior,
         }
         stage_functions[stage](args.data_dir, seeds, rows)

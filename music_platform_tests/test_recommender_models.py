@@ -561,3 +561,92 @@ def test_cooccurrence_of_an_empty_catalogue_is_empty():
 
     empty = sp.csr_matrix((3, 0), dtype=np.float32)
     assert cooccurrence_weights(empty, empty, CooccurrenceParams()).shape == (0, 0)
+
+
+# ---------------------------------------------------------------------------------------
+# Cold start round three: LightFM's softmax fold-in and tag similarity
+# ---------------------------------------------------------------------------------------
+def _log_likelihood(scorer, vectors, history) -> np.ndarray:
+    """Mean log softmax probability of each row's played items under ``vectors``."""
+    logits = vectors.astype(np.float64) @ scorer.item_embeddings.T.astype(np.float64) + scorer.item_bias[None, :]
+    logits -= logits.max(axis=1, keepdims=True)
+    log_prob = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    return np.array([log_prob[r, history[r].indices].mean() for r in range(history.shape[0])])
+
+
+def test_lightfm_folds_a_new_listener_in_by_the_softmax_likelihood_of_the_named_items(models, dataset):
+    import scipy.sparse as sp
+
+    scorer = models["lightfm"].scorer
+    assert scorer.fold_in == "softmax"  # what the LightFM hybrid (and the blend's part) serves
+    mean = replace(scorer, fold_in="mean")
+    history = sp.csr_matrix(dataset.play_counts[:8])
+    users = np.full(8, -1)
+    softmax_vectors = scorer.user_batch_vectors(users, history)
+    mean_vectors = mean.user_batch_vectors(users, history)
+    # It starts at the mean fold-in and climbs the named items' likelihood from there.
+    assert not np.allclose(softmax_vectors, mean_vectors)
+    assert (_log_likelihood(scorer, softmax_vectors, history) > _log_likelihood(scorer, mean_vectors, history)).all()
+    # No steps: the mean fold-in itself.
+    np.testing.assert_allclose(replace(scorer, fold_in_steps=0).user_batch_vectors(users, history), mean_vectors)
+    # No history, no vector (the caller answers with popularity); known listeners keep theirs.
+    empty = sp.csr_matrix((2, dataset.n_items), dtype=np.float32)
+    assert not scorer.user_batch_vectors(np.array([-1, -1]), empty).any()
+    np.testing.assert_array_equal(scorer.user_batch_vectors(np.array([3]), history[:1])[0], scorer.user_vectors[3])
+    # A version pickled before the softmax fold-in existed has neither field and keeps the mean.
+    old = replace(scorer, fold_in="mean")
+    del old.__dict__["fold_in_l2"], old.__dict__["fold_in_steps"]
+    np.testing.assert_allclose(pickle.loads(pickle.dumps(old)).user_batch_vectors(users, history), mean_vectors)
+
+
+def test_tag_similarity_is_the_tfidf_cosine_of_the_named_items_tag_profiles(dataset, clusters):
+    import scipy.sparse as sp
+
+    from music_platform.recommender.models import train_tag_similarity
+
+    model = train_tag_similarity(dataset)
+    tags = model.scorer.tags.toarray()
+    names = dataset.item_feature_names.astype(str)
+    assert model.training_info["tags"] == int(np.char.startswith(names, "tag:").sum()) > 0
+    # By hand: tf-idf of the tag columns, unit rows, cosine summed over the named items.
+    raw = dataset.item_features.toarray()[:, np.char.startswith(names, "tag:")]
+    idf = np.log((1.0 + raw.shape[0]) / (1.0 + (raw > 0).sum(axis=0)))
+    weighted = raw * idf[None, :]
+    unit = weighted / np.linalg.norm(weighted, axis=1, keepdims=True)
+    np.testing.assert_allclose(tags, unit, rtol=1e-5, atol=1e-6)
+    named = [0, 5]
+    history = sp.csr_matrix((np.array([3.0, 1.0], np.float32), ([0, 0], named)), shape=(1, dataset.n_items))
+    got = model.scorer.score(np.array([-1]), history)[0]
+    np.testing.assert_allclose(got, unit[named].sum(axis=0) @ unit.T, rtol=1e-5, atol=1e-6)
+    # Reasons: the cosine of the two items' profiles.
+    affinity = model.scorer.affinity(np.array([0]), np.array([[1, 2, -1]]))
+    np.testing.assert_allclose(affinity[0, :2], unit[0] @ unit[[1, 2]].T, rtol=1e-5, atol=1e-6)
+    assert affinity[0, 2] == -np.inf
+    # The synthetic artists share their cluster's genre tag: the best-scored items are in its cluster.
+    item = next(i for i in range(dataset.n_items) if clusters[dataset.item_ids[i]] == 1)
+    one = sp.csr_matrix((np.ones(1, np.float32), ([0], [item])), shape=(1, dataset.n_items))
+    scores = model.scorer.score(np.array([-1]), one)[0]
+    scores[item] = -np.inf
+    assert all(clusters[t] == 1 for t in dataset.item_ids[np.argsort(-scores)[:5]])
+
+
+def test_the_default_cold_start_mix_folds_in_tag_similarity_and_warm_listeners_never_see_it(models, dataset):
+    from music_platform.recommender.models import train_cooccurrence, train_tag_similarity
+
+    params = BlendParams()
+    assert params.cold_start_weights == {"lightfm": 0.8, "als": 0.15, "cooccurrence": 0.1, "tags": 0.05}
+    assert "tags" in params.components() and params.weights.get("tags", 0.0) == 0.0
+    stored = json.loads(json.dumps(asdict(params)))
+    assert params_from_dict("blend", stored) == params
+    tags = train_tag_similarity(dataset, params.tags)
+    parts = {"lightfm": models["lightfm"], "als": models["als"], "cooccurrence": train_cooccurrence(dataset)}
+    mixed = blend_models({**parts, "tags": tags}, {"lightfm": 0.9, "als": 0.1}, params.cold_start_weights)
+    without = blend_models(parts, {"lightfm": 0.9, "als": 0.1}, {"lightfm": 0.8, "als": 0.15, "cooccurrence": 0.1})
+    history = dataset.play_counts[:6]
+    users = np.array([0, 1, 2, -1, -1, -1])
+    got = mixed.scorer.score(users, history)
+    np.testing.assert_allclose(got[:3], without.scorer.score(users[:3], history[:3]), rtol=1e-5, atol=1e-5)
+    extra = 0.05 * _standardise_rows(tags.scorer.score(users[3:], history[3:]))
+    np.testing.assert_allclose(got[3:], without.scorer.score(users[3:], history[3:]) + extra, rtol=1e-4, atol=1e-4)
+    result = recommend_cold_start(mixed, artists=["Artist 2-0", "Artist 2-1"], k=5)
+    assert not result.fallback and len(result.recommendations) == 5

@@ -30,11 +30,13 @@ from music_platform.recommender.models import (
     ALSParams,
     CooccurrenceParams,
     EaseParams,
+    TagSimilarityParams,
     TrainedModel,
     train_als,
     train_cooccurrence,
     train_ease,
     train_popularity,
+    train_tag_similarity,
 )
 from music_platform.recommender.registry import ModelRegistry, ModelVersion, RegistryError
 from music_platform.recommender.scoring import popularity_recommendations, recommend_top_k, similar_items
@@ -56,6 +58,7 @@ __all__ = [
     "ModelVersion",
     "RecDataset",
     "RegistryError",
+    "TagSimilarityParams",
     "TrainedModel",
     "blend_models",
     "build_dataset",
@@ -79,5 +82,6 @@ __all__ = [
     "train_lightfm",
     "train_model",
     "train_popularity",
+    "train_tag_similarity",
     "with_baseline",
 ]

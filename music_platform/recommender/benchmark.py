@@ -42,6 +42,7 @@ from music_platform.recommender.models import (
     train_cooccurrence,
     train_ease,
     train_popularity,
+    train_tag_similarity,
 )
 from music_platform.recommender.splits import split_holdout
 from music_platform.recommender.training import PRODUCTION, BlendParams, blend_models, train_production
@@ -122,6 +123,7 @@ def fit_models(train: RecDataset, names: list[str], log: Callable[[str], None]) 
             "ease": train_ease,
             "als": train_als,
             "cooccurrence": train_cooccurrence,
+            "tags": train_tag_similarity,
         }
         parts.update({n: component_trainers[n](train, getattr(blend_params, n)) for n in own})
         own_cpu = time.process_time() - cpu_started

@@ -4,7 +4,9 @@ The named artists/tracks are resolved against the model's catalogue (ids or name
 whitespace-insensitive; an artist stands for its ``tracks_per_artist`` most-listened tracks).
 They form a one-row history that the model's scorer folds in: LightFM averages the named
 items' representations — built from their *features*, so a track nobody has played yet still
-counts — ALS solves for the user's factors, EASE multiplies the history by its item weights.
+counts — and refines that vector by a few softmax-likelihood steps, ALS solves for the user's
+factors, EASE multiplies the history by its item weights; a blend mixes its components (with
+the top-artist co-occurrence and tag similarity) by its cold-start weights.
 Names that match nothing are reported back, never an error; if nothing matches, the answer is
 the popularity list flagged as a fallback.
 """

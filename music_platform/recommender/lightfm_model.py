@@ -121,7 +121,7 @@ def lightfm_scorer(estimator: Any, dataset: RecDataset, params: LightFMParams) -
         user_vectors=np.asarray(user_embeddings, dtype=np.float32),
         item_embeddings=np.asarray(item_embeddings, dtype=np.float32),
         item_bias=np.asarray(item_bias, dtype=np.float32),
-        fold_in="mean",
+        fold_in="softmax",
     )
 
 

@@ -23,14 +23,16 @@ from music_platform.recommender.models import (
     BlendScorer,
     CooccurrenceParams,
     EaseParams,
+    TagSimilarityParams,
     TrainedModel,
     train_als,
     train_cooccurrence,
     train_ease,
     train_popularity,
+    train_tag_similarity,
 )
 
-BLENDABLE = ("lightfm", "ease", "als", "cooccurrence")
+BLENDABLE = ("lightfm", "ease", "als", "cooccurrence", "tags")
 
 
 @dataclass(frozen=True)
@@ -60,13 +62,17 @@ class BlendParams:
     als: ALSParams = field(default_factory=lambda: ALSParams(factors=48))
     # Top-artist co-occurrence: trained only when a mix gives it weight (by default the cold one).
     cooccurrence: CooccurrenceParams = field(default_factory=CooccurrenceParams)
+    # Tag similarity: likewise only for a mix that gives it weight (by default the cold one).
+    tags: TagSimilarityParams = field(default_factory=TagSimilarityParams)
     # Weights for listeners folded in from a few named items (cold start); None: ``weights``.
     # May add "popularity": the standardised log listener count as a prior. LightFM 0.9 + ALS 0.1
     # (no EASE) was the best mix of the blend's own components for five named artists, pooled over
     # the cold-start splits of tuning seeds 101 and 102; 0.1 of LightFM's weight moved to the
-    # top-artist co-occurrence gained on both seeds and two LightFM fits (docs/recommender.md#cold-start).
+    # top-artist co-occurrence gained on both seeds and two LightFM fits. Round three (tuning
+    # seeds 101-104, with LightFM's softmax fold-in) added tag similarity 0.05 and ALS 0.15,
+    # confirmed on seeds never tuned on (docs/recommender.md#cold-start).
     cold_start_weights: dict[str, float] | None = field(
-        default_factory=lambda: {"lightfm": 0.8, "als": 0.1, "cooccurrence": 0.1}
+        default_factory=lambda: {"lightfm": 0.8, "als": 0.15, "cooccurrence": 0.1, "tags": 0.05}
     )
 
     def __post_init__(self) -> None:
@@ -189,6 +195,7 @@ def train_blend(train: RecDataset, params: BlendParams | None = None) -> Trained
         "ease": lambda: train_ease(train, params.ease),
         "als": lambda: train_als(train, params.als),
         "cooccurrence": lambda: train_cooccurrence(train, params.cooccurrence),
+        "tags": lambda: train_tag_similarity(train, params.tags),
     }
     fitted = {name: trainers[name]() for name in params.components()}
     model = blend_models(fitted, params.weights, params.cold_start_weights)
@@ -242,6 +249,7 @@ def params_from_dict(kind: str, params: Mapping[str, Any] | None) -> Any:
             ease=_from_dict(EaseParams, params.get("ease")),
             als=_from_dict(ALSParams, params.get("als")),
             cooccurrence=_from_dict(CooccurrenceParams, params.get("cooccurrence")),
+            tags=_from_dict(TagSimilarityParams, params.get("tags")),
         )
     raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}")
 
@@ -300,6 +308,7 @@ def select_candidate(
         "ease": lambda: train_ease(train, params.ease),
         "als": lambda: train_als(train, params.als),
         "cooccurrence": lambda: train_cooccurrence(train, params.cooccurrence),
+        "tags": lambda: train_tag_similarity(train, params.tags),
     }
     needed = {c for c in candidates if c != "blend"}
     if "blend" in candidates:
