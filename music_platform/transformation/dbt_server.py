@@ -8,7 +8,8 @@ invocation: about 3 of the 4 CPU-s of an invocation that builds nothing (docs/db
 
 So the executable Dagster runs is a small client, and the work is done once by a per-user server
 (one per Python environment) that imports dbt-core and the DuckDB adapter, builds those schemas
-(``dbtClassMixin.json_schema``, which dbt caches per class) and then waits on a Unix socket in a
+(``dbtClassMixin.json_schema``, which dbt caches per class), compiles the manifest's deserialisers
+(``warm_up``) and then waits on a Unix socket in a
 private directory (0700, like the profiles). For each invocation the client sends its arguments,
 working directory, environment and its standard input, output and error (the descriptors
 themselves, ``SCM_RIGHTS``); the server forks, and the child takes them as its own -- what
@@ -187,8 +188,12 @@ def _connect() -> socket.socket:
             pass
         log = open(runtime_dir() / f"{key}.log", "ab")  # noqa: SIM115 -- the server's, closed below
         try:
+            # The partial-parse state of the invocation that starts it, if any, warms its
+            # deserialisers (``warm_up``).
+            state = Path(os.environ.get("DBT_TARGET_PATH", "target")) / "partial_parse.msgpack"
+            warm = [str(state)] if state.is_file() else []
             server = subprocess.Popen(
-                [sys.executable, "-u", "-m", __name__, "--serve", str(path)],
+                [sys.executable, "-u", "-m", __name__, "--serve", str(path), *warm],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                 env={**os.environ, "PYTHONIOENCODING": "utf-8"},
             )  # fmt: skip
@@ -244,15 +249,39 @@ def _run_remotely(connection: socket.socket, args: list[str]) -> int:
 # -- the server -------------------------------------------------------------------------------
 
 
-def serve(path: Path) -> int:
-    """Warm up, then fork one child per invocation until ``IDLE_EXIT_S`` pass without one. Returns
-    0 in the server; in a child, dbt's exit code once dbt is done, for a normal interpreter exit
-    (which runs the clean-ups dbt registered, as a plain dbt process would)."""
+def warm_up(partial_parse_state: Path | None = None) -> None:
+    """What every dbt invocation would otherwise do again before reading the project: imports,
+    the JSON schemas, the source lines ``inspect.stack()`` reads (dbt's adapter names the module
+    that declared each behaviour flag that way), and -- given a partial-parse state -- the
+    deserialisers of the manifest's classes (mashumaro compiles them on first use)."""
+    import inspect
+    import linecache
+
     for name in WARM_MODULES:
         importlib.import_module(name)
     for dotted in WARM_SCHEMAS:
         module, _, cls = dotted.rpartition(".")
         getattr(importlib.import_module(module), cls).json_schema()
+    inspect.stack()
+    for name, module in list(sys.modules.items()):
+        if name.partition(".")[0] in ("dbt", "dbt_common", "click", "runpy", __name__.partition(".")[0]):
+            filename = getattr(module, "__file__", None)
+            if filename and filename.endswith(".py"):
+                linecache.getlines(filename)
+    if partial_parse_state is not None:
+        from dbt.contracts.graph.manifest import Manifest
+
+        try:
+            Manifest.from_msgpack(partial_parse_state.read_bytes())
+        except Exception:  # noqa: BLE001 -- only a warm-up: a state it cannot read changes nothing
+            return
+
+
+def serve(path: Path, partial_parse_state: Path | None = None) -> int:
+    """Warm up, then fork one child per invocation until ``IDLE_EXIT_S`` pass without one. Returns
+    0 in the server; in a child, dbt's exit code once dbt is done, for a normal interpreter exit
+    (which runs the clean-ups dbt registered, as a plain dbt process would)."""
+    warm_up(partial_parse_state)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C in the terminal that started it is the client's
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))  # stopped: remove the socket first
     wake_read, wake_write = os.pipe()
@@ -412,5 +441,5 @@ def _child(connection: socket.socket, request: dict, fds: list[int], wake: tuple
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--serve"]:
-        sys.exit(serve(Path(sys.argv[2])))
+        sys.exit(serve(Path(sys.argv[2]), Path(sys.argv[3]) if len(sys.argv) > 3 else None))
     main()
