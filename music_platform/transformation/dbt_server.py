@@ -39,6 +39,7 @@ used on Linux only.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -212,11 +213,26 @@ def _connect() -> socket.socket:
 def _connected(path: Path) -> socket.socket:
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        connection.connect(str(path))
+        with _socket_address(path) as address:
+            connection.connect(address)
     except OSError:
         connection.close()
         raise
     return connection
+
+
+@contextlib.contextmanager
+def _socket_address(path: Path):
+    """``path`` as a socket address: a Unix socket's path is limited to 107 bytes, so a longer one
+    (a deep TMPDIR) is reached through its directory's descriptor (``/proc/self/fd/N/name``)."""
+    if len(os.fsencode(path)) < 100:
+        yield str(path)
+        return
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{directory}/{path.name}"
+    finally:
+        os.close(directory)
 
 
 def _run_remotely(connection: socket.socket, args: list[str]) -> int:
@@ -291,7 +307,8 @@ def serve(path: Path, partial_parse_state: Path | None = None) -> int:
 
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     staging = path.with_name(f".{path.name}.{os.getpid()}")
-    listener.bind(str(staging))
+    with _socket_address(staging) as address:
+        listener.bind(address)
     listener.listen(16)
     os.replace(staging, path)  # listening before it is visible: a client never finds a dead socket
     inode = path.stat().st_ino
