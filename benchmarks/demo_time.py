@@ -32,7 +32,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from music_platform.transformation.dbt_server import IDLE_EXIT_S
+try:
+    from music_platform.transformation.dbt_server import IDLE_EXIT_S
+except ImportError:  # measuring a tree without the warm dbt server (PYTHONPATH=an export of main)
+    IDLE_EXIT_S = 0.0
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CLI = Path(sys.executable).with_name("music-platform")
