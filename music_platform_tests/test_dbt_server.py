@@ -112,6 +112,27 @@ def test_exit_codes_are_dbts(project, env):
     assert plain.returncode == 0
 
 
+def test_clients_started_together_share_one_server(project, env):
+    clients = [
+        subprocess.Popen(
+            [WARM, "ls", "--quiet", "--output", "name", "--profiles-dir", str(project)],
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+        )  # fmt: skip
+        for _ in range(3)
+    ]
+    for client in clients:
+        out, err = client.communicate(timeout=600)
+        assert client.returncode == 0, err
+        assert out.split() == ["écoute_ключ_键"] and "no dbt server" not in err
+    # one of them started the server while the others waited for it, then each had a child of it
+    assert len(list(Path(env["TMPDIR"]).glob("music_platform-dbt-server-*/*.pid"))) == 1
+
+
 def test_a_killed_client_takes_its_dbt_child_with_it(project, env):
     assert _dbt(WARM, project, env, "ls", "--quiet").returncode == 0  # the server is up
     client = subprocess.Popen(

@@ -191,7 +191,7 @@ def _connect() -> socket.socket:
         try:
             # The partial-parse state of the invocation that starts it, if any, warms its
             # deserialisers (``warm_up``).
-            state = Path(os.environ.get("DBT_TARGET_PATH", "target")) / "partial_parse.msgpack"
+            state = Path(os.environ.get("DBT_TARGET_PATH", "target")).absolute() / "partial_parse.msgpack"
             warm = [str(state)] if state.is_file() else []
             server = subprocess.Popen(
                 [sys.executable, "-u", "-m", __name__, "--serve", str(path), *warm],
@@ -298,6 +298,7 @@ def serve(path: Path, partial_parse_state: Path | None = None) -> int:
     0 in the server; in a child, dbt's exit code once dbt is done, for a normal interpreter exit
     (which runs the clean-ups dbt registered, as a plain dbt process would)."""
     warm_up(partial_parse_state)
+    os.chdir("/")  # holds no directory of the client that started it (each child goes to its client's)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C in the terminal that started it is the client's
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))  # stopped: remove the socket first
     wake_read, wake_write = os.pipe()
@@ -338,6 +339,9 @@ def serve(path: Path, partial_parse_state: Path | None = None) -> int:
         if os.getpid() == server_pid and _still_ours(path, inode):
             path.unlink(missing_ok=True)
             pid_file.unlink(missing_ok=True)
+            log = path.with_suffix(".log")
+            if log.is_file() and log.stat().st_size == 0:
+                log.unlink()
 
 
 def _still_ours(path: Path, inode: int) -> bool:
