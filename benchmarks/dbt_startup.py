@@ -1,8 +1,8 @@
 """dbt's fixed cost per invocation, as a Dagster run pays it: before (a git ref, main by default)
-and after (this tree).
+and after (this tree, with dbt in a new process per invocation and with the warm dbt server).
 
     .venv/bin/python benchmarks/dbt_startup.py [--invocations N] [--baseline REF | --no-baseline]
-                                               [--baseline-python PATH]
+                                               [--baseline-python PATH] [--no-server-side]
 
 Each invocation is what one run of the day-partitioned dbt asset (``dbt_daily_models``) does in
 a fresh process, on DuckDB: build the dbt resource the way the code location builds it, then
@@ -18,15 +18,19 @@ interpreter, or with ``--baseline-python`` (e.g. the environment of a checkout i
 side: the first invocation (a fresh dbt project: a full parse either way), the median of the
 others, and how many of them re-parsed the whole project ("Unable to do partial parsing" in
 dbt's log), in wall seconds and in CPU seconds of the process and its dbt subprocess (user +
-system; on a shared machine the wall time grows with the load, the CPU time much less). Target:
+system; on a shared machine the wall time grows with the load, the CPU time much less), the
+warm dbt server's included (``server_cpu_seconds``: its own and its reaped children's, so the
+first invocation of that side carries the server's start-up). Target:
 <= 3 s per invocation (issue 16). The load average is printed beside the figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -46,6 +50,10 @@ from datetime import datetime, timedelta
 from music_platform.config import Settings
 from music_platform.defs.transform.dbt import daily_build_args
 from music_platform.transformation.project import dbt_cli_resource, invocation_target_path, keep_partial_parse
+try:  # the warm dbt server's CPU, children included (a tree without it has none)
+    from music_platform.transformation.dbt_server import server_cpu_seconds
+except ImportError:
+    server_cpu_seconds = lambda: 0.0
 
 start = datetime(2026, 1, 1) + timedelta(days=int(sys.argv[1]))
 settings = Settings.from_env()
@@ -53,7 +61,7 @@ dbt = dbt_cli_resource(settings)  # parses the project if its manifest is stale 
 args = [*daily_build_args(start, start + timedelta(days=1)), "--select", sys.argv[2]]
 target_path = invocation_target_path(dbt.project_dir, dbt.target, "dbt_startup", dbt.profiles_dir)
 cpu = lambda: sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-                  for f in ("ru_utime", "ru_stime"))
+                  for f in ("ru_utime", "ru_stime")) + server_cpu_seconds()
 began, began_cpu = time.perf_counter(), cpu()
 invocation = dbt.cli(args, raise_on_error=False, target_path=target_path)
 invocation.wait()
@@ -100,22 +108,38 @@ def _clean_env(data_dir: Path, pythonpath: Path) -> dict[str, str]:
     return env
 
 
-def measure(script: str, tree: Path, data_dir: Path, invocations: int, python: str = sys.executable) -> list[dict]:
+def measure(
+    script: str, tree: Path, data_dir: Path, invocations: int, python: str = sys.executable, server: bool = True
+) -> list[dict]:
+    """``invocations`` fresh processes, one after the other. Each side has its own temporary
+    directory (TMPDIR), so the warm dbt server of a tree that has one starts cold in the first
+    invocation and is stopped at the end (it is this benchmark's)."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = data_dir.with_name(data_dir.name + "-tmp")
+    tmp.mkdir(exist_ok=True)
+    env = {**_clean_env(data_dir, tree), "TMPDIR": str(tmp), "MUSIC_PLATFORM_DBT_SERVER": str(server).lower()}
     results = []
-    for day in range(invocations):
-        done = subprocess.run(
-            [python, "-c", script, str(day), NOTHING],
-            cwd=tree, env=_clean_env(data_dir, tree), capture_output=True, text=True, timeout=1800,
-        )  # fmt: skip
-        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-        if done.returncode != 0 or not lines:
-            raise SystemExit(f"invocation failed in {tree}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-        results.append(json.loads(lines[-1]))
-        print(f"  {tree.name}: invocation {day + 1}: {results[-1]['seconds']:.1f} s wall, "
-              f"{results[-1]['cpu_seconds']:.1f} s CPU"
-              f"{' (full re-parse)' if results[-1]['full_parse'] else ''}", flush=True)  # fmt: skip
+    try:
+        for day in range(invocations):
+            results.append(_invoke(script, tree, day, env, python))
+    finally:
+        for pid_file in tmp.glob("music_platform-dbt-server-*/*.pid"):
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pid_file.read_text()), signal.SIGTERM)
     return results
+
+
+def _invoke(script: str, tree: Path, day: int, env: dict[str, str], python: str) -> dict:
+    done = subprocess.run(
+        [python, "-c", script, str(day), NOTHING], cwd=tree, env=env, capture_output=True, text=True, timeout=1800
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise SystemExit(f"invocation failed in {tree}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    result = json.loads(lines[-1])
+    print(f"  {tree.name}: invocation {day + 1}: {result['seconds']:.1f} s wall, {result['cpu_seconds']:.1f} s CPU"
+          f"{' (full re-parse)' if result['full_parse'] else ''}", flush=True)  # fmt: skip
+    return result
 
 
 def _baseline_tree(ref: str, into: Path) -> Path:
@@ -146,6 +170,11 @@ def main() -> None:
     parser.add_argument("--baseline", default="main", help="git ref measured as 'before' (default: main)")
     parser.add_argument("--no-baseline", action="store_true", help="measure this tree only")
     parser.add_argument(
+        "--no-server-side",
+        action="store_true",
+        help="skip this tree with MUSIC_PLATFORM_DBT_SERVER=false (dbt in a new process per invocation)",
+    )
+    parser.add_argument(
         "--baseline-python", default=sys.executable, help="interpreter of the 'before' side (default: this one)"
     )
     options = parser.parse_args()
@@ -168,7 +197,14 @@ def main() -> None:
                     measure(script, tree, work / "data-before", options.invocations, options.baseline_python),
                 )
             )
-        rows.append(summary("after (this tree)", measure(_AFTER, ROOT, work / "data-after", options.invocations)))
+        if options.no_server_side is False:
+            rows.append(
+                summary(
+                    "this tree, no server",
+                    measure(_AFTER, ROOT, work / "data-plain", options.invocations, server=False),
+                )
+            )
+        rows.append(summary("this tree (dbt server)", measure(_AFTER, ROOT, work / "data-after", options.invocations)))
     load_after = os.getloadavg()[0]
 
     print("\ndbt fixed cost per invocation (a daily dbt run selecting nothing), seconds")

@@ -75,12 +75,19 @@ class TreeMemorySampler:
         self._thread = threading.Thread(target=self._run, daemon=True, name="rss-sampler")
 
     def tree_rss(self) -> int:
-        total = self.process.memory_info().rss
-        for child in self.process.children(recursive=True):
+        total = 0
+        # with --dbt-server, dbt runs as a child of the warm dbt server, not of this process
+        for root in (self.process, *_dbt_servers()):
             try:
-                total += child.memory_info().rss
-            except psutil.Error:  # the child ended between listing and reading
-                pass
+                total += root.memory_info().rss
+                children = root.children(recursive=True)
+            except psutil.Error:
+                continue
+            for child in children:
+                try:
+                    total += child.memory_info().rss
+                except psutil.Error:  # the child ended between listing and reading
+                    pass
         return total
 
     def reset(self) -> None:
@@ -101,10 +108,25 @@ class TreeMemorySampler:
 
 
 def tree_cpu_seconds() -> float:
-    """User + system CPU of this process (all threads) and of its finished subprocesses."""
+    """User + system CPU of this process (all threads) and of its finished subprocesses, and of
+    the warm dbt server with the dbt processes it forked (--dbt-server)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    from music_platform.transformation.dbt_server import server_cpu_seconds
+
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + server_cpu_seconds()
+
+
+def _dbt_servers() -> list[psutil.Process]:
+    from music_platform.transformation.dbt_server import runtime_dir
+
+    servers = []
+    for pid_file in runtime_dir().glob("*.pid"):
+        try:
+            servers.append(psutil.Process(int(pid_file.read_text())))
+        except (OSError, ValueError, psutil.Error):
+            pass
+    return servers
 
 
 @dataclass
@@ -338,6 +360,7 @@ def child_main(args: argparse.Namespace) -> int:
         "MUSIC_PLATFORM_SOURCE": "synthetic",
         "MUSIC_PLATFORM_SYNTHETIC_USERS": str(args.users),
         "MUSIC_PLATFORM_SEED": str(args.seed),
+        "MUSIC_PLATFORM_DBT_SERVER": "true" if args.dbt_server else "false",
     }
     figures = run_one_size(args.run_one, args.users, args.seed, data_dir, json.loads(args.run_config or "{}"), env)
     Path(args.result_file).write_text(json.dumps(figures.to_json(), indent=2))
@@ -367,6 +390,7 @@ def run_size(args: argparse.Namespace, scrobbles: int) -> dict:
             sys.executable, __file__, "--run-one", str(scrobbles), "--users", str(args.users), "--seed", str(args.seed),
             "--data-dir", str(Path(tmp) / "data"), "--result-file", str(result_file),
             "--run-config", json.dumps(_model_run_config(args.max_epochs, args.no_components)),
+            *(["--dbt-server"] if args.dbt_server else []),
         ]  # fmt: skip
         completed = subprocess.run(command, stdout=None if args.verbose else subprocess.DEVNULL)
         if completed.returncode != 0:
@@ -384,6 +408,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-components", type=int, help="LightFM factors (run config; default: ModelConfig's)")
     parser.add_argument("--keep-dir", help="keep each size's data directory (warehouse, models) under this folder")
     parser.add_argument("--verbose", action="store_true", help="show dbt's and Dagster's output")
+    parser.add_argument(
+        "--dbt-server",
+        action="store_true",
+        help="run dbt through the warm dbt server (the default on Linux); without it each dbt invocation is a new "
+        "process, as in the figures measured before it. Either way its CPU and memory are counted",
+    )
     # internal: one size in a child process
     parser.add_argument("--run-one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", help=argparse.SUPPRESS)

@@ -116,6 +116,8 @@ class Settings(BaseSettings):
     # Whether MUSIC_PLATFORM_PARTITIONS_START was set (the demo moves an unset start to its data).
     partitions_start_configured: bool = Field(False, exclude=True)
     alert_webhook: str | None = Field(None, alias="MUSIC_PLATFORM_ALERT_WEBHOOK")
+    # dbt through the warm server (music_platform/transformation/dbt_server.py), on Linux.
+    dbt_server: bool = Field(True, alias="MUSIC_PLATFORM_DBT_SERVER")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

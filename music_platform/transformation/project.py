@@ -16,8 +16,10 @@ from ``Settings`` through cached factories, without touching ``os.environ`` or `
   the partial-parse state the previous one on the same connection left
   (``invocation_target_path`` and ``keep_partial_parse``): a run parses only what changed since
   the last one.
-- Executable: ``music-platform-dbt`` (``dbt_launcher.py``), dbt's own command line with a fast
-  ``--version`` (dagster-dbt asks it once per resource).
+- Executable: ``music-platform-dbt-warm`` (``dbt_server.py``): dbt's own command line, run by a
+  per-user server that has imported dbt and built its schemas once (``MUSIC_PLATFORM_DBT_SERVER``,
+  on by default on Linux); else ``music-platform-dbt`` (``dbt_launcher.py``), dbt in a new process.
+  Both answer ``--version`` fast (dagster-dbt asks it once per resource).
 - Resource: ``PlatformDbtCliResource`` (``dbt_resource.py``), the public resource without the
   in-process adapter handle dagster-dbt builds before each call and this project never uses.
 """
@@ -113,10 +115,13 @@ def _write_profiles_dir(text: str) -> Path:
     return directory
 
 
-def dbt_executable() -> str:
-    """``music-platform-dbt`` beside this Python (dbt with a fast --version), else dbt beside it, else ``dbt``."""
+def dbt_executable(warm: bool = False) -> str:
+    """``music-platform-dbt-warm`` (dbt run by a server that imported it once, ``dbt_server.py``)
+    when ``warm`` and on Linux, else ``music-platform-dbt`` (dbt with a fast --version), beside
+    this Python; else dbt beside it, else ``dbt``."""
     bin_dir = Path(sys.executable).parent
-    for name in ("music-platform-dbt", "dbt"):
+    names = ("music-platform-dbt-warm",) if warm and sys.platform == "linux" else ()
+    for name in (*names, "music-platform-dbt", "dbt"):
         if (bin_dir / name).exists():
             return str(bin_dir / name)
     return "dbt"
@@ -137,11 +142,11 @@ def _newest_source_mtime(project_dir: Path) -> float:
 
 def get_dbt_project(settings: Settings):
     """The ``DbtProject`` for ``settings``, with a manifest no older than the project's files."""
-    return _dbt_project(settings.target, profiles_dir(settings))
+    return _dbt_project(settings.target, profiles_dir(settings), settings.dbt_server)
 
 
 @cache
-def _dbt_project(target: str, profiles: Path):
+def _dbt_project(target: str, profiles: Path, warm: bool = False):
     from dagster_dbt import DbtProject
 
     from music_platform.transformation.dbt_resource import PlatformDbtCliResource
@@ -157,7 +162,7 @@ def _dbt_project(target: str, profiles: Path):
         # reader never sees half a manifest.
         staging = base.parent / f".{target}-parse-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
-            resource = PlatformDbtCliResource(project_dir=project, dbt_executable=dbt_executable())
+            resource = PlatformDbtCliResource(project_dir=project, dbt_executable=dbt_executable(warm))
             resource.cli(["parse", "--quiet"], target_path=staging).wait()
             base.mkdir(parents=True, exist_ok=True)
             for name in (PARTIAL_PARSE_FILE, "manifest.json"):  # the manifest last: it marks completion
@@ -187,7 +192,9 @@ def dbt_cli_resource(settings: Settings):
     from music_platform.transformation.dbt_resource import PlatformDbtCliResource
 
     return PlatformDbtCliResource(
-        project_dir=get_dbt_project(settings), dbt_executable=dbt_executable(), global_config_flags=list(RUN_FLAGS)
+        project_dir=get_dbt_project(settings),
+        dbt_executable=dbt_executable(settings.dbt_server),
+        global_config_flags=list(RUN_FLAGS),
     )
 
 
