@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from music_platform.sources.lastfm import recent  # noqa: E402
 from music_platform.sources.lastfm.recent import PollResult, PollState, UserPoll, advance_state, plan_tick  # noqa: E402
 
-ASK_S = 0.27  # the sensor's bucket at 4/s
+ASK_S = 0.213  # the sensor's limiter: 5 per second, each after the answer to the one 5 before
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -63,7 +63,14 @@ def simulate(args: argparse.Namespace) -> dict[str, list[float]]:
                 heapq.heappush(queue, (at + gap(), idle.pop(rng.randrange(len(idle) - 1)), True))
             else:
                 heapq.heappush(queue, (at + gap(), user, False))
-        plan = plan_tick(users, state, int(now), args.budget, tick_interval_s=args.plan_tick_seconds)
+        plan = plan_tick(
+            users,
+            state,
+            int(now),
+            args.budget,
+            tick_interval_s=args.plan_tick_seconds,
+            max_interval_s=args.max_interval,
+        )
         result = PollResult(cursor=dict(state.seen))
         tick_end = now + len(plan.users) * ASK_S
         for i, user in enumerate(plan.users):
@@ -92,11 +99,21 @@ def main() -> None:
     parser.add_argument("--plan-tick-seconds", type=int, default=45, help="the interval the plan assumes")
     parser.add_argument("--budget", type=int, default=148)
     parser.add_argument("--session-gap", type=int, default=recent.SESSION_GAP_S)
+    parser.add_argument("--playing-interval", type=int, default=recent.PLAYING_INTERVAL_S)
+    parser.add_argument("--paused-window", type=int, default=recent.HOT_WINDOW_S)
+    parser.add_argument("--reserve", type=float, default=recent.PRIORITY_RESERVE_SHARE)
+    parser.add_argument("--rotation-only", action="store_true", help="no recent-listener tiers")
+    parser.add_argument("--max-interval", type=int, default=recent.MAX_POLL_INTERVAL_S, help="the rotation's cycle")
     parser.add_argument("--duration", type=float, default=5400.0)
     parser.add_argument("--warmup", type=float, default=1200.0)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    recent.SESSION_GAP_S = args.session_gap  # the one knob compared (a module constant of the plan)
+    recent.SESSION_GAP_S = args.session_gap  # knobs compared (module constants of the plan)
+    recent.PLAYING_INTERVAL_S = args.playing_interval
+    recent.HOT_WINDOW_S = args.paused_window
+    recent.PRIORITY_RESERVE_SHARE = args.reserve
+    if args.rotation_only:
+        recent.priority_interval = lambda _seen, _now: None
     delays = simulate(args)
     every = delays["session start"] + delays["in session"]
     print(f"poll plan, {args.listeners} listeners, {args.sessions} in a session, budget {args.budget} every "
