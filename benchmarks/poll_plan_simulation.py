@@ -3,15 +3,17 @@
 The world of ``realtime_latency.py --workload sessions``: ``--listeners`` (2,000), ``--sessions``
 (173) of them in a session at a time, a track every ``--track-seconds`` (200 +- 30 %), sessions of
 ``--session-tracks`` (12) on average, a random idle listener starting the next one. Every
-``--tick-seconds`` (48: the benchmark's measured cadence of the 45-s sensor) the plan
-(``plan_tick``, ``advance_state``) chooses who is asked with ``--budget`` (148) requests, 270 ms
-apart; a scrobble's poll delay is from its time to the ask that sees it, plus the rest of the
+``--tick-seconds`` (45: the 42-s sensor's cadence, as a 45-s one ran ~48 s apart in the
+benchmark) the plan (``plan_tick``, ``advance_state``) chooses who is asked with ``--budget``
+(188) requests, 213 ms apart (the sensor's limiter: 5 a second, each a second after the answer
+to the fifth before); a scrobble's poll delay is from its time to the ask that sees it, plus the rest of the
 tick (the run is requested when the tick ends). Prints p50/p95 overall, for session starts and
 within sessions, after ``--warmup`` seconds. Only the plan is measured: add the run, the dbt
 restatement and the service's refresh for the benchmark's figures.
 
     .venv/bin/python benchmarks/poll_plan_simulation.py                      # the current plan
-    .venv/bin/python benchmarks/poll_plan_simulation.py --session-gap 1800   # without the playing tier
+    .venv/bin/python benchmarks/poll_plan_simulation.py --max-interval 900   # the 15-min rotation of before
+    .venv/bin/python benchmarks/poll_plan_simulation.py --rotation-only      # everyone in turn, no tiers
 """
 
 from __future__ import annotations
@@ -95,9 +97,9 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=173)
     parser.add_argument("--track-seconds", type=float, default=200.0)
     parser.add_argument("--session-tracks", type=float, default=12.0)
-    parser.add_argument("--tick-seconds", type=float, default=48.0, help="the sensor's actual cadence")
-    parser.add_argument("--plan-tick-seconds", type=int, default=45, help="the interval the plan assumes")
-    parser.add_argument("--budget", type=int, default=148)
+    parser.add_argument("--tick-seconds", type=float, default=45.0, help="the sensor's actual cadence")
+    parser.add_argument("--plan-tick-seconds", type=int, default=42, help="the interval the plan assumes")
+    parser.add_argument("--budget", type=int, default=188)
     parser.add_argument("--session-gap", type=int, default=recent.SESSION_GAP_S)
     parser.add_argument("--playing-interval", type=int, default=recent.PLAYING_INTERVAL_S)
     parser.add_argument("--paused-window", type=int, default=recent.HOT_WINDOW_S)
