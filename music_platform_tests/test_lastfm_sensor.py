@@ -350,7 +350,7 @@ def test_a_tick_stays_within_its_request_budget_and_the_rate(monkeypatch, instan
             asked += tick
         assert asked == users  # the rotation, in order, each once
         times = sorted(r.at for r in big.requests)
-        assert max(sum(1 for u in times if t <= u < t + 1.0) for t in times) <= 5  # the sensor's limiter, shared by its ticks
+        assert max(sum(1 for u in times if t <= u < t + 1.0) for t in times) <= 5  # one limiter for all ticks
 
 
 def test_a_lastfm_step_starting_mid_tick_stops_the_poll(server):
