@@ -239,8 +239,9 @@ def dagster_run_times(home: Path, since: float) -> list[tuple[str, str, float, f
         run = json.loads(body)
         selection = run.get("asset_selection") or {}
         keys = sorted("/".join(k["path"]) for k in selection.get("__frozenset__", [])) if selection else []
-        label = "raw/lastfm_scrobbles" if "raw/lastfm_scrobbles" in keys else (
-            "daily marts" if keys else run.get("job_name", "?"))  # fmt: skip
+        job = run.get("job_name") or run.get("pipeline_name") or "?"  # the sensor's loads: no selection stored
+        load = "raw/lastfm_scrobbles" in keys or job.endswith("lastfm_recent_scrobbles_sensor")
+        label = "raw/lastfm_scrobbles" if load else ("daily marts" if keys else job)
         created_ts = datetime.fromisoformat(created).replace(tzinfo=UTC).timestamp()
         nan = float("nan")
         out.append((label, status, created_ts, start_time or nan, end_time or nan))
