@@ -144,7 +144,7 @@ _ACTIVE = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.Dagster
 #: STARTING run is still loading the code location (30-80 s measured on the shared 2-core machine,
 #: when the sensor used to yield to it); its step's first request comes well after it turns
 #: STARTED (1.7 s from run start to step start, measured), and the sensor looks before each of its
-#: requests, 220 ms apart, so it stops first.
+#: requests, at least 200 ms apart, so it stops first.
 ASKING = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
 
