@@ -314,6 +314,27 @@ def test_the_answered_window_counts_unanswered_requests_across_threads(server):
     assert _busiest_window(arrived, 1.0) <= 5, [round(t - arrived[0], 3) for t in arrived]
 
 
+def test_the_answered_window_hears_of_every_request_even_one_that_failed_before_leaving(server):
+    """A slot taken and never answered would hold the window shut for good: a request that fails
+    before it leaves (here the ``on_send`` hook raises) still frees its place."""
+    limiter = AnsweredWindowLimiter(1, 0.05, min_interval_s=0.0, margin_s=0.0)
+    client = LastfmClient(SECRET, server.url, retry=FAST_RETRY, rate_limiter=limiter)
+    calls = []
+
+    def on_send(_operation: str) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("the hook failed")
+
+    client.http.on_send = on_send
+    with pytest.raises(RuntimeError):
+        client.get_user_info(server.user_names[0])
+    done = threading.Thread(target=client.get_user_info, args=(server.user_names[0],), daemon=True)
+    done.start()
+    done.join(timeout=5)
+    assert not done.is_alive() and len(calls) == 2
+
+
 # -- retries and permanent errors ------------------------------------------------------------------------------
 
 

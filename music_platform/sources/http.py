@@ -623,13 +623,13 @@ class HttpClient:
         where = f"{self.label} {operation}".strip()
         if self.rate_limiter is not None:
             self.rate_limiter.acquire()
-        with self._count_lock:
-            self.request_count += 1
-        if self.on_send is not None:
-            self.on_send(operation)
         common = {"source": self.source, "operation": operation, "context": context}
         target = url_without_query(call.url)
-        try:
+        try:  # from the slot on: whatever happens, the limiter hears that the request is over
+            with self._count_lock:
+                self.request_count += 1
+            if self.on_send is not None:
+                self.on_send(operation)
             return self._session().request(
                 call.method,
                 call.url,
