@@ -53,6 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--since", type=float, default=None, help="Unix time: scrobbles played after it")
+    parser.add_argument("--until", type=float, default=None, help="Unix time: scrobbles played before it")
     args = parser.parse_args()
     runs = dagster_run_times(args.workdir / "dagster_home", 0.0)
     marts = sorted((r for r in runs if r[0] == "daily marts" and r[1] == "SUCCESS"), key=lambda r: r[3])
@@ -63,8 +64,8 @@ def main() -> None:
     with duckdb.connect(str(args.workdir / "data" / "warehouse.duckdb"), read_only=True) as conn:
         rows = conn.execute(
             "select user_name, played_at_uts, epoch(ingested_at) from raw.lastfm_scrobbles "
-            "where played_at_uts >= ? order by user_name, played_at_uts",
-            [int(since)],
+            "where played_at_uts >= ? and played_at_uts < ? order by user_name, played_at_uts",
+            [int(since), int(args.until if args.until is not None else 2**62)],
         ).fetchall()
         previous = dict(
             conn.execute(
