@@ -3,15 +3,17 @@
 The world of ``realtime_latency.py --workload sessions``: ``--listeners`` (2,000), ``--sessions``
 (173) of them in a session at a time, a track every ``--track-seconds`` (200 +- 30 %), sessions of
 ``--session-tracks`` (12) on average, a random idle listener starting the next one. Every
-``--tick-seconds`` (48: the benchmark's measured cadence of the 45-s sensor) the plan
-(``plan_tick``, ``advance_state``) chooses who is asked with ``--budget`` (148) requests, 270 ms
-apart; a scrobble's poll delay is from its time to the ask that sees it, plus the rest of the
+``--tick-seconds`` (45: the 42-s sensor's cadence, as a 45-s one ran ~48 s apart in the
+benchmark) the plan (``plan_tick``, ``advance_state``) chooses who is asked with ``--budget``
+(188) requests, 213 ms apart (the sensor's limiter: 5 a second, each a second after the answer
+to the fifth before); a scrobble's poll delay is from its time to the ask that sees it, plus the rest of the
 tick (the run is requested when the tick ends). Prints p50/p95 overall, for session starts and
 within sessions, after ``--warmup`` seconds. Only the plan is measured: add the run, the dbt
 restatement and the service's refresh for the benchmark's figures.
 
     .venv/bin/python benchmarks/poll_plan_simulation.py                      # the current plan
-    .venv/bin/python benchmarks/poll_plan_simulation.py --session-gap 1800   # without the playing tier
+    .venv/bin/python benchmarks/poll_plan_simulation.py --max-interval 900   # the 15-min rotation of before
+    .venv/bin/python benchmarks/poll_plan_simulation.py --rotation-only      # everyone in turn, no tiers
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from music_platform.sources.lastfm import recent  # noqa: E402
 from music_platform.sources.lastfm.recent import PollResult, PollState, UserPoll, advance_state, plan_tick  # noqa: E402
 
-ASK_S = 0.27  # the sensor's bucket at 4/s
+ASK_S = 0.213  # the sensor's limiter: 5 per second, each after the answer to the one 5 before
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -63,7 +65,14 @@ def simulate(args: argparse.Namespace) -> dict[str, list[float]]:
                 heapq.heappush(queue, (at + gap(), idle.pop(rng.randrange(len(idle) - 1)), True))
             else:
                 heapq.heappush(queue, (at + gap(), user, False))
-        plan = plan_tick(users, state, int(now), args.budget, tick_interval_s=args.plan_tick_seconds)
+        plan = plan_tick(
+            users,
+            state,
+            int(now),
+            args.budget,
+            tick_interval_s=args.plan_tick_seconds,
+            max_interval_s=args.max_interval,
+        )
         result = PollResult(cursor=dict(state.seen))
         tick_end = now + len(plan.users) * ASK_S
         for i, user in enumerate(plan.users):
@@ -88,15 +97,25 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=173)
     parser.add_argument("--track-seconds", type=float, default=200.0)
     parser.add_argument("--session-tracks", type=float, default=12.0)
-    parser.add_argument("--tick-seconds", type=float, default=48.0, help="the sensor's actual cadence")
-    parser.add_argument("--plan-tick-seconds", type=int, default=45, help="the interval the plan assumes")
-    parser.add_argument("--budget", type=int, default=148)
+    parser.add_argument("--tick-seconds", type=float, default=45.0, help="the sensor's actual cadence")
+    parser.add_argument("--plan-tick-seconds", type=int, default=42, help="the interval the plan assumes")
+    parser.add_argument("--budget", type=int, default=188)
     parser.add_argument("--session-gap", type=int, default=recent.SESSION_GAP_S)
+    parser.add_argument("--playing-interval", type=int, default=recent.PLAYING_INTERVAL_S)
+    parser.add_argument("--paused-window", type=int, default=recent.HOT_WINDOW_S)
+    parser.add_argument("--reserve", type=float, default=recent.PRIORITY_RESERVE_SHARE)
+    parser.add_argument("--rotation-only", action="store_true", help="no recent-listener tiers")
+    parser.add_argument("--max-interval", type=int, default=recent.MAX_POLL_INTERVAL_S, help="the rotation's cycle")
     parser.add_argument("--duration", type=float, default=5400.0)
     parser.add_argument("--warmup", type=float, default=1200.0)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    recent.SESSION_GAP_S = args.session_gap  # the one knob compared (a module constant of the plan)
+    recent.SESSION_GAP_S = args.session_gap  # knobs compared (module constants of the plan)
+    recent.PLAYING_INTERVAL_S = args.playing_interval
+    recent.HOT_WINDOW_S = args.paused_window
+    recent.PRIORITY_RESERVE_SHARE = args.reserve
+    if args.rotation_only:
+        recent.priority_interval = lambda _seen, _now: None
     delays = simulate(args)
     every = delays["session start"] + delays["in session"]
     print(f"poll plan, {args.listeners} listeners, {args.sessions} in a session, budget {args.budget} every "

@@ -174,8 +174,9 @@ class Listeners(threading.Thread):
 class Sessions(threading.Thread):
     """Listening in sessions: ``sessions`` listeners at a time scrobble every ``track_s`` (+- 30 %)
     for a geometric number of tracks (mean ``session_tracks``); an ended session is replaced by
-    one of a random idle listener. ``pick(user, first)`` may choose the track of a scrobble (the
-    measured listens), returning None for a random one."""
+    one of a random idle listener. ``pick(user, first)`` may make the scrobble itself (the measured
+    listens: a track of the listener's served top 10), returning True; else a random track is played.
+    (Both used to happen: every scrobble of the stream was doubled, ~104 a minute instead of 52.)"""
 
     def __init__(self, server: FakeLastfmServer, sessions: int, track_s: float, session_tracks: float,
                  seed: int, pick) -> None:  # fmt: skip
@@ -206,10 +207,8 @@ class Sessions(threading.Thread):
             if self.stopped.wait(max(0.0, at - time.time())):
                 return
             heapq.heappop(self.queue)
-            track = self.pick(user, first)
-            uts = int(time.time()) - 1
-            self.server.world.insert(user, uts, track if track is not None else self.rng.randrange(
-                len(self.server.world.tracks)))  # fmt: skip
+            if not self.pick(user, first):
+                self.server.world.insert(user, int(time.time()) - 1, self.rng.randrange(len(self.server.world.tracks)))
             self.count += 1
             self.starts += first
             if self.rng.random() < self.end_p:  # the session ends; another listener starts one
@@ -220,9 +219,9 @@ class Sessions(threading.Thread):
                 heapq.heappush(self.queue, (time.time() + self._gap(), user, False))
 
 
-def dagster_runs(home: Path, since: float) -> list[tuple[str, str, float, float]]:
-    """(job or asset selection, status, seconds from creation to start, seconds running) of the runs
-    created after ``since`` (Unix time), from the instance's SQLite run storage (read-only)."""
+def dagster_run_times(home: Path, since: float) -> list[tuple[str, str, float, float, float]]:
+    """(job or asset selection, status, created, started, ended: Unix times, nan when not yet) of
+    the runs created after ``since`` (Unix time), from the instance's SQLite run storage (read-only)."""
     path = home / "history" / "runs.db"
     if not path.exists():
         return []
@@ -240,12 +239,65 @@ def dagster_runs(home: Path, since: float) -> list[tuple[str, str, float, float]
         run = json.loads(body)
         selection = run.get("asset_selection") or {}
         keys = sorted("/".join(k["path"]) for k in selection.get("__frozenset__", [])) if selection else []
-        label = "raw/lastfm_scrobbles" if "raw/lastfm_scrobbles" in keys else (
-            "daily marts" if keys else run.get("job_name", "?"))  # fmt: skip
+        job = run.get("job_name") or run.get("pipeline_name") or "?"  # the sensor's loads: no selection stored
+        load = "raw/lastfm_scrobbles" in keys or job.endswith("lastfm_recent_scrobbles_sensor")
+        label = "raw/lastfm_scrobbles" if load else ("daily marts" if keys else job)
         created_ts = datetime.fromisoformat(created).replace(tzinfo=UTC).timestamp()
-        queued = (start_time - created_ts) if start_time else float("nan")
-        running = (end_time - start_time) if start_time and end_time else float("nan")
-        out.append((label, status, queued, running))
+        nan = float("nan")
+        out.append((label, status, created_ts, start_time or nan, end_time or nan))
+    return out
+
+
+def dagster_runs(home: Path, since: float) -> list[tuple[str, str, float, float]]:
+    """(job or asset selection, status, seconds from creation to start, seconds running) of the runs
+    created after ``since`` (Unix time)."""
+    return [(label, status, start - created, end - start)
+            for label, status, created, start, end in dagster_run_times(home, since)]  # fmt: skip
+
+
+STAGES = (
+    "scrobble -> the sensor asks its listener",
+    "ask -> load run requested (rest of the tick)",
+    "load run: requested -> started",
+    "load run: started -> ended",
+    "load ended -> marts run requested (automation sensor)",
+    "marts run: requested -> started",
+    "marts run: started -> ended",
+    "marts ended -> row seen in marts.fct_listens (benchmark poll, 2 s)",
+    "marts ended -> gone from the recommendations (service refresh)",
+)
+
+
+def stages_of(measured: dict[int, dict], requests: list, runs: list, wall_minus_mono: float,
+              to_fct: dict[int, float], to_gone: dict[int, float]) -> dict[str, list[float]]:  # fmt: skip
+    """Where each measured listen's time went: the first request for its listener whose window holds
+    it (the fake server's log), the first load run requested after it, the first marts run requested
+    after that load ended (Dagster's run storage), when the benchmark saw it. Listens whose chain is
+    incomplete are left out."""
+    out: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    loads = sorted((r for r in runs if r[0] == "raw/lastfm_scrobbles" and r[1] == "SUCCESS"), key=lambda r: r[2])
+    marts = sorted((r for r in runs if r[0] == "daily marts" and r[1] == "SUCCESS"), key=lambda r: r[2])
+    for i, m in measured.items():
+        if i not in to_fct or i not in to_gone:
+            continue
+        asks = [r.at for r in requests
+                if r.method == "user.getrecenttracks" and r.params.get("user") == m["user"] and r.at >= m["at"]
+                and int(r.params.get("from") or 0) <= m["uts"] < int(r.params.get("to") or 0)]  # fmt: skip
+        if not asks:
+            continue
+        ask = min(asks) + wall_minus_mono
+        load = next((r for r in loads if r[2] >= ask), None)
+        if load is None:
+            continue
+        mart = next((r for r in marts if r[2] >= load[4]), None)
+        if mart is None:
+            continue
+        scrobbled = m["at"] + wall_minus_mono
+        values = (ask - scrobbled, load[2] - ask, load[3] - load[2], load[4] - load[3], mart[2] - load[4],
+                  mart[3] - mart[2], mart[4] - mart[3], scrobbled + to_fct[i] - mart[4],
+                  scrobbled + to_gone[i] - mart[4])  # fmt: skip
+        for stage, value in zip(STAGES, values, strict=True):
+            out[stage].append(value)
     return out
 
 
@@ -361,6 +413,7 @@ def main() -> None:
             to_fct: dict[int, float] = {}
             to_gone: dict[int, float] = {}
             live_unix = time.time()
+            wall_minus_mono = time.time() - time.monotonic()  # the fake server's times are monotonic
             measure_from = time.monotonic() + (args.warmup if args.workload == "sessions" else 0.0)
             schedule = {"next_at": measure_from}
 
@@ -384,16 +437,17 @@ def main() -> None:
                                                "kind": "session start" if first else "in session"}  # fmt: skip
                 return True
 
-            def session_scrobble(user: str, first: bool) -> None:
+            def session_scrobble(user: str, first: bool) -> bool:
+                """The stream's next scrobble is a measured one when one is due (True: scrobbled)."""
                 now = time.monotonic()
                 if now >= schedule["next_at"] and len(measured) < args.listens:
                     try:
                         if measure(user, first):
                             schedule["next_at"] = now + args.every
-                            return
+                            return True
                     except (OSError, urllib.error.URLError, ValueError, KeyError):
                         pass
-                server.world.insert(user, int(time.time()) - 1, rng.randrange(len(server.world.tracks)))
+                return False
 
             if args.workload == "sessions":
                 per_day = sum(len(server.world.scrobbles(u)) for u in server.user_names) / max(1, args.days)
@@ -471,6 +525,16 @@ def main() -> None:
             burst = [r for r in chosen if first <= r.at < first + 1.0]
             detail = ", ".join(f"{r.at - first:.2f}s {r.method} {r.params.get('user', '')}" for r in burst)
             print(f"    busiest second: {detail}")
+    timed = dagster_run_times(work / "dagster_home", live_unix)
+    for kind in ("all", "session start"):
+        chosen = {i: m for i, m in measured.items() if kind == "all" or m["kind"] == kind}
+        stages = stages_of(chosen, requests, timed, wall_minus_mono, to_fct, to_gone)
+        if not stages[STAGES[0]]:
+            continue
+        print(f"  where the time went, {kind} ({len(stages[STAGES[0]])} listens with a complete chain; "
+              "p50 / p95 / max s):")  # fmt: skip
+        for stage, values in stages.items():
+            print(f"    {stage}: {percentile(values, 0.5):.0f} / {percentile(values, 0.95):.0f} / {max(values):.0f}")
     runs = dagster_runs(work / "dagster_home", live_unix)
     for label in sorted({r[0] for r in runs}):
         mine = [r for r in runs if r[0] == label]

@@ -401,3 +401,40 @@ def test_a_load_waits_for_a_build_of_the_daily_marts_before_it_writes(monkeypatc
         waited = result.asset_materializations_for_node("raw__lastfm_scrobbles")[0].metadata
         assert waited["seconds_waited_for_a_marts_build"].value >= 1.5
         assert _loaded(tmp_path, TODAY) == _expected(server, TODAY, MIDNIGHT + 600)
+
+
+def test_a_load_waiting_to_start_takes_what_landed_after_it_and_is_not_requested_again(monkeypatch, tmp_path, server):
+    """Under load, loads requested every tick queued up behind the marts builds (each waits for
+    one before it writes). A landed load still waiting to start takes every file of its day
+    present when it reads them, so the ticks meanwhile request no other one; once it has
+    started, the next tick requests again. Nothing is lost or duplicated."""
+    resources = _resources(tmp_path, server)
+    users = server.user_names
+    day = TODAY.isoformat()
+    with dg.instance_for_test() as instance:
+        now = MIDNIGHT + 600
+        server.world.insert(users[0], now - 100)
+        first = _poll(monkeypatch, instance, resources, now, None)
+        (request,) = first.run_requests
+        queued = dg.DagsterRun(
+            job_name="__anonymous_asset_job_lastfm_recent_scrobbles_sensor", run_id="queued-load",
+            status=dg.DagsterRunStatus.NOT_STARTED, tags={**request.tags, "dagster/partition": day},
+        )  # fmt: skip
+        instance.add_run(queued)
+        server.world.insert(users[1], now + 20)
+        server.world.insert(users[2], now + 30)
+        second = _poll(monkeypatch, instance, resources, now + 60, first.cursor)
+        assert not second.run_requests  # the waiting load will take this tick's file too
+        assert len(landed_files(_landing(tmp_path), TODAY)) == 2
+        asked = len(server.requests)
+        _run(resources, day, request.run_config)  # the first tick's config: landed_until = its file
+        assert len(server.requests) == asked
+        assert _loaded(tmp_path, TODAY) == _expected(server, TODAY, now + 60)
+        assert landed_files(_landing(tmp_path), TODAY) == []
+        # Once it has started (here: ended), a tick with news requests a load again.
+        instance.report_run_canceled(queued)  # no longer waiting to start
+        server.world.insert(users[3], now + 90)
+        third = _poll(monkeypatch, instance, resources, now + 120, second.cursor)
+        (request,) = third.run_requests
+        _run(resources, day, request.run_config)
+        assert _loaded(tmp_path, TODAY) == _expected(server, TODAY, now + 120)

@@ -173,6 +173,9 @@ class RateLimiter:
         self.space_actual_starts = burst == 1 if space_actual_starts is None else space_actual_starts
         self._last_start = float("-inf")
 
+    def answered(self) -> None:
+        """A request's answer is in: nothing to do for a bucket (it spaces starts only)."""
+
     def acquire(self) -> float:
         """Block until a request may start; returns the seconds waited."""
         with self._lock:
@@ -194,6 +197,77 @@ class RateLimiter:
                     return wait
             self._sleep(late)
             wait += late
+
+
+class AnsweredWindowLimiter:
+    """At most ``max_requests`` requests reach the server in any ``window_s``, whatever the delay
+    between sending and arriving: each request starts only when fewer than ``max_requests``
+    earlier ones are unanswered or were answered within the last ``window_s + margin_s``.
+
+    A token bucket spaces the *starts*; a request that leaves late (a busy machine) or travels
+    slowly then arrives close to the next one, and six requests spaced 220 ms apart once arrived
+    within 0.99 s at the fake server. This limiter leans on causality instead: the server counts a
+    request after it was sent and before it answers, so if request ``j`` starts more than
+    ``window_s`` after the answer to request ``i`` (``i`` sent earlier), ``j`` arrives more than
+    ``window_s`` after ``i`` did. Of any ``max_requests + 1`` arrivals, the one sent last started
+    while the others were unanswered or answered within ``window_s`` — which the rule forbids.
+    The price is the round trip: a sequential caller gets ``max_requests / (window_s + margin_s +
+    round trip)`` requests per second (~4.8/s at 5 per second and a 20-ms answer). Starts are also
+    kept ``min_interval_s`` apart, so the requests spread over the window instead of leaving in a
+    burst. Callers must call :meth:`answered` once per :meth:`acquire`, when the answer (or the
+    failure) is in; :class:`HttpClient` does.
+    """
+
+    def __init__(
+        self,
+        max_requests: int = 5,
+        window_s: float = 1.0,
+        *,
+        min_interval_s: float = 0.2,
+        margin_s: float = 0.01,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_requests < 1 or window_s <= 0 or min_interval_s < 0 or margin_s < 0:
+            raise ValueError("max_requests >= 1, window_s > 0, min_interval_s >= 0 and margin_s >= 0")
+        self.max_requests = max_requests
+        self.window_s = window_s
+        self.min_interval_s = min_interval_s
+        self.margin_s = margin_s
+        self._clock = clock
+        self._condition = threading.Condition()
+        self._in_flight = 0
+        self._answered: list[float] = []  # answer times within the window, oldest first
+        self._last_start = float("-inf")
+
+    def acquire(self) -> float:
+        """Block until a request may start; returns the seconds waited."""
+        started = self._clock()
+        with self._condition:
+            while True:
+                now = self._clock()
+                horizon = now - self.window_s - self.margin_s
+                while self._answered and self._answered[0] <= horizon:
+                    self._answered.pop(0)
+                busy = self._in_flight + len(self._answered)
+                wait = self._last_start + self.min_interval_s - now
+                if busy >= self.max_requests:
+                    if self._answered and len(self._answered) > busy - self.max_requests:
+                        oldest = self._answered[busy - self.max_requests]
+                        wait = max(wait, oldest - horizon)
+                    else:
+                        wait = max(wait, 0.05)  # an unanswered request must finish first
+                if wait <= 0:
+                    self._in_flight += 1
+                    self._last_start = now
+                    return now - started
+                self._condition.wait(timeout=wait)
+
+    def answered(self) -> None:
+        """The request started by the matching :meth:`acquire` has its answer (or failed)."""
+        with self._condition:
+            self._in_flight = max(0, self._in_flight - 1)
+            self._answered.append(self._clock())
+            self._condition.notify_all()
 
 
 _SHARED_LIMITERS: dict[tuple[str, float, int, float], RateLimiter] = {}
@@ -477,7 +551,7 @@ class HttpClient:
         label: str | None = None,
         classify: Classifier = classify_status,
         auth: Auth | None = None,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: RateLimiter | AnsweredWindowLimiter | None = None,
         retry: RetryPolicy = RetryPolicy(),
         timeouts: Timeouts = Timeouts(),
         user_agent: str = USER_AGENT,
@@ -549,13 +623,13 @@ class HttpClient:
         where = f"{self.label} {operation}".strip()
         if self.rate_limiter is not None:
             self.rate_limiter.acquire()
-        with self._count_lock:
-            self.request_count += 1
-        if self.on_send is not None:
-            self.on_send(operation)
         common = {"source": self.source, "operation": operation, "context": context}
         target = url_without_query(call.url)
-        try:
+        try:  # from the slot on: whatever happens, the limiter hears that the request is over
+            with self._count_lock:
+                self.request_count += 1
+            if self.on_send is not None:
+                self.on_send(operation)
             return self._session().request(
                 call.method,
                 call.url,
@@ -578,6 +652,9 @@ class HttpClient:
             )
         except requests.RequestException as exc:
             error = InvalidRequestError(redact(f"{where}: invalid request to {target}: {_brief(exc)}"), **common)
+        finally:
+            if self.rate_limiter is not None:
+                self.rate_limiter.answered()  # the answer (or the failure) is in
         # Raised outside the except blocks on purpose: the requests exception (whose text holds
         # the full URL) must be neither the cause nor the context of ours.
         raise error

@@ -203,7 +203,8 @@ class ScrobblesLoadConfig(dg.Config):
 
     ``users``: re-fetch only these users' scrobbles of the (single) day and keep the other users'
     rows of that day as stored. ``landed_until``: add the scrobbles the near-real-time sensor
-    landed for the day (its files up to that name) that are not stored yet. The sensor sets
+    landed for the day that are not stored yet: its files up to that name at least, and every
+    later one present when the run reads them (a run that waited takes what landed meanwhile). The sensor sets
     ``landed_until`` and, in ``users``, only the listeners whose new scrobbles spanned more than
     the page it read, so a poll of the open day usually costs the run no request at all; the day
     is still replaced as a whole, in one transaction. Both empty (the schedule, a backfill): every
@@ -211,8 +212,8 @@ class ScrobblesLoadConfig(dg.Config):
     """
 
     users: list[str] = []
-    #: Load the scrobbles the sensor landed for the (single) day, in its files up to this name
-    #: (``music_platform.sources.lastfm.landed``), beside the ``users`` fetched again: a run with
+    #: Load the scrobbles the sensor landed for the (single) day, in its files up to this name and
+    #: any landed since (``music_platform.sources.lastfm.landed``), beside the ``users`` fetched again: a run with
     #: landed scrobbles and no ``users`` does not call Last.fm at all.
     landed_until: str = ""
 
@@ -264,7 +265,11 @@ def lastfm_scrobbles(
                 day_frame = merge_user_slice(stored, frame, slice_users) if slice_users else stored
                 written, added = len(frame), 0
                 if config.landed_until:
-                    landed_files_used = landed_files(landing, batch.days[0], until=config.landed_until)
+                    # Every file of the day landed by now, ``landed_until`` and after: a load that
+                    # waited (in the queue, for a marts build) takes what later ticks landed too,
+                    # and the loads requested meanwhile find nothing left (issue 19: at a load
+                    # average of 10 loads queued up behind the builds, one per tick).
+                    landed_files_used = landed_files(landing, batch.days[0])
                     landed_batch, day_frame, added = _with_landed(
                         landed_files_used, batch.days[0], day_frame, frame, slice_users,
                         source=lastfm.source_label, ingested_at=ingested_at, audit=audit,

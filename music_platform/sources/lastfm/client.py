@@ -37,6 +37,7 @@ import requests
 from music_platform.config import DEFAULT_LASTFM_API_ROOT, Settings
 from music_platform.sources.errors import ResponseFormatError, SourceError, TransientSourceError
 from music_platform.sources.http import (
+    AnsweredWindowLimiter,
     ApiKeyAuth,
     HttpClient,
     RateLimiter,
@@ -143,7 +144,7 @@ class LastfmClient:
         api_root: str = DEFAULT_LASTFM_API_ROOT,
         *,
         rate_limit_per_s: float = LASTFM_RATE_LIMIT_PER_S,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: RateLimiter | AnsweredWindowLimiter | None = None,
         retry: RetryPolicy = DEFAULT_LASTFM_RETRY,
         timeouts: Timeouts = Timeouts(connect_s=5.0, read_s=20.0),
         clock: Callable[[], float] = time.time,

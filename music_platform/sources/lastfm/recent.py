@@ -71,6 +71,9 @@ def dump_cursor(cursor: Mapping[str, int]) -> str:
 SESSION_GAP_S = 10 * 60
 #: ... but not sooner than this after that scrobble (a track rarely ends within 90 s of the last).
 HOT_MIN_GAP_S = 90
+#: A playing listener is asked at most this often (0: every tick; 120 s changed nothing in the
+#: simulation, the rotation's share leaves few asks to the playing tier anyway).
+PLAYING_INTERVAL_S = 0
 #: Within this, paused or just ended: asked every ``WARM_INTERVAL_S``, before the warm ones.
 #: (Asked every tick for 30 min, ended sessions competed with playing ones: in the benchmark's
 #: world, ~170 sessions of ~12 tracks of ~200 s, one ends every ~14 s, so ~130 of the ~300
@@ -84,8 +87,15 @@ HOT_WINDOW_S = 30 * 60
 RECENT_WINDOW_S = 2 * 3600
 WARM_INTERVAL_S = 300
 #: Every tracked listener is asked at least once per rotation cycle of this length (when the
-#: request budget allows: the rotation's share is taken before any priority listener's).
-MAX_POLL_INTERVAL_S = 900
+#: request budget allows: the rotation's share is taken before any priority listener's). The
+#: first scrobble of a session is seen only when the rotation reaches its listener: at 15 min
+#: (before), session starts took 891-986 s to reach the marts at 2,000 listeners. With the
+#: sensor's ~188 requests every ~45 s, a 500-s cycle takes ~90 % of them (2,000 users: 168 a
+#: 42-s tick) and leaves the rest to the listeners in a session; the simulation
+#: (benchmarks/poll_plan_simulation.py, 2,000 listeners) gives poll delays p95 350 s overall,
+#: 535 s for session starts, 335 s within sessions (at 540 s: 346 / 594 / 283 s; at 600 s:
+#: 338 / 587 / 281 s; a rotation of everyone at the whole budget: 534 s for all).
+MAX_POLL_INTERVAL_S = 500
 #: When the rotation is behind, at most this share of a tick's budget is kept from its catch-up
 #: for the recent listeners (its steady pace is always taken).
 PRIORITY_RESERVE_SHARE = 0.15
@@ -270,7 +280,7 @@ def plan_tick(
             continue
         since_asked = now - state.polled.get(user, 0)
         if interval == 0:
-            if now - seen < HOT_MIN_GAP_S or since_asked < tick_interval_s // 2:
+            if now - seen < HOT_MIN_GAP_S or since_asked < max(tick_interval_s // 2, PLAYING_INTERVAL_S):
                 continue
             score = 1000 + since_asked / tick_interval_s  # playing: before the paused and warm ones
         else:
