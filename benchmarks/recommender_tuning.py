@@ -41,7 +41,7 @@ from music_platform.recommender.cold_start import cold_start_split
 from music_platform.recommender.evaluation import evaluate_model, ranking_metrics
 from music_platform.recommender.features import FeatureConfig
 from music_platform.recommender.hetrec import leak_free_side_features, load_hetrec_lastfm
-from music_platform.recommender.lightfm_model import LightFMParams, train_lightfm
+from music_platform.recommender.lightfm_model import LightFMParams, new_estimator, train_lightfm
 from music_platform.recommender.models import (
     ALSParams,
     CooccurrenceParams,
@@ -445,21 +445,13 @@ def _favourites_lightfm(kept, named: sp.csr_matrix, top: int = 10, epochs: int =
     """LightFM (the served hyperparameters) whose listeners are represented by their ``top`` most
     played artists (user features = mean of those, no user id): trained for the input a new
     listener gives; the fold-in is the mean of the named artists' user-feature embeddings."""
-    from lightfm import LightFM
 
     def mean_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
         sums = np.asarray(matrix.sum(axis=1)).ravel()
         return sp.csr_matrix(sp.diags(1.0 / np.where(sums > 0, sums, 1.0)) @ matrix.astype(np.float32))
 
     params = LightFMParams()
-    estimator = LightFM(
-        no_components=params.no_components,
-        loss=params.loss,
-        learning_rate=params.learning_rate,
-        learning_schedule=params.learning_schedule,
-        max_sampled=params.max_sampled,
-        random_state=np.random.RandomState(params.random_state),
-    )
+    estimator = new_estimator(params)
     estimator.fit(
         kept.interactions.tocoo(),
         user_features=mean_rows(top_items_per_user(kept.play_counts, top)),

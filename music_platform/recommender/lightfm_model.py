@@ -83,7 +83,7 @@ class LightFMParams:
             raise ValueError(f"time_budget_seconds must be positive or None, got {self.time_budget_seconds}")
 
 
-def _new_estimator(params: LightFMParams) -> Any:
+def new_estimator(params: LightFMParams) -> Any:
     from lightfm import LightFM
 
     return LightFM(
@@ -176,7 +176,7 @@ def train_lightfm(train: RecDataset, params: LightFMParams | None = None) -> Tra
     estimator = None
     if params.early_stopping:
         inner, valid = split_holdout(train, "random", params.validation_fraction, seed=params.random_state)
-        candidate = _new_estimator(params)
+        candidate = new_estimator(params)
         interactions, weights = _fit_inputs(inner, params)
         user_features, item_features = _features(inner, params)
         inner_history, valid_matrix = inner.interactions, valid.interactions
@@ -214,7 +214,7 @@ def train_lightfm(train: RecDataset, params: LightFMParams | None = None) -> Tra
         epochs = best_epoch
         estimator = best_snapshot
     if estimator is None:
-        estimator = _new_estimator(params)
+        estimator = new_estimator(params)
         if params.early_stopping or params.time_budget_seconds is None:
             _fit_epochs(estimator, train, params, epochs)  # the refit: the epoch count is decided
         else:
