@@ -334,3 +334,18 @@ def test_errors_survive_pickling():
     clone = pickle.loads(pickle.dumps(error))
     assert type(clone) is RateLimitedError and clone.retry_after == 5 and clone.status == 429 and clone.attempts == 3
     assert str(clone) == "slow down"
+
+
+def test_the_lastfm_client_bounds_arrivals_by_default_one_limiter_per_api_and_rate():
+    from music_platform.sources.http import AnsweredWindowLimiter, shared_answered_limiter
+    from music_platform.sources.lastfm.client import LastfmClient
+
+    first = LastfmClient(api_key="k", api_root="http://127.0.0.1:9/2.0/", rate_limit_per_s=5.0)
+    second = LastfmClient(api_key="k", api_root="http://127.0.0.1:9/2.0/", rate_limit_per_s=5.0)
+    limiter = first.http.rate_limiter
+    assert isinstance(limiter, AnsweredWindowLimiter) and limiter is second.http.rate_limiter
+    assert (limiter.max_requests, limiter.window_s) == (5, 1.0)
+    slower = shared_answered_limiter("lastfm:test", 2.5)  # a fractional rate: 2 in any 0.8 s
+    assert (slower.max_requests, slower.window_s) == (2, 0.8)
+    with pytest.raises(ValueError, match="rate_per_s"):
+        shared_answered_limiter("lastfm:test", 0.0)

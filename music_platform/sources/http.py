@@ -289,6 +289,30 @@ def shared_rate_limiter(name: str, rate_per_s: float, burst: int = 1, margin_s: 
         return limiter
 
 
+_SHARED_ANSWERED: dict[tuple[str, float], AnsweredWindowLimiter] = {}
+
+
+def shared_answered_limiter(name: str, rate_per_s: float) -> AnsweredWindowLimiter:
+    """The process-wide :class:`AnsweredWindowLimiter` for ``name`` at ``rate_per_s``: at most
+    ``floor(rate)`` arrivals in any ``floor(rate) / rate`` seconds, starts ``1 / rate`` apart.
+
+    For APIs whose limit counts arrivals at the server (Last.fm's 5 per second): a token bucket
+    only spaces the starts, and on a loaded machine six of its requests 220 ms apart arrived
+    within one second at the fake server.
+    """
+    if not rate_per_s > 0:
+        raise ValueError(f"rate_per_s must be positive, got {rate_per_s}")
+    key = (name, float(rate_per_s))
+    with _SHARED_LIMITERS_LOCK:
+        limiter = _SHARED_ANSWERED.get(key)
+        if limiter is None:
+            most = max(1, int(rate_per_s))
+            limiter = _SHARED_ANSWERED[key] = AnsweredWindowLimiter(
+                most, most / rate_per_s, min_interval_s=1.0 / rate_per_s
+            )
+        return limiter
+
+
 # -- secrets ------------------------------------------------------------------------------------------
 
 _SECRET_PARAMS = re.compile(

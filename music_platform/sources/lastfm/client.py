@@ -45,7 +45,7 @@ from music_platform.sources.http import (
     RetryPolicy,
     Timeouts,
     classify_status,
-    shared_rate_limiter,
+    shared_answered_limiter,
 )
 from music_platform.sources.lastfm.errors import find_api_error, lastfm_error
 from music_platform.sources.lastfm.parsing import parse_recent_tracks, recent_tracks_paging
@@ -58,10 +58,6 @@ from music_platform.sources.lastfm.protocol import (
 
 #: Last.fm's terms: at most 5 requests per second per IP (averaged over 5 minutes).
 LASTFM_RATE_LIMIT_PER_S = 5.0
-#: Extra spacing per request so that send-to-arrival jitter never puts six requests in one
-#: second at Last.fm's end: 220 ms between starts, an effective 4.55 requests/s. (With 10 ms, a
-#: loaded 2-core machine showed six arrivals within 0.99 s at the fake server.)
-LASTFM_RATE_MARGIN_S = 0.02
 #: Official maximum page size of user.getRecentTracks (the server accepts up to 1000).
 RECENT_TRACKS_MAX_LIMIT = 200
 
@@ -154,9 +150,9 @@ class LastfmClient:
             raise ValueError("LASTFM_API_KEY is empty: the Last.fm client needs an API key")
         self.api_root = api_root
         self._clock = clock
-        limiter = rate_limiter or shared_rate_limiter(
-            f"lastfm:{urlsplit(api_root).netloc}", rate_limit_per_s, margin_s=LASTFM_RATE_MARGIN_S
-        )
+        # Last.fm counts arrivals: the limiter bounds them, not only the starts (a token bucket's
+        # starts 220 ms apart once arrived six within a second on a loaded machine).
+        limiter = rate_limiter or shared_answered_limiter(f"lastfm:{urlsplit(api_root).netloc}", rate_limit_per_s)
         self.http = HttpClient(
             source="lastfm",
             label="Last.fm",
